@@ -11,6 +11,7 @@ Does not own: WebSocket behaviour (``tantra.ws``) or the hub.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from importlib import resources
 
 import orjson
@@ -88,10 +89,14 @@ class RootResource(Resource):
         return notFound()
 
 
-def build_site(hub: Hub, dashboards: DashboardFactory) -> Site:
-    """The whole HTTP tree on one port."""
+def build_site(
+    hub: Hub, dashboards: DashboardFactory, children: Mapping[bytes, IResource] | None = None
+) -> Site:
+    """The whole HTTP tree on one port; ``children`` mounts more (``b"wamp"``, ``b"api"``)."""
     root = RootResource(WebSocketResource(dashboards), StatusPage())
     root.putChild(b"stats", StatsResource(hub, dashboards))
+    for name, child in (children or {}).items():
+        root.putChild(name, child)
     site = Site(root)
     site.displayTracebacks = False
     return site
