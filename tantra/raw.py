@@ -71,10 +71,9 @@ class DeviceLineProtocol(LineReceiver, TimeoutMixin):
             )
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        self.factory.hub.reject(LINE_TOO_LONG)
-        self._close_with_error(
-            LINE_TOO_LONG, f"line longer than {self.MAX_LENGTH} bytes; closing the connection"
-        )
+        detail = f"line longer than {self.MAX_LENGTH} bytes; closing the connection"
+        self.factory.hub.reject(LINE_TOO_LONG, source=self._device, detail=detail)
+        self._close_with_error(LINE_TOO_LONG, detail)
 
     def timeoutConnection(self) -> None:
         self.factory.hub.stats.clients_dropped[IDLE_TIMEOUT] += 1

@@ -91,7 +91,7 @@ class DashboardProtocol(WebSocketServerProtocol):
         try:
             self._filter = filter_from_query(request.params)
         except ValueError as error:
-            self.factory.hub.reject("bad_subscription")
+            self.factory.hub.reject("bad_subscription", source=str(request.peer), detail=str(error))
             raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, str(error)) from None
         self._device = device_name_for_address(self.transport.getPeer())
         return None

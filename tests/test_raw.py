@@ -6,28 +6,11 @@ import json
 
 import pytest
 from twisted.internet.address import IPv4Address
-from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from tantra.hub import Hub
 from tantra.raw import DeviceDatagramProtocol, DeviceLineFactory
-
-START = 1_764_000_000.0
-
-
-class Collect:
-    def __init__(self):
-        self.readings = []
-
-    def deliver(self, batch):
-        self.readings.extend(batch.readings)
-
-
-@pytest.fixture
-def clock():
-    clock = Clock()
-    clock.advance(START)
-    return clock
+from tests.support.fakes import RecordingSink
 
 
 @pytest.fixture
@@ -37,7 +20,7 @@ def hub(clock):
 
 @pytest.fixture
 def dashboard(hub):
-    sink = Collect()
+    sink = RecordingSink()
     hub.subscribe(sink)
     return sink
 
