@@ -16,10 +16,12 @@ so clients in the same process are unaffected.
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from autobahn.wamp import message
-from autobahn.wamp.serializer import Serializer
+
+if TYPE_CHECKING:  # importing it at run time would bind txaio before Twisted is chosen
+    from autobahn.wamp.serializer import Serializer
 
 DISCLOSE_ME = "disclose_me"
 
