@@ -724,3 +724,17 @@ def test_outbox_gives_up_when_unmergeable_messages_pile_up():
         outbox.send(message.Result(n, args=["x" * 20]))
     assert wire.given_up == ["backlog"] and stats.clients_dropped["backlog"] == 1
     assert clock.getDelayedCalls() == []  # the stall timer went with it
+
+
+# -- the realm setting ------------------------------------------------------------
+
+
+def test_realm_setting_defaults_to_tantra_and_must_be_a_uri():
+    from tantra.settings import SettingsError, resolve
+
+    assert resolve({}, {}).realm == "tantra"
+    assert resolve({"realm": "com.example.farm"}, {}).realm == "com.example.farm"
+    assert resolve({}, {"realm": "farm"}).realm == "farm"
+    for bad in ["", "two words", "a..b", 7]:
+        with pytest.raises(SettingsError, match="realm"):
+            resolve({"realm": bad}, {})
