@@ -70,7 +70,7 @@ void TcpLink::drop(uint32_t now_ms, const char* why) {
   outbox_.mark_all_unsent();
   uint32_t delay = backoff_.next_delay();
   retry_at_ = now_ms + delay;
-  log_event(log_, "disconnected", delay, why);
+  log_event(log_, "disconnected", "retry_ms", delay, why);
 }
 
 void TcpLink::poll(uint32_t now_ms) {
@@ -80,7 +80,7 @@ void TcpLink::poll(uint32_t now_ms) {
       ++stats_.connect_failures;
       uint32_t delay = backoff_.next_delay();
       retry_at_ = now_ms + delay;
-      log_event(log_, "connect_failed", delay, 0);
+      log_event(log_, "connect_failed", "retry_ms", delay, 0);
       return;
     }
     up_ = true;
@@ -90,7 +90,7 @@ void TcpLink::poll(uint32_t now_ms) {
     tx_len_ = tx_off_ = 0;
     rx_.reset();
     last_write_ms_ = now_ms;
-    log_event(log_, "connected", static_cast<int64_t>(outbox_.size()), 0);
+    log_event(log_, "connected", "queued", static_cast<int64_t>(outbox_.size()), 0);
   }
   // Read first: acks free slots before we write more.
   if (!pump_reads()) {

@@ -17,9 +17,13 @@ class Log {
   ~Log() {}
 };
 
-// Formats {"event":E[,"seq":N][,"detail":D]} and writes it. `seq` < 0
-// means none. Never allocates; details are cut to fit.
-void log_event(Log* log, const char* event, int64_t seq, const char* detail);
+// Formats {"event":E[,"<key>":N][,"detail":D]} and writes it; N < 0 or a
+// null key means no number. Never allocates; details are cut to fit.
+void log_event(Log* log, const char* event, const char* key, int64_t n, const char* detail);
+// The common case: the number is a reading's seq.
+inline void log_event(Log* log, const char* event, int64_t seq, const char* detail) {
+  log_event(log, event, "seq", seq, detail);
+}
 
 }  // namespace tantra
 

@@ -30,7 +30,7 @@ size_t format_stats(const Stats& s, uint32_t queue_size, char* buf, size_t cap) 
   return w.ok() ? w.length() : 0;
 }
 
-void log_event(Log* log, const char* event, int64_t seq, const char* detail) {
+void log_event(Log* log, const char* event, const char* key, int64_t n, const char* detail) {
   if (!log) return;
   char buf[160];
   // Second pass without the detail if escaping made it too long.
@@ -39,9 +39,9 @@ void log_event(Log* log, const char* event, int64_t seq, const char* detail) {
     w.begin_object();
     w.key("event");
     w.string(event);
-    if (seq >= 0) {
-      w.key("seq");
-      w.uinteger(static_cast<uint32_t>(seq));
+    if (key && n >= 0) {
+      w.key(key);
+      w.uinteger(static_cast<uint32_t>(n));
     }
     if (detail && pass == 0) {
       // Cut long details, keeping room for the closing '"}'.
