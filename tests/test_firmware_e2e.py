@@ -66,14 +66,25 @@ class Hub:
         workdir.mkdir(parents=True, exist_ok=True)
         self.log_path = workdir / f"hub-{time.monotonic_ns()}.log"
         args = [
-            twistd(), "-n", "--pidfile=", "tantra",
-            "--http", f"tcp:{ports.get('http', 0)}:interface=127.0.0.1",
-            "--tcp", f"tcp:{ports.get('tcp', 0)}:interface=127.0.0.1",
-            "--udp", str(ports.get("udp", 0)), "--udp-interface", "127.0.0.1",
+            twistd(),
+            "-n",
+            "--pidfile=",
+            "tantra",
+            "--http",
+            f"tcp:{ports.get('http', 0)}:interface=127.0.0.1",
+            "--tcp",
+            f"tcp:{ports.get('tcp', 0)}:interface=127.0.0.1",
+            "--udp",
+            str(ports.get("udp", 0)),
+            "--udp-interface",
+            "127.0.0.1",
         ]
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(
-                args, stdout=log, stderr=subprocess.STDOUT, cwd=workdir,
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},
             )
         deadline = time.monotonic() + 30
@@ -136,9 +147,13 @@ def mega_lines() -> list[bytes]:
     """What a Mega prints: three sensors per round, values that change."""
     lines = []
     for i in range(ROUNDS):
-        lines.append(json.dumps({"sensor": "soilMoisture", "value": round(40 + i * 0.5, 1), "unit": "%"}))
+        lines.append(
+            json.dumps({"sensor": "soilMoisture", "value": round(40 + i * 0.5, 1), "unit": "%"})
+        )
         lines.append(json.dumps({"sensor": "turbineRpm", "value": 1000 + i * 15, "unit": "rpm"}))
-        lines.append(json.dumps({"sensor": "turbineVoltage", "value": round(12 + i * 0.01, 2), "unit": "V"}))
+        lines.append(
+            json.dumps({"sensor": "turbineVoltage", "value": round(12 + i * 0.01, 2), "unit": "V"})
+        )
     return [line.encode() + b"\n" for line in lines]
 
 
@@ -171,14 +186,31 @@ async def scenario(transport: str, device_bin: Path, workdir: Path) -> dict:
         await asyncio.wait_for(dashboard.connected.wait(), 10)
         device = await asyncio.create_subprocess_exec(
             str(device_bin),
-            "--host", "127.0.0.1", "--port", str(ports[transport]),
-            "--transport", transport, "--device", device_name,
-            "--queue", "64",  # the ESP8266 sketch's ring size
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(ports[transport]),
+            "--transport",
+            transport,
+            "--device",
+            device_name,
+            "--queue",
+            "64",  # the ESP8266 sketch's ring size
             # Shorter than the sketch's defaults (500 ms .. 30 s) to keep the test short.
-            "--backoff-base-ms", "200", "--backoff-max-ms", "1000",
-            "--udp-retry-base-ms", "200", "--udp-retry-max-ms", "1000", "--udp-tries", "30",
-            "--linger-ms", "30000",
-            stdin=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            "--backoff-base-ms",
+            "200",
+            "--backoff-max-ms",
+            "1000",
+            "--udp-retry-base-ms",
+            "200",
+            "--udp-retry-max-ms",
+            "1000",
+            "--udp-tries",
+            "30",
+            "--linger-ms",
+            "30000",
+            stdin=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
         )
 
         async def read_events() -> None:
@@ -301,9 +333,13 @@ def test_every_seq_seen_exactly_once_across_a_hub_restart(transport, device_bina
     assert not doubled, f"seen more than once: {doubled}"
     assert sorted(seen) == sorted(expected), f"missing: {sorted(set(expected) - set(seen))}"
     # ... carrying the values that were fed for that seq.
-    fed_by_seq = {seq: json.loads(line) for seq, line in zip(expected, result["lines"], strict=True)}
+    fed_by_seq = {
+        seq: json.loads(line) for seq, line in zip(expected, result["lines"], strict=True)
+    }
     for reading in result["readings"]:
         fed = fed_by_seq[reading["seq"]]
         assert (reading["sensor"], reading["value"], reading["unit"]) == (
-            fed["sensor"], fed["value"], fed["unit"]
+            fed["sensor"],
+            fed["value"],
+            fed["unit"],
         )

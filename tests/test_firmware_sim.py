@@ -83,8 +83,20 @@ def run_sim(elf: Path, *, lines: int, soil_mv: int, volt_mv: int, pulse_hz: int)
     # timeout only guards against a broken simulator.
     max_ms = int((lines // 3 + 1) * config_value("SAMPLE_PERIOD_MS") + 1000)
     result = subprocess.run(
-        [str(SIM), str(elf), "--lines", str(lines), "--max-ms", str(max_ms),
-         "--soil-mv", str(soil_mv), "--volt-mv", str(volt_mv), "--pulse-hz", str(pulse_hz)],
+        [
+            str(SIM),
+            str(elf),
+            "--lines",
+            str(lines),
+            "--max-ms",
+            str(max_ms),
+            "--soil-mv",
+            str(soil_mv),
+            "--volt-mv",
+            str(volt_mv),
+            "--pulse-hz",
+            str(pulse_hz),
+        ],
         capture_output=True,
         timeout=120,
     )
@@ -124,8 +136,12 @@ def test_every_serial1_line_is_a_valid_reading_with_calibrated_values(firmware_e
     dry, wet = config_value("SOIL_RAW_DRY"), config_value("SOIL_RAW_WET")
     soil = (dry - adc_counts(soil_mv)) * 100 / (dry - wet)
     rpm = pulse_hz * 60 / config_value("RPM_PULSES_PER_REV")
-    volts = adc_counts(volt_mv) * config_value("ADC_VREF") / 1023 * config_value("VOLT_DIVIDER_RATIO")
-    one_pulse_rpm = 60 / config_value("RPM_PULSES_PER_REV") / (config_value("SAMPLE_PERIOD_MS") / 1000)
+    volts = (
+        adc_counts(volt_mv) * config_value("ADC_VREF") / 1023 * config_value("VOLT_DIVIDER_RATIO")
+    )
+    one_pulse_rpm = (
+        60 / config_value("RPM_PULSES_PER_REV") / (config_value("SAMPLE_PERIOD_MS") / 1000)
+    )
     for r in readings:
         if r.sensor == "soilMoisture":
             assert r.value == pytest.approx(soil, abs=0.3)
@@ -151,4 +167,6 @@ def test_sensor_extremes_clamp_and_stay_valid(firmware_elf):
             values[parsed.readings[0].sensor] = parsed.readings[0].value
         assert values["soilMoisture"] == expected_soil
         assert values["turbineRpm"] == 0
-        assert values["turbineVoltage"] == pytest.approx(5.0 * config_value("VOLT_DIVIDER_RATIO"), abs=0.06)
+        assert values["turbineVoltage"] == pytest.approx(
+            5.0 * config_value("VOLT_DIVIDER_RATIO"), abs=0.06
+        )
