@@ -192,6 +192,9 @@ class DashboardFactory(WebSocketServerFactory):
             autoPingTimeout=ping_timeout,
             maxMessagePayloadSize=max_message_size,
             maxFramePayloadSize=max_message_size,
+            # Tell a client why it is being disconnected (1002/1007/1009)
+            # instead of dropping the TCP connection silently.
+            failByDrop=False,
         )
 
     def go_away(self) -> defer.Deferred:
