@@ -37,3 +37,17 @@ def test_core_doctest_suite():
     tail = "\n".join((result.stdout + result.stderr).splitlines()[-30:])
     assert result.returncode == 0, tail
     assert "Status: SUCCESS!" in result.stdout, tail
+
+
+def test_esp8266_sketch_type_checks_against_the_core_api():
+    """No ESP8266 core is packaged here: check the sketch (TCP and UDP
+    settings) as C++ against declarations of the API it uses."""
+    if shutil.which("make") is None or shutil.which("g++") is None:
+        pytest.skip("the sketch check needs make and g++")
+    result = subprocess.run(
+        ["make", "-C", str(FIRMWARE), "esp-check"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

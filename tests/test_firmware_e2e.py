@@ -27,24 +27,21 @@ import asyncio
 import collections
 import contextlib
 import json
-import os
-import re
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
+
+from tests.support.hubproc import HubProcess, twistd_path
 
 FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
 DEVICE_BIN = FIRMWARE / "build" / "tantra-device"
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-LISTENING = re.compile(rb"\b(http|tcp|udp) listening on ([0-9.]+):(\d+)")
-READY = b"Ready to receive"
 
 ROUNDS = 30  # three sensors per round -> 90 readings
 LINE_INTERVAL_S = 0.1
@@ -54,61 +51,8 @@ SCENARIO_TIMEOUT_S = 120
 
 
 def twistd() -> str | None:
-    beside = Path(sys.executable).with_name("twistd")
-    return str(beside) if beside.exists() else shutil.which("twistd")
-
-
-class Hub:
-    """`twistd -n tantra` on loopback; ports come from its own log lines."""
-
-    def __init__(self, workdir: Path, ports: dict[str, int] | None = None):
-        ports = ports or {}
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.log_path = workdir / f"hub-{time.monotonic_ns()}.log"
-        args = [
-            twistd(),
-            "-n",
-            "--pidfile=",
-            "tantra",
-            "--http",
-            f"tcp:{ports.get('http', 0)}:interface=127.0.0.1",
-            "--tcp",
-            f"tcp:{ports.get('tcp', 0)}:interface=127.0.0.1",
-            "--udp",
-            str(ports.get("udp", 0)),
-            "--udp-interface",
-            "127.0.0.1",
-        ]
-        with open(self.log_path, "wb") as log:
-            self.process = subprocess.Popen(
-                args,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                cwd=workdir,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            text = self.log_path.read_bytes()
-            if READY in text:
-                self.ports = {k.decode(): int(p) for k, _, p in LISTENING.findall(text)}
-                return
-            if self.process.poll() is not None:
-                break
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"hub did not start:\n{self.log_path.read_text(errors='replace')}")
-
-    def stop(self) -> int | None:
-        """SIGTERM (the clean stop that flushes acks); kill only if it hangs."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        return self.process.returncode
+    path = twistd_path()
+    return path if Path(path).exists() or shutil.which(path) else None
 
 
 class Dashboard:
@@ -175,7 +119,7 @@ def device_binary() -> Path:
 async def scenario(transport: str, device_bin: Path, workdir: Path) -> dict:
     device_name = f"e2e-{transport}"
     lines = mega_lines()
-    hubs = [await asyncio.to_thread(Hub, workdir)]
+    hubs = [await asyncio.to_thread(HubProcess.start, workdir)]
     ports = hubs[0].ports
     dashboard = Dashboard(f"ws://127.0.0.1:{ports['http']}/", device_name)
     dash_task = asyncio.create_task(dashboard.run())
@@ -244,7 +188,7 @@ async def scenario(transport: str, device_bin: Path, workdir: Path) -> dict:
             await asyncio.sleep(OUTAGE_S)
             device.send_signal(signal.SIGSTOP)
             try:
-                hubs.append(await asyncio.to_thread(Hub, workdir, ports))
+                hubs.append(await asyncio.to_thread(HubProcess.start, workdir, ports=ports))
                 assert hubs[-1].ports == ports
                 await asyncio.wait_for(dashboard.connected.wait(), 10)
             finally:
