@@ -121,6 +121,9 @@ void print_stats() {
 }  // namespace
 
 void setup() {
+  // A TCP connect to an unreachable hub blocks loop() for up to 3 s; the
+  // default 256-byte RX buffer would overflow with the Mega's lines meanwhile.
+  Serial.setRxBufferSize(1024);
   Serial.begin(SERIAL_BAUD);
   WiFi.mode(WIFI_STA);
   WiFi.setAutoReconnect(true);

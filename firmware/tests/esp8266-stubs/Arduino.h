@@ -13,6 +13,7 @@ void yield();
 class HardwareSerial {
  public:
   void begin(unsigned long baud);
+  size_t setRxBufferSize(size_t size);
   int available();
   int read();
   size_t print(const char* s);
