@@ -12,11 +12,12 @@ Does not own: validation or delivery (``tantra.hub``), reply wording
 from __future__ import annotations
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime
 from twisted.internet.protocol import DatagramProtocol, Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.protocols.policies import TimeoutMixin
+from zope.interface import implementer
 
 from tantra import replies
 from tantra.hub import Hub
@@ -29,8 +30,14 @@ IDLE_TIMEOUT = "idle_timeout"
 _log = Logger()
 
 
+@implementer(IHalfCloseableProtocol)
 class DeviceLineProtocol(LineReceiver, TimeoutMixin):
-    """One TCP device: each line is a reading or a batch; replies are lines."""
+    """One TCP device: each line is a reading or a batch; replies are lines.
+
+    Half-closeable because ``printf ... | nc host 9000`` and many devices send,
+    then shut down their side and wait for the answer: end of input must not
+    throw away the replies still to be written.
+    """
 
     delimiter = b"\n"
     factory: DeviceLineFactory
@@ -81,6 +88,17 @@ class DeviceLineProtocol(LineReceiver, TimeoutMixin):
         self._closing = True
         self.clearLineBuffer()
         self.transport.write(replies.encode({"error": code, "detail": detail}) + b"\n")
+        self.transport.loseConnection()
+
+    def readConnectionLost(self) -> None:
+        """The device has sent everything: a last line without ``\n`` still counts."""
+        rest = self.clearLineBuffer()
+        if rest and not self._closing:
+            self.lineReceived(rest)
+        self._closing = True
+        self.transport.loseConnection()  # after the pending replies are written
+
+    def writeConnectionLost(self) -> None:
         self.transport.loseConnection()
 
     def connectionLost(self, reason=None) -> None:

@@ -14,7 +14,15 @@ import uuid
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from tests.support.clients import TcpDevice, UdpDevice, dashboard, drain, recv_json, wait_for
+from tests.support.clients import (
+    TcpDevice,
+    UdpDevice,
+    dashboard,
+    drain,
+    recv_json,
+    require,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -421,3 +429,39 @@ def test_bad_input_gets_the_exact_error_on_every_transport(hub, transport, case)
     assert [(m["device"], m["sensor"]) for m in seen] == [(device, "after")], (
         "the good reading arrived and nothing of the bad one"
     )
+
+
+def test_send_and_shut_down_like_nc_still_gets_the_replies(hub):
+    for line in (
+        b'{"sensor":"half","value":1,"seq":41}\n',
+        b'{"sensor":"half","value":1,"seq":42}',
+    ):
+        sock = socket.create_connection((hub.host, hub.ports["tcp"]), timeout=5)
+        sock.sendall(line)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+        sock.close()
+        assert json.loads(answer) == {"ack": json.loads(line)["seq"]}
+
+
+def test_readme_socat_examples(hub):
+    import subprocess
+
+    socat = require("socat")
+    tcp = subprocess.run(
+        [socat, "-t1", "-", f"TCP:127.0.0.1:{hub.ports['tcp']}"],
+        input=b'{"sensor":"soilMoisture","value":"wet"}\n', capture_output=True, timeout=10,
+    )  # fmt: skip
+    assert json.loads(tcp.stdout) == {
+        "error": "invalid_reading",
+        "detail": "value must be a finite number or boolean",
+        "index": 0,
+    }
+    udp = subprocess.run(
+        [socat, "-t1", "-", f"UDP:127.0.0.1:{hub.ports['udp']}"],
+        input=b'{"sensor":"turbineVoltage","value":12.6,"unit":"V","seq":2}',
+        capture_output=True, timeout=10,
+    )  # fmt: skip
+    assert json.loads(udp.stdout) == {"ack": 2}

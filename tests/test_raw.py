@@ -208,3 +208,13 @@ def test_udp_empty_datagram_is_ignored(udp):
     udp.datagramReceived(b"", SOURCE)
     udp.datagramReceived(b" \n", SOURCE)
     assert udp.transport.sent == []
+
+
+def test_tcp_half_close_still_gets_replies_and_a_last_unterminated_line(hub, clock, dashboard):
+    _, protocol, transport = connect_tcp(hub, clock)
+    protocol.dataReceived(b'{"sensor":"a","value":1,"seq":1}\n{"sensor":"b","value":2,"seq":2}')
+    protocol.readConnectionLost()
+    clock.advance(0)
+    assert lines(transport) == [{"ack": 1}, {"ack": 2}]
+    assert transport.disconnecting
+    assert [r.sensor for r in dashboard.readings] == ["a", "b"]
