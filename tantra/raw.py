@@ -89,6 +89,20 @@ class DeviceLineProtocol(LineReceiver, TimeoutMixin):
         self.transport.write(replies.encode({"error": code, "detail": detail}) + b"\n")
         self.transport.loseConnection()
 
+    def finish(self) -> None:
+        """Stop taking readings, write what is owed, then signal end of data.
+
+        A plain close while the device's next lines sit unread in our socket
+        makes the kernel send a reset, and a reset can destroy acks the device
+        has not read yet; it would then re-send readings that were accepted.
+        So: shut down our sending side only (after the pending replies), keep
+        reading and ignoring, and close when the device closes (or when the
+        reactor stops).
+        """
+        self._closing = True
+        self.clearLineBuffer()
+        self.transport.loseWriteConnection()
+
     def readConnectionLost(self) -> None:
         """The device has sent everything: a last line without ``\n`` still counts."""
         rest = self.clearLineBuffer()
@@ -125,12 +139,16 @@ class DeviceLineFactory(Factory):
             waiter.callback(None)
 
     def close_all(self) -> defer.Deferred:
-        """Close every connection after its pending replies (acks) are written."""
+        """Hang up on every device once its pending replies (acks) are written.
+
+        Fires when all are gone. See :meth:`DeviceLineProtocol.finish` for why
+        this is a half-close rather than a plain close.
+        """
         waiters = []
         for connection in list(self.connections):
             waiter = self._gone_waiters.setdefault(connection, defer.Deferred())
             waiters.append(waiter)
-            connection.transport.loseConnection()
+            connection.finish()
         return defer.DeferredList(waiters)
 
 

@@ -25,10 +25,19 @@ def dashboard(hub):
     return sink
 
 
+class TcpTransport(StringTransport):
+    """StringTransport plus the half-close a real TCP transport has."""
+
+    write_closed = False
+
+    def loseWriteConnection(self):
+        self.write_closed = True
+
+
 def connect_tcp(hub, clock, *, max_line=200, idle_timeout=300.0):
     factory = DeviceLineFactory(hub, clock, max_line=max_line, idle_timeout=idle_timeout)
     protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.7", 5555))
-    transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.7", 5555))
+    transport = TcpTransport(peerAddress=IPv4Address("TCP", "10.0.0.7", 5555))
     protocol.makeConnection(transport)
     return factory, protocol, transport
 
@@ -114,10 +123,19 @@ def test_tcp_idle_connection_is_closed(hub, clock):
     assert clock.getDelayedCalls() == []
 
 
-def test_tcp_close_all_flushes_and_waits(hub, clock):
+def test_tcp_close_all_half_closes_ignores_late_lines_and_waits(hub, clock, dashboard):
     factory, protocol, transport = connect_tcp(hub, clock)
+    protocol.dataReceived(b'{"sensor":"a","value":1,"seq":1}\n')
     closed = factory.close_all()
-    assert transport.disconnecting and not closed.called
+    assert transport.value() == b'{"ack":1}\n'
+    assert transport.write_closed and not transport.disconnecting, "only our side is shut"
+    protocol.dataReceived(b'{"sensor":"late","value":2,"seq":2}\n')
+    clock.advance(0)
+    assert transport.value() == b'{"ack":1}\n', "a line after the stop is neither taken nor acked"
+    assert [r.sensor for r in dashboard.readings] == ["a"]
+    assert not closed.called
+    protocol.readConnectionLost()  # the device closes its side
+    assert transport.disconnecting
     protocol.connectionLost(None)
     assert closed.called
     assert factory.connections == set()
