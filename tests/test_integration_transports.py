@@ -253,6 +253,7 @@ def test_browser_page_and_stats(hub):
         assert b"Tantra telemetry hub" in page.read()
     stats = hub.stats()
     assert stats["accepted"] >= 1 and "invalid_json" in stats["rejected"]
+    assert "sessions_opened" in stats["wamp"]
 
 
 def test_websocket_protocol_error_closes_only_that_client(hub):
