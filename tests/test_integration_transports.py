@@ -251,8 +251,13 @@ def test_browser_page_and_stats(hub):
 
     with urllib.request.urlopen(f"http://127.0.0.1:{hub.ports['http']}/", timeout=5) as page:
         assert b"Tantra telemetry hub" in page.read()
+    tcp = TcpDevice(hub.host, hub.ports["tcp"])
+    tcp.send(b'{"sensor":"counted","value":1,"seq":1}\nnot json\n')
+    assert tcp.reply() == {"ack": 1}
+    assert tcp.reply()["error"] == "invalid_json"
+    tcp.close()
     stats = hub.stats()
-    assert stats["accepted"] >= 1 and "invalid_json" in stats["rejected"]
+    assert stats["accepted"] >= 1 and stats["rejected"]["invalid_json"] >= 1
     assert "sessions_opened" in stats["wamp"]
 
 
