@@ -57,7 +57,8 @@ class Filter:
     @classmethod
     def of(cls, devices: Iterable[str] = (), sensors: Iterable[str] = ()) -> Filter:
         """A filter from possibly empty lists (empty means "all")."""
-        return cls(frozenset(devices) or None, frozenset(sensors) or None)
+        made = cls(frozenset(devices) or None, frozenset(sensors) or None)
+        return EVERYTHING if made == EVERYTHING else made
 
     def matches(self, reading: Reading) -> bool:
         return (self.devices is None or reading.device in self.devices) and (
@@ -134,7 +135,7 @@ class IngestOutcome:
         return reply_messages(self.acks, self.errors, is_batch=self.is_batch)
 
 
-@attrs.define(eq=False)
+@attrs.define(eq=False, slots=True)
 class Subscription:
     sink: ISink
     filter: Filter

@@ -28,6 +28,19 @@ from tantra.model import Reading
 class Outbox:
     """One subscriber's bounded queue between the hub and its transport."""
 
+    __slots__ = (
+        "_clock",
+        "_closed",
+        "_conflated",
+        "_encode",
+        "_on_stalled",
+        "_paused",
+        "_stall_call",
+        "_stall_timeout",
+        "_stats",
+        "_write",
+    )
+
     def __init__(
         self,
         *,
@@ -46,7 +59,7 @@ class Outbox:
         self._stats = stats
         self._paused = False
         self._closed = False
-        self._conflated: dict[tuple[str, str], Reading] = {}
+        self._conflated: dict[tuple[str, str], Reading] = {}  # filled only while paused
         self._stall_call: IDelayedCall | None = None
 
     @property

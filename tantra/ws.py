@@ -86,7 +86,7 @@ class DashboardProtocol(WebSocketServerProtocol):
         self._outbox: Outbox | None = None
         self._subscription: Subscription | None = None
         self._is_closed = False
-        self._close_waiters: list[defer.Deferred] = []
+        self._close_waiters: list[defer.Deferred] | None = None  # made on demand
 
     def onConnect(self, request):
         try:
@@ -103,6 +103,18 @@ class DashboardProtocol(WebSocketServerProtocol):
         except Exception:
             self._log.failure("could not start WebSocket client {peer}", peer=self.peer)
             self.sendCloseFrame(CLOSE_INTERNAL_ERROR, b"internal error", isReply=False)
+        self._forget_handshake()
+
+    def _forget_handshake(self) -> None:
+        """Drop the raw handshake Autobahn keeps (~1 KB a client; unused once open).
+
+        A hub holds thousands of idle dashboards: per-client memory is what
+        limits it, so nothing is kept that only the handshake needed.
+        """
+        self.http_request_data = self.http_response_data = None
+        self.http_headers = {}
+        self.http_request_params = {}
+        self.http_status_line = None
 
     def _start_subscription(self) -> None:
         factory = self.factory
@@ -152,6 +164,8 @@ class DashboardProtocol(WebSocketServerProtocol):
         if self._is_closed:
             return defer.succeed(None)
         waiter: defer.Deferred = defer.Deferred()
+        if self._close_waiters is None:
+            self._close_waiters = []
         self._close_waiters.append(waiter)
         return waiter
 
@@ -163,7 +177,7 @@ class DashboardProtocol(WebSocketServerProtocol):
             self._outbox.close()
         self.factory.clients.discard(self)
         self._is_closed = True
-        waiters, self._close_waiters = self._close_waiters, []
+        waiters, self._close_waiters = self._close_waiters or [], None
         for waiter in waiters:
             waiter.callback(None)
 
