@@ -125,10 +125,10 @@ class HubStats:
 class IngestOutcome:
     """What became of one payload; transports turn it into replies."""
 
-    accepted: tuple[Reading, ...]
-    duplicates: tuple[Reading, ...]
-    errors: tuple[Rejection, ...]
-    acks: tuple[int, ...]
+    accepted: Sequence[Reading]
+    duplicates: Sequence[Reading]
+    errors: Sequence[Rejection]
+    acks: Sequence[int]
     is_batch: bool
 
     def replies(self) -> list[dict[str, Any]]:
@@ -170,13 +170,17 @@ class Hub:
 
     def ingest(self, payload: bytes | str, *, default_device: str) -> IngestOutcome:
         """Parse, validate, de-duplicate and queue one payload from any transport."""
-        parsed = parse_payload(payload, default_device=default_device, now_ms=self.now_ms())
-        return self.accept(parsed, source=default_device)
+        now = self._clock.seconds()
+        parsed = parse_payload(payload, default_device=default_device, now_ms=int(now * 1000))
+        return self.accept(parsed, source=default_device, now=now)
 
-    def accept(self, parsed: ParsedPayload, *, source: str = "?") -> IngestOutcome:
+    def accept(
+        self, parsed: ParsedPayload, *, source: str = "?", now: float | None = None
+    ) -> IngestOutcome:
         """Queue already validated readings (WAMP builds them from a topic + kwargs).
 
-        ``source`` names the sender in log lines about its rejected input.
+        ``source`` names the sender in log lines about its rejected input;
+        ``now`` saves a clock read when the caller has just made one.
         """
         if parsed.errors:
             for error in parsed.errors:
@@ -185,7 +189,8 @@ class Hub:
         accepted: list[Reading] = []
         duplicates: list[Reading] = []
         acks: list[int] = []
-        now = self._clock.seconds()
+        if now is None:
+            now = self._clock.seconds()
         for reading in parsed.readings:
             if reading.seq is not None:
                 acks.append(reading.seq)
@@ -200,9 +205,7 @@ class Hub:
             self._pending.extend(accepted)
             if self._flush_call is None:
                 self._flush_call = self._clock.callLater(0, self._scheduled_flush)
-        return IngestOutcome(
-            tuple(accepted), tuple(duplicates), parsed.errors, tuple(acks), parsed.is_batch
-        )
+        return IngestOutcome(accepted, duplicates, parsed.errors, acks, parsed.is_batch)
 
     def reject(self, reason: str, count: int = 1, *, source: str = "?", detail: str = "") -> None:
         """Count input a transport refused before it could be parsed (framing errors)."""

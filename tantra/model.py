@@ -196,19 +196,37 @@ def _json_type(value: Any) -> str:
     return "object"
 
 
+# Names already found valid. Readings repeat a handful of device and sensor
+# names, so a set lookup replaces the regular expression on the hot path; the
+# set is emptied when full, so it stays bounded whatever devices send.
+_valid_names: set[str] = set()
+_VALID_NAMES_LIMIT = 65_536
+
+
 def _is_valid_name(value: Any) -> bool:
-    return isinstance(value, str) and NAME_PATTERN.fullmatch(value) is not None
+    if type(value) is not str:
+        return False
+    if value in _valid_names:
+        return True
+    if NAME_PATTERN.fullmatch(value) is None:
+        return False
+    if len(_valid_names) >= _VALID_NAMES_LIMIT:
+        _valid_names.clear()
+    _valid_names.add(value)
+    return True
+
+
+_LARGEST_DOUBLE = 1.7976931348623157e308
 
 
 def _is_finite_value(value: Any) -> bool:
-    if isinstance(value, bool):
-        return True
-    if isinstance(value, int):
-        # A JSON integer too large for a double would reach JavaScript as Infinity.
-        return abs(value) <= 1.7976931348623157e308
-    if isinstance(value, float):
+    kind = type(value)
+    if kind is float:
         return math.isfinite(value)
-    return False
+    if kind is int:
+        # A JSON integer too large for a double would reach JavaScript as Infinity.
+        return -_LARGEST_DOUBLE <= value <= _LARGEST_DOUBLE
+    return kind is bool
 
 
 def _is_encodable(text: str) -> bool:
@@ -221,54 +239,54 @@ def _is_encodable(text: str) -> bool:
 
 def plausible_ts(ts: Any, now_ms: int) -> bool:
     """A device timestamp is kept when it is an integer within the SPEC's window."""
-    return (
-        isinstance(ts, int)
-        and not isinstance(ts, bool)
-        and now_ms - TS_MAX_AGE_MS <= ts <= now_ms + TS_MAX_AHEAD_MS
-    )
+    return type(ts) is int and now_ms - TS_MAX_AGE_MS <= ts <= now_ms + TS_MAX_AHEAD_MS
 
 
 def validate_reading(
     obj: Any, *, default_device: str, now_ms: int, index: int = 0
 ) -> Reading | Rejection:
-    """Judge one decoded JSON value as a reading; the first broken rule is reported."""
+    """Judge one decoded JSON value as a reading; the first broken rule is reported.
 
-    def reject(detail: str) -> Rejection:
-        return Rejection(INVALID_READING, detail, index)
-
-    if not isinstance(obj, dict):
-        return reject(f"a reading must be a JSON object, not {_json_type(obj)}")
-    unknown = [name for name in obj if name not in KNOWN_FIELDS]
-    if unknown:
-        names = ", ".join(repr(name) for name in sorted(unknown))
-        return reject(
+    Written for the hot path (every reading of every device passes here):
+    exact type checks, because JSON decoders only produce exact built-in types.
+    """
+    if type(obj) is not dict:
+        return _reject(index, f"a reading must be a JSON object, not {_json_type(obj)}")
+    if not KNOWN_FIELDS.issuperset(obj):
+        names = ", ".join(repr(name) for name in sorted(set(obj) - KNOWN_FIELDS))
+        return _reject(
+            index,
             f"unknown field(s) {names}; allowed: device, sensor, value, unit, ts, seq"
-            " (send other measurements as readings of their own)"
+            " (send other measurements as readings of their own)",
         )
     for name in REQUIRED_FIELDS:
         if name not in obj:
-            return reject(f"missing required field {name!r}")
+            return _reject(index, f"missing required field {name!r}")
 
     sensor = obj["sensor"]
     if not _is_valid_name(sensor):
-        return reject(f"sensor must be {NAME_RULE}")
+        return _reject(index, f"sensor must be {NAME_RULE}")
     value = obj["value"]
     if not _is_finite_value(value):
-        return reject("value must be a finite number or boolean")
+        return _reject(index, "value must be a finite number or boolean")
     unit = obj.get("unit")
-    if "unit" in obj and not (
-        isinstance(unit, str) and len(unit) <= MAX_UNIT_LENGTH and _is_encodable(unit)
+    if (unit is not None or "unit" in obj) and not (
+        type(unit) is str
+        and len(unit) <= MAX_UNIT_LENGTH
+        and (unit.isascii() or _is_encodable(unit))
     ):
-        return reject(f"unit must be a text string of at most {MAX_UNIT_LENGTH} characters")
+        return _reject(index, f"unit must be a text string of at most {MAX_UNIT_LENGTH} characters")
     device = obj.get("device", default_device)
     if not _is_valid_name(device):
-        return reject(f"device must be {NAME_RULE}")
+        return _reject(index, f"device must be {NAME_RULE}")
     seq = obj.get("seq")
-    if "seq" in obj and not (
-        isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq <= MAX_SEQ
-    ):
-        return reject(f"seq must be an integer from 0 to {MAX_SEQ}")
+    if (seq is not None or "seq" in obj) and not (type(seq) is int and 0 <= seq <= MAX_SEQ):
+        return _reject(index, f"seq must be an integer from 0 to {MAX_SEQ}")
     ts = obj.get("ts")
     if not plausible_ts(ts, now_ms):
         ts = now_ms
     return Reading(device=device, sensor=sensor, value=value, ts=ts, unit=unit, seq=seq)
+
+
+def _reject(index: int, detail: str) -> Rejection:
+    return Rejection(INVALID_READING, detail, index)
