@@ -1,0 +1,296 @@
+"""The fan-out core: one ingest path for every transport, one delivery path to every sink.
+
+Owns: the pipeline after parsing (de-duplicate, collect, fan out), the
+last-value cache, the subscriber registry with its filters, and the counters.
+Readings accepted during one reactor turn are delivered together on the next
+turn (``clock.callLater(0, ...)``), so a sink writes once per turn however many
+readings arrived, and every sink sees them in the same order.
+
+Does not own: bytes, framing or any transport (protocols call :meth:`Hub.ingest`
+and implement :class:`ISink`), nor the clock (injected; never ``time.time()``).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import attrs
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from zope.interface import Interface
+
+from tantra.dedupe import SeqWindow
+from tantra.model import ParsedPayload, Reading, Rejection, parse_payload
+from tantra.replies import reply_messages
+
+_log = Logger()
+T = TypeVar("T")
+
+
+class ISink(Interface):
+    """Something that receives readings from the hub: a dashboard, a WAMP bridge, a store."""
+
+    def deliver(batch: Batch) -> None:
+        """Take the readings of one hub turn that match this sink's filter.
+
+        Called once per turn, in the reactor thread; must not block. A sink
+        that cannot keep up bounds itself (see ``tantra.outbox``).
+        """
+
+
+@attrs.frozen(slots=True)
+class Filter:
+    """Which readings a subscriber wants: any of ``devices`` and any of ``sensors``.
+
+    ``None`` means "all" for that field; subscribers with equal filters share
+    one batch (and so one encoding) per turn.
+    """
+
+    devices: frozenset[str] | None = None
+    sensors: frozenset[str] | None = None
+
+    @classmethod
+    def of(cls, devices: Iterable[str] = (), sensors: Iterable[str] = ()) -> Filter:
+        """A filter from possibly empty lists (empty means "all")."""
+        return cls(frozenset(devices) or None, frozenset(sensors) or None)
+
+    def matches(self, reading: Reading) -> bool:
+        return (self.devices is None or reading.device in self.devices) and (
+            self.sensors is None or reading.sensor in self.sensors
+        )
+
+
+EVERYTHING = Filter()
+
+
+class Batch:
+    """The readings of one turn for one filter, with per-encoder memo.
+
+    Sinks of the same kind (say, every WebSocket dashboard) encode a batch with
+    the same function; :meth:`encoded` runs it once and hands every sink the
+    same bytes.
+    """
+
+    __slots__ = ("_encodings", "readings")
+
+    def __init__(self, readings: Sequence[Reading]):
+        self.readings = readings
+        self._encodings: dict[Callable[[Sequence[Reading]], Any], Any] = {}
+
+    def __len__(self) -> int:
+        return len(self.readings)
+
+    def encoded(self, encoder: Callable[[Sequence[Reading]], T]) -> T:
+        try:
+            return self._encodings[encoder]
+        except KeyError:
+            result = self._encodings[encoder] = encoder(self.readings)
+            return result
+
+
+@attrs.define
+class HubStats:
+    """Counters a person running the hub wants to see (served at ``/stats``)."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    delivered: int = 0
+    conflated: int = 0
+    rejected: Counter[str] = attrs.Factory(Counter)
+    clients_dropped: Counter[str] = attrs.Factory(Counter)
+    replies_suppressed: int = 0
+    sensors_evicted: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "delivered": self.delivered,
+            "conflated": self.conflated,
+            "rejected": dict(self.rejected),
+            "rejected_total": sum(self.rejected.values()),
+            "clients_dropped": dict(self.clients_dropped),
+            "replies_suppressed": self.replies_suppressed,
+            "sensors_evicted": self.sensors_evicted,
+        }
+
+
+@attrs.frozen(slots=True)
+class IngestOutcome:
+    """What became of one payload; transports turn it into replies."""
+
+    accepted: tuple[Reading, ...]
+    duplicates: tuple[Reading, ...]
+    errors: tuple[Rejection, ...]
+    acks: tuple[int, ...]
+    is_batch: bool
+
+    def replies(self) -> list[dict[str, Any]]:
+        return reply_messages(self.acks, self.errors, is_batch=self.is_batch)
+
+
+@attrs.define(eq=False)
+class Subscription:
+    sink: ISink
+    filter: Filter
+
+
+class Hub:
+    """Accepts readings from any transport and fans them out to subscribed sinks."""
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        *,
+        dedupe: SeqWindow | None = None,
+        max_sensors: int = 100_000,
+    ):
+        self._clock = clock
+        self._dedupe = dedupe if dedupe is not None else SeqWindow()
+        self._max_sensors = max_sensors
+        self.stats = HubStats()
+        self._latest: dict[tuple[str, str], Reading] = {}
+        # filter -> {sink: subscription}; equal filters share one batch per turn.
+        self._groups: dict[Filter, dict[ISink, Subscription]] = {}
+        self._pending: list[Reading] = []
+        self._flush_call: IDelayedCall | None = None
+
+    # -- ingest ------------------------------------------------------------
+
+    def now_ms(self) -> int:
+        return int(self._clock.seconds() * 1000)
+
+    def ingest(self, payload: bytes | str, *, default_device: str) -> IngestOutcome:
+        """Parse, validate, de-duplicate and queue one payload from any transport."""
+        parsed = parse_payload(payload, default_device=default_device, now_ms=self.now_ms())
+        return self.accept(parsed)
+
+    def accept(self, parsed: ParsedPayload) -> IngestOutcome:
+        """Queue already validated readings (WAMP builds them from a topic + kwargs)."""
+        for error in parsed.errors:
+            self.stats.rejected[error.code] += 1
+        accepted: list[Reading] = []
+        duplicates: list[Reading] = []
+        acks: list[int] = []
+        now = self._clock.seconds()
+        for reading in parsed.readings:
+            if reading.seq is not None:
+                acks.append(reading.seq)
+                if self._dedupe.is_duplicate(reading.device, reading.seq, now):
+                    duplicates.append(reading)
+                    continue
+            accepted.append(reading)
+        if duplicates:
+            self.stats.duplicates += len(duplicates)
+        if accepted:
+            self.stats.accepted += len(accepted)
+            self._pending.extend(accepted)
+            if self._flush_call is None:
+                self._flush_call = self._clock.callLater(0, self._scheduled_flush)
+        return IngestOutcome(
+            tuple(accepted), tuple(duplicates), parsed.errors, tuple(acks), parsed.is_batch
+        )
+
+    def reject(self, reason: str, count: int = 1) -> None:
+        """Count input a transport refused before it could be parsed (framing errors)."""
+        self.stats.rejected[reason] += count
+
+    # -- delivery ------------------------------------------------------------
+
+    def _scheduled_flush(self) -> None:
+        self._flush_call = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Deliver every queued reading now (normally called on the next turn)."""
+        if self._flush_call is not None:
+            self._flush_call.cancel()
+            self._flush_call = None
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        self._remember(pending)
+        delivered = 0
+        for filter_, members in list(self._groups.items()):
+            if filter_ == EVERYTHING:
+                readings: Sequence[Reading] = pending
+            else:
+                readings = [reading for reading in pending if filter_.matches(reading)]
+                if not readings:
+                    continue
+            batch = Batch(readings)
+            for sink in list(members):
+                try:
+                    sink.deliver(batch)
+                except Exception:
+                    _log.failure("sink {sink!r} failed to take a batch", sink=sink)
+                else:
+                    delivered += len(readings)
+        self.stats.delivered += delivered
+
+    def _remember(self, readings: Sequence[Reading]) -> None:
+        """Update the last-value cache: newest ``ts`` wins; oldest-updated sensor evicted."""
+        latest = self._latest
+        for reading in readings:
+            key = reading.key
+            previous = latest.pop(key, None)
+            if previous is not None and previous.ts > reading.ts:
+                latest[key] = previous
+                continue
+            latest[key] = reading
+            if len(latest) > self._max_sensors:
+                evicted = next(iter(latest))
+                del latest[evicted]
+                self.stats.sensors_evicted += 1
+                if self.stats.sensors_evicted % 10_000 == 1:  # log the first, then a sample
+                    _log.warn(
+                        "last-value cache full ({limit} sensors): forgot {device}/{sensor}"
+                        " ({count} forgotten so far)",
+                        limit=self._max_sensors,
+                        device=evicted[0],
+                        sensor=evicted[1],
+                        count=self.stats.sensors_evicted,
+                    )
+
+    # -- subscribers ------------------------------------------------------------
+
+    def subscribe(
+        self, sink: ISink, filter_: Filter = EVERYTHING
+    ) -> tuple[Subscription, list[Reading]]:
+        """Register ``sink``; returns its subscription and the snapshot it should show first.
+
+        The snapshot and the subscription are taken in the same turn, and the
+        cache only changes when a turn's readings are delivered, so a sink
+        sees every reading once: either in the snapshot or live, never both.
+        """
+        subscription = Subscription(sink, filter_)
+        self._groups.setdefault(filter_, {})[sink] = subscription
+        return subscription, self.latest(filter_)
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        members = self._groups.get(subscription.filter)
+        if members is None or members.pop(subscription.sink, None) is None:
+            return
+        if not members:
+            del self._groups[subscription.filter]
+
+    @property
+    def subscriber_count(self) -> int:
+        return sum(len(members) for members in self._groups.values())
+
+    # -- queries ------------------------------------------------------------
+
+    def latest(self, filter_: Filter = EVERYTHING) -> list[Reading]:
+        """Last known reading of every sensor that ``filter_`` matches, oldest first."""
+        if filter_ == EVERYTHING:
+            return list(self._latest.values())
+        return [reading for reading in self._latest.values() if filter_.matches(reading)]
+
+    def sensors(self) -> list[dict[str, Any]]:
+        """One entry per known sensor: ``{device, sensor, unit, ts}``."""
+        return [
+            {"device": r.device, "sensor": r.sensor, "unit": r.unit, "ts": r.ts}
+            for r in self._latest.values()
+        ]

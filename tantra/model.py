@@ -1,0 +1,274 @@
+"""The reading: its shape, its rules, and the parser that turns payloads into readings.
+
+Owns: what a valid reading is (SPEC "The reading"), how one payload (a line, a
+datagram, a WebSocket message) becomes readings plus precise errors, and how a
+reading looks on the wire.
+
+Does not own: transports, clocks (the caller passes ``now_ms``), de-duplication
+or delivery (see ``tantra.hub``). Pure: no Twisted, no sockets, no global time.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from functools import cached_property, lru_cache
+from typing import Any
+
+import attrs
+import orjson
+
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+NAME_RULE = "1-64 characters of A-Z a-z 0-9 _ -"
+MAX_UNIT_LENGTH = 16
+# Largest integer a JavaScript dashboard can hold exactly.
+MAX_SEQ = 2**53 - 1
+TS_MAX_AHEAD_MS = 60_000
+TS_MAX_AGE_MS = 7 * 24 * 3600 * 1000
+
+REQUIRED_FIELDS = ("sensor", "value")
+KNOWN_FIELDS = frozenset({"sensor", "value", "unit", "device", "ts", "seq"})
+
+# Error codes; docs/protocol.md lists them for clients.
+INVALID_UTF8 = "invalid_utf8"
+INVALID_JSON = "invalid_json"
+EMPTY_BATCH = "empty_batch"
+INVALID_READING = "invalid_reading"
+
+
+@attrs.frozen(slots=True)
+class Reading:
+    """One accepted measurement, exactly as the hub sends it out."""
+
+    device: str
+    sensor: str
+    value: int | float | bool
+    ts: int
+    unit: str | None = None
+    seq: int | None = None
+
+    @property
+    def key(self) -> tuple[str, str]:
+        """Identity of the sensor this reading belongs to (last-value cache key)."""
+        return (self.device, self.sensor)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The wire object: fixed field order, optional fields only when present."""
+        out: dict[str, Any] = {"device": self.device, "sensor": self.sensor, "value": self.value}
+        if self.unit is not None:
+            out["unit"] = self.unit
+        out["ts"] = self.ts
+        if self.seq is not None:
+            out["seq"] = self.seq
+        return out
+
+    @cached_property
+    def json(self) -> bytes:
+        """UTF-8 JSON of :meth:`to_dict`, computed once however many clients get it."""
+        return orjson.dumps(self.to_dict())
+
+
+@attrs.frozen(slots=True)
+class Rejection:
+    """Why (part of) a payload was refused; sent back to its sender as is."""
+
+    code: str
+    detail: str
+    index: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"error": self.code, "detail": self.detail}
+        if self.index is not None:
+            out["index"] = self.index
+        return out
+
+
+@attrs.frozen(slots=True)
+class ParsedPayload:
+    """Outcome of one payload: the valid readings and the errors, in input order."""
+
+    readings: tuple[Reading, ...]
+    errors: tuple[Rejection, ...]
+    is_batch: bool = False
+
+
+@lru_cache(maxsize=4096)
+def device_name_for_peer(host: str) -> str:
+    """Default device name for a sender that gave none: ``ip-`` + its address.
+
+    Dots and colons become dashes (SPEC); anything else outside the name
+    charset (an IPv6 zone ``%eth0``, a UNIX socket path) becomes a dash too, so
+    the result is always a valid name.
+    """
+    cleaned = re.sub(r"[^A-Za-z0-9_-]", "-", host) or "unknown"
+    return ("ip-" + cleaned)[:64]
+
+
+def device_name_for_address(address: Any) -> str:
+    """:func:`device_name_for_peer` for a transport's peer address object.
+
+    IP addresses have ``host``; a UNIX socket peer has only ``name``, often empty.
+    """
+    host = getattr(address, "host", None) or getattr(address, "name", None) or "unix"
+    return device_name_for_peer(host if isinstance(host, str) else "unix")
+
+
+def _decode_document(data: bytes | str) -> Any | Rejection:
+    """Decode one payload as JSON, or say precisely why it is not.
+
+    orjson is the fast path. It refuses the whole document when one element
+    holds ``NaN``, ``Infinity`` or a number too large for a double (``1e400``),
+    which would cost a batch's good elements; so on failure the standard
+    library parses again (it reads those tokens as non-finite floats) and the
+    validator then rejects just the element that holds one. Real syntax errors
+    fail both parsers and are worded by the standard library.
+    """
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as fast_error:
+        fast_detail = str(fast_error)
+    if isinstance(data, bytes):
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as error:
+            return Rejection(INVALID_UTF8, f"payload is not valid UTF-8 (byte {error.start})")
+    else:
+        text = data
+        if not _is_encodable(text):
+            return Rejection(INVALID_UTF8, "payload is not valid UTF-8 text")
+    if not text.strip():
+        return Rejection(INVALID_JSON, "payload is empty; send a JSON reading or a JSON array")
+    try:
+        return json.loads(text)
+    except RecursionError:
+        return Rejection(INVALID_JSON, "payload is not valid JSON: nested too deeply")
+    except ValueError as error:
+        return Rejection(INVALID_JSON, f"payload is not valid JSON: {error or fast_detail}")
+
+
+def parse_payload(data: bytes | str, *, default_device: str, now_ms: int) -> ParsedPayload:
+    """Turn one payload into readings and errors; never raises for bad input.
+
+    ``default_device`` names the sender when a reading has no ``device``;
+    ``now_ms`` is the hub's receive time, used to judge and replace ``ts``.
+    """
+    document = _decode_document(data)
+    if isinstance(document, Rejection):
+        return ParsedPayload((), (document,))
+
+    if isinstance(document, list):
+        if not document:
+            return _whole(EMPTY_BATCH, "a batch must hold at least one reading")
+        readings: list[Reading] = []
+        errors: list[Rejection] = []
+        for index, element in enumerate(document):
+            outcome = validate_reading(
+                element, default_device=default_device, now_ms=now_ms, index=index
+            )
+            if isinstance(outcome, Reading):
+                readings.append(outcome)
+            else:
+                errors.append(outcome)
+        return ParsedPayload(tuple(readings), tuple(errors), is_batch=True)
+
+    outcome = validate_reading(document, default_device=default_device, now_ms=now_ms, index=0)
+    if isinstance(outcome, Reading):
+        return ParsedPayload((outcome,), ())
+    return ParsedPayload((), (outcome,))
+
+
+def _whole(code: str, detail: str) -> ParsedPayload:
+    return ParsedPayload((), (Rejection(code, detail),))
+
+
+def _json_type(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, list):
+        return "array"
+    return "object"
+
+
+def _is_valid_name(value: Any) -> bool:
+    return isinstance(value, str) and NAME_PATTERN.fullmatch(value) is not None
+
+
+def _is_finite_value(value: Any) -> bool:
+    if isinstance(value, bool):
+        return True
+    if isinstance(value, int):
+        # A JSON integer too large for a double would reach JavaScript as Infinity.
+        return abs(value) <= 1.7976931348623157e308
+    if isinstance(value, float):
+        return math.isfinite(value)
+    return False
+
+
+def _is_encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def plausible_ts(ts: Any, now_ms: int) -> bool:
+    """A device timestamp is kept when it is an integer within the SPEC's window."""
+    return (
+        isinstance(ts, int)
+        and not isinstance(ts, bool)
+        and now_ms - TS_MAX_AGE_MS <= ts <= now_ms + TS_MAX_AHEAD_MS
+    )
+
+
+def validate_reading(
+    obj: Any, *, default_device: str, now_ms: int, index: int = 0
+) -> Reading | Rejection:
+    """Judge one decoded JSON value as a reading; the first broken rule is reported."""
+
+    def reject(detail: str) -> Rejection:
+        return Rejection(INVALID_READING, detail, index)
+
+    if not isinstance(obj, dict):
+        return reject(f"a reading must be a JSON object, not {_json_type(obj)}")
+    unknown = [name for name in obj if name not in KNOWN_FIELDS]
+    if unknown:
+        names = ", ".join(repr(name) for name in sorted(unknown))
+        return reject(
+            f"unknown field(s) {names}; allowed: device, sensor, value, unit, ts, seq"
+            " (send other measurements as readings of their own)"
+        )
+    for name in REQUIRED_FIELDS:
+        if name not in obj:
+            return reject(f"missing required field {name!r}")
+
+    sensor = obj["sensor"]
+    if not _is_valid_name(sensor):
+        return reject(f"sensor must be {NAME_RULE}")
+    value = obj["value"]
+    if not _is_finite_value(value):
+        return reject("value must be a finite number or boolean")
+    unit = obj.get("unit")
+    if "unit" in obj and not (
+        isinstance(unit, str) and len(unit) <= MAX_UNIT_LENGTH and _is_encodable(unit)
+    ):
+        return reject(f"unit must be a text string of at most {MAX_UNIT_LENGTH} characters")
+    device = obj.get("device", default_device)
+    if not _is_valid_name(device):
+        return reject(f"device must be {NAME_RULE}")
+    seq = obj.get("seq")
+    if "seq" in obj and not (
+        isinstance(seq, int) and not isinstance(seq, bool) and 0 <= seq <= MAX_SEQ
+    ):
+        return reject(f"seq must be an integer from 0 to {MAX_SEQ}")
+    ts = obj.get("ts")
+    if not plausible_ts(ts, now_ms):
+        ts = now_ms
+    return Reading(device=device, sensor=sensor, value=value, ts=ts, unit=unit, seq=seq)

@@ -1,0 +1,146 @@
+"""Raw device transports: newline-delimited JSON over TCP, one payload per UDP datagram.
+
+Owns: framing (lines, datagrams), the per-connection limits (line length, idle
+timeout), the UDP reply rules (replies to the source, never more bytes than
+the request, error replies rate-limited per source address) and how replies
+are written. Every payload goes to :meth:`tantra.hub.Hub.ingest`.
+
+Does not own: validation or delivery (``tantra.hub``), reply wording
+(``tantra.replies``), rate-limit arithmetic (``tantra.ratelimit``).
+"""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.protocol import DatagramProtocol, Factory
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from twisted.protocols.policies import TimeoutMixin
+
+from tantra import replies
+from tantra.hub import Hub
+from tantra.model import device_name_for_address, device_name_for_peer
+from tantra.ratelimit import SourceRateLimiter
+
+LINE_TOO_LONG = "line_too_long"
+IDLE_TIMEOUT = "idle_timeout"
+
+_log = Logger()
+
+
+class DeviceLineProtocol(LineReceiver, TimeoutMixin):
+    """One TCP device: each line is a reading or a batch; replies are lines."""
+
+    delimiter = b"\n"
+    factory: DeviceLineFactory
+
+    def connectionMade(self) -> None:
+        self.MAX_LENGTH = self.factory.max_line
+        self.callLater = self.factory.clock.callLater
+        self._device = device_name_for_address(self.transport.getPeer())
+        self._closing = False
+        self.factory.connections.add(self)
+        self.setTimeout(self.factory.idle_timeout)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closing:
+            return
+        self.resetTimeout()
+        super().dataReceived(data)
+
+    def lineReceived(self, line: bytes) -> None:
+        if self._closing:
+            return
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        if not line.strip():
+            return  # an empty line is a keep-alive
+        outcome = self.factory.hub.ingest(line, default_device=self._device)
+        messages = outcome.replies()
+        if messages:
+            self.transport.writeSequence(
+                [part for message in messages for part in (replies.encode(message), b"\n")]
+            )
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.factory.hub.reject(LINE_TOO_LONG)
+        self._close_with_error(
+            LINE_TOO_LONG, f"line longer than {self.MAX_LENGTH} bytes; closing the connection"
+        )
+
+    def timeoutConnection(self) -> None:
+        self.factory.hub.stats.clients_dropped[IDLE_TIMEOUT] += 1
+        self._close_with_error(
+            IDLE_TIMEOUT, f"no data for {self.factory.idle_timeout:g} s; closing the connection"
+        )
+
+    def _close_with_error(self, code: str, detail: str) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self.clearLineBuffer()
+        self.transport.write(replies.encode({"error": code, "detail": detail}) + b"\n")
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason=None) -> None:
+        self.setTimeout(None)
+        self.factory.connection_gone(self)
+
+
+class DeviceLineFactory(Factory):
+    """Makes TCP device connections and closes them gracefully on stop."""
+
+    protocol = DeviceLineProtocol
+
+    def __init__(self, hub: Hub, clock: IReactorTime, *, max_line: int, idle_timeout: float):
+        self.hub = hub
+        self.clock = clock
+        self.max_line = max_line
+        self.idle_timeout = idle_timeout
+        self.connections: set[DeviceLineProtocol] = set()
+        self._gone_waiters: dict[DeviceLineProtocol, defer.Deferred] = {}
+
+    def connection_gone(self, connection: DeviceLineProtocol) -> None:
+        self.connections.discard(connection)
+        waiter = self._gone_waiters.pop(connection, None)
+        if waiter is not None:
+            waiter.callback(None)
+
+    def close_all(self) -> defer.Deferred:
+        """Close every connection after its pending replies (acks) are written."""
+        waiters = []
+        for connection in list(self.connections):
+            waiter = self._gone_waiters.setdefault(connection, defer.Deferred())
+            waiters.append(waiter)
+            connection.transport.loseConnection()
+        return defer.DeferredList(waiters)
+
+
+class DeviceDatagramProtocol(DatagramProtocol):
+    """UDP devices: each datagram is a reading or a batch; replies go to its source."""
+
+    def __init__(self, hub: Hub, clock: IReactorTime, *, error_rate: float):
+        self.hub = hub
+        self.clock = clock
+        self.limiter = SourceRateLimiter(error_rate)
+
+    def datagramReceived(self, data: bytes, addr) -> None:
+        host = addr[0]
+        if not data.strip():
+            return  # an empty datagram is a keep-alive; any reply would be bigger
+        outcome = self.hub.ingest(data, default_device=device_name_for_peer(host))
+        messages = outcome.replies()
+        if outcome.errors and not self.limiter.allow(host, self.clock.seconds()):
+            kept = [message for message in messages if "error" not in message]
+            self.hub.stats.replies_suppressed += len(messages) - len(kept)
+            messages = kept
+        if not messages:
+            return
+        datagrams, dropped = replies.fit_to_budget(messages, len(data))
+        self.hub.stats.replies_suppressed += dropped
+        for datagram in datagrams:
+            try:
+                self.transport.write(datagram, addr)
+            except OSError as error:
+                _log.info("could not reply to {addr}: {error}", addr=addr, error=error)

@@ -1,0 +1,102 @@
+"""The HTTP port: one twisted.web site for dashboards, WebSocket, and (later) WAMP and APIs.
+
+Owns: the resource tree. ``/`` answers a WebSocket upgrade with the dashboard
+WebSocket and a plain GET with a small live status page; ``/stats`` serves the
+hub's counters as JSON. A WebSocket upgrade on any other unclaimed path is
+also the dashboard WebSocket, because the Node.js relay accepted any path and
+its clients must keep working. ``/wamp`` and ``/api`` slot in as children.
+
+Does not own: WebSocket behaviour (``tantra.ws``) or the hub.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib import resources
+
+import orjson
+from autobahn.twisted.resource import WebSocketResource
+from twisted.web.pages import notFound
+from twisted.web.resource import IResource, Resource
+from twisted.web.server import Site
+
+from tantra import __version__
+from tantra.hub import Hub
+from tantra.ws import DashboardFactory
+
+
+def is_websocket_upgrade(request) -> bool:
+    upgrade = request.getHeader(b"upgrade") or b""
+    return upgrade.lower() == b"websocket"
+
+
+class StatusPage(Resource):
+    """The page a browser gets at ``/``: counters plus the live readings."""
+
+    isLeaf = True
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._html = (
+            resources.files("tantra")
+            .joinpath("static/index.html")
+            .read_bytes()
+            .replace(b"{{version}}", __version__.encode())
+        )
+
+    def render_GET(self, request) -> bytes:
+        request.setHeader(b"content-type", b"text/html; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-cache")
+        return self._html
+
+
+class StatsResource(Resource):
+    """``GET /stats``: the hub's counters and subscriber count as JSON."""
+
+    isLeaf = True
+
+    def __init__(self, hub: Hub, dashboards: DashboardFactory):
+        super().__init__()
+        self._hub = hub
+        self._dashboards = dashboards
+
+    def render_GET(self, request) -> bytes:
+        request.setHeader(b"content-type", b"application/json")
+        request.setHeader(b"cache-control", b"no-cache")
+        body = {
+            "version": __version__,
+            "dashboards": len(self._dashboards.clients),
+            "subscribers": self._hub.subscriber_count,
+            "sensors": len(self._hub.latest()),
+            **self._hub.stats.as_dict(),
+        }
+        return orjson.dumps(body)
+
+
+class RootResource(Resource):
+    """Routes ``/`` and unclaimed paths between the WebSocket and the status page."""
+
+    def __init__(self, websocket: IResource, page: IResource):
+        super().__init__()
+        self._websocket = websocket
+        self._page = page
+
+    def getChild(self, path: bytes, request) -> IResource:
+        if is_websocket_upgrade(request):
+            return self._websocket
+        if path == b"":
+            return self._page
+        return notFound()
+
+
+def build_site(
+    hub: Hub, dashboards: DashboardFactory, children: Mapping[bytes, IResource] | None = None
+) -> Site:
+    """The whole HTTP tree on one port; ``children`` mounts more (``b"wamp"``, ``b"api"``)."""
+    root = RootResource(WebSocketResource(dashboards), StatusPage())
+    root.putChild(b"stats", StatsResource(hub, dashboards))
+    for name, child in (children or {}).items():
+        root.putChild(name, child)
+    site = Site(root)
+    site.displayTracebacks = False
+    return site
