@@ -30,92 +30,181 @@ from . import procs
 class Timing:
     reps: int
     warm: float
-    dur: float          # fan-out / ingest window
-    rate_dur: float     # fixed-rate window (latency needs more samples)
+    dur: float  # fan-out / ingest window
+    rate_dur: float  # fixed-rate window (latency needs more samples)
     mem_settle: float
-    drain: float
+    drain: float  # max wait for in-flight frames after the window
+    stall_dur: float  # the stalled-subscriber window (Tantra's stall timeout is 30 s)
 
 
-QUICK = Timing(reps=3, warm=0.4, dur=1.5, rate_dur=2.5, mem_settle=1.0, drain=3.0)
-FULL = Timing(reps=5, warm=1.0, dur=6.0, rate_dur=10.0, mem_settle=2.0, drain=8.0)
-SMOKE = Timing(reps=1, warm=0.1, dur=0.4, rate_dur=0.5, mem_settle=0.2, drain=1.0)
+QUICK = Timing(reps=3, warm=0.3, dur=1.2, rate_dur=2.0, mem_settle=0.7, drain=8.0, stall_dur=2.0)
+FULL = Timing(reps=5, warm=1.0, dur=6.0, rate_dur=10.0, mem_settle=2.0, drain=15.0, stall_dur=40.0)
+SMOKE = Timing(reps=1, warm=0.1, dur=0.4, rate_dur=0.5, mem_settle=0.2, drain=1.0, stall_dur=0.5)
 
 
 @dataclass
 class Scenario:
     key: str
     title: str
-    kind: str                       # stream | ingest | memory | wamp
+    kind: str  # stream | ingest | memory | wamp
     params: dict
     targets: tuple = ("tantra", "reference")
-    metrics: tuple = ()             # (name, label, higher_is_better)
+    metrics: tuple = ()  # (name, label, higher_is_better)
     goal: str = ""
     quick: bool = True
 
 
-STREAM_METRICS = (("deliveries_per_s", "deliveries/s", True),
-                  ("hub_us_per_delivery", "hub CPU µs/delivery", False),
-                  ("hub_util", "hub CPU busy", None),
-                  ("delivered_pct", "delivered %", None),
-                  ("load_util", "load CPU busy", None))
-RATE_METRICS = (("p50_ms", "latency p50 ms", False),
-                ("p99_ms", "latency p99 ms", False),
-                ("hub_us_per_delivery", "hub CPU µs/delivery", False),
-                ("delivered_pct", "delivered %", None))
-INGEST_METRICS = (("readings_per_s", "readings/s", True),
-                  ("hub_us_per_reading", "hub CPU µs/reading", False),
-                  ("hub_util", "hub CPU busy", None))
-MEMORY_METRICS = (("kb_per_client", "RSS KB/client", False),
-                  ("rss_mb", "hub RSS MB", False))
-STALL_METRICS = (("p99_ms", "others' p99 ms", False),
-                 ("p50_ms", "others' p50 ms", False),
-                 ("rss_max_mb", "hub RSS max MB", False),
-                 ("rss_growth_mb", "RSS growth in window MB", False),
-                 ("delivered_pct", "others delivered %", None),
-                 ("stalled_closed", "stalled client closed", None))
+STREAM_METRICS = (
+    ("deliveries_per_s", "deliveries/s", True),
+    ("hub_us_per_delivery", "hub CPU µs/delivery", False),
+    ("hub_util", "hub CPU busy", None),
+    ("delivered_pct", "delivered %", None),
+    ("load_util", "load CPU busy", None),
+)
+RATE_METRICS = (
+    ("p50_ms", "latency p50 ms", False),
+    ("p99_ms", "latency p99 ms", False),
+    ("hub_us_per_delivery", "hub CPU µs/delivery", False),
+    ("delivered_pct", "delivered %", None),
+)
+INGEST_METRICS = (
+    ("readings_per_s", "readings/s", True),
+    ("hub_us_per_reading", "hub CPU µs/reading", False),
+    ("hub_util", "hub CPU busy", None),
+)
+MEMORY_METRICS = (("kb_per_client", "RSS KB/client", False), ("rss_mb", "hub RSS MB", False))
+STALL_METRICS = (
+    ("p99_ms", "others' p99 ms", False),
+    ("p50_ms", "others' p50 ms", False),
+    ("rss_max_mb", "hub RSS max MB", False),
+    ("rss_growth_mb", "RSS growth in window MB", False),
+    ("delivered_pct", "others delivered %", None),
+    ("stalled_closed", "stalled client closed", None),
+)
 
 
 def scenarios() -> list[Scenario]:
     s = []
     for n in (10, 100, 1000):
-        s.append(Scenario(f"fanout-{n}", f"fan-out max, 1 reading/tick, {n} subscribers",
-                          "stream", dict(subs=n, mode="max", burst=1, window=1, lat_every=64),
-                          metrics=STREAM_METRICS,
-                          goal="≥ 2.0× reference deliveries/s" if n == 1000 else ""))
-    s.append(Scenario("fanout-1000-burst16", "fan-out max, bursts of 16 readings, 1000 subscribers",
-                      "stream", dict(subs=1000, mode="max", burst=16, window=64, lat_every=256),
-                      metrics=STREAM_METRICS, goal="≥ 1,000,000 deliveries/s"))
-    s.append(Scenario("rate-1000x50", "fixed rate 50 readings/s → 1000 subscribers",
-                      "stream", dict(subs=1000, mode="rate", rate=50, lat_every=1),
-                      metrics=RATE_METRICS, goal="p99 ≤ reference"))
-    s.append(Scenario("rate-100x200", "fixed rate 200 readings/s → 100 subscribers",
-                      "stream", dict(subs=100, mode="rate", rate=200, lat_every=1),
-                      metrics=RATE_METRICS))
-    s.append(Scenario("rate-1000x200", "fixed rate 200 readings/s → 1000 subscribers",
-                      "stream", dict(subs=1000, mode="rate", rate=200, lat_every=1),
-                      metrics=RATE_METRICS, goal="p99 ≤ 20 ms"))
-    s.append(Scenario("ingest-ws", "ingest over WebSocket, 1 device, no other subscriber",
-                      "ingest", dict(transport="ws", burst=32, window=2048),
-                      metrics=INGEST_METRICS))
-    s.append(Scenario("ingest-tcp", "ingest over raw TCP (1 WS counter subscribed)",
-                      "ingest", dict(transport="tcp", burst=32, window=2048),
-                      targets=("tantra",), metrics=INGEST_METRICS,
-                      goal="≥ 100,000 readings/s"))
-    s.append(Scenario("ingest-udp", "ingest over UDP (1 WS counter subscribed)",
-                      "ingest", dict(transport="udp", burst=32, window=512),
-                      targets=("tantra",), metrics=INGEST_METRICS,
-                      goal="≥ 100,000 readings/s"))
+        s.append(
+            Scenario(
+                f"fanout-{n}",
+                f"fan-out max, publisher flat out (16 in flight), {n} subscribers",
+                "stream",
+                dict(subs=n, mode="max", burst=1, window=16, lat_every=64),
+                metrics=STREAM_METRICS,
+            )
+        )
+    s.append(
+        Scenario(
+            "fanout-1000-tick1",
+            "fan-out max, 1 reading per tick (1 in flight), 1000 subscribers",
+            "stream",
+            dict(subs=1000, mode="max", burst=1, window=1, lat_every=64),
+            metrics=STREAM_METRICS,
+            goal="≥ 2.0× reference deliveries/s",
+        )
+    )
+    s.append(
+        Scenario(
+            "fanout-1000-burst16",
+            "fan-out max, bursts of 16 readings per write, 1000 subscribers",
+            "stream",
+            dict(subs=1000, mode="max", burst=16, window=64, lat_every=256),
+            metrics=STREAM_METRICS,
+            goal="≥ 1,000,000 deliveries/s",
+        )
+    )
+    s.append(
+        Scenario(
+            "rate-1000x50",
+            "fixed rate 50 readings/s → 1000 subscribers",
+            "stream",
+            dict(subs=1000, mode="rate", rate=50, lat_every=1),
+            metrics=RATE_METRICS,
+            goal="p99 ≤ reference",
+        )
+    )
+    s.append(
+        Scenario(
+            "rate-100x200",
+            "fixed rate 200 readings/s → 100 subscribers",
+            "stream",
+            dict(subs=100, mode="rate", rate=200, lat_every=1),
+            metrics=RATE_METRICS,
+        )
+    )
+    s.append(
+        Scenario(
+            "rate-1000x200",
+            "fixed rate 200 readings/s → 1000 subscribers",
+            "stream",
+            dict(subs=1000, mode="rate", rate=200, lat_every=1),
+            metrics=RATE_METRICS,
+            goal="p99 ≤ 20 ms",
+        )
+    )
+    s.append(
+        Scenario(
+            "ingest-ws",
+            "ingest over WebSocket, 1 device, no other subscriber",
+            "ingest",
+            dict(transport="ws", burst=32, window=2048),
+            metrics=INGEST_METRICS,
+        )
+    )
+    s.append(
+        Scenario(
+            "ingest-tcp",
+            "ingest over raw TCP (1 WS counter subscribed)",
+            "ingest",
+            dict(transport="tcp", burst=32, window=2048),
+            targets=("tantra",),
+            metrics=INGEST_METRICS,
+            goal="≥ 100,000 readings/s",
+        )
+    )
+    s.append(
+        Scenario(
+            "ingest-udp",
+            "ingest over UDP (1 WS counter subscribed)",
+            "ingest",
+            dict(transport="udp", burst=16, window=256),
+            targets=("tantra",),
+            metrics=INGEST_METRICS,
+            goal="≥ 100,000 readings/s",
+        )
+    )
     for n in (1000, 5000):
-        s.append(Scenario(f"idle-{n}", f"memory: {n} idle WebSocket clients",
-                          "memory", dict(conns=n), metrics=MEMORY_METRICS,
-                          goal="KB/client ≤ reference" if n == 5000 else ""))
-    s.append(Scenario("stall-1000x50", "1 stalled subscriber among 1000, 50 readings/s",
-                      "stream", dict(subs=999, stalled=1, mode="rate", rate=50, lat_every=1,
-                                     sensors=100),
-                      metrics=STALL_METRICS))
-    s.append(Scenario("wamp-100", "WAMP fan-out, 100 subscribers", "wamp",
-                      dict(subs=100), targets=("tantra",),
-                      metrics=(("events_per_s", "events/s", True),)))
+        s.append(
+            Scenario(
+                f"idle-{n}",
+                f"memory: {n} idle WebSocket clients",
+                "memory",
+                dict(conns=n),
+                metrics=MEMORY_METRICS,
+                goal="KB/client ≤ reference" if n == 5000 else "",
+            )
+        )
+    s.append(
+        Scenario(
+            "stall-1000x50",
+            "1 stalled subscriber among 1000, 50 readings/s",
+            "stream",
+            dict(subs=999, stalled=1, mode="rate", rate=50, lat_every=1, sensors=100),
+            metrics=STALL_METRICS,
+        )
+    )
+    s.append(
+        Scenario(
+            "wamp-100",
+            "WAMP fan-out, 100 subscribers",
+            "wamp",
+            dict(subs=100),
+            targets=("tantra",),
+            metrics=(("events_per_s", "events/s", True),),
+        )
+    )
     return s
 
 
@@ -125,7 +214,7 @@ def scenarios() -> list[Scenario]:
 def percentile(sorted_vals, q: float):
     if not sorted_vals:
         return None
-    k = min(len(sorted_vals) - 1, max(0, int(round(q * (len(sorted_vals) - 1)))))
+    k = min(len(sorted_vals) - 1, max(0, round(q * (len(sorted_vals) - 1))))
     return sorted_vals[k]
 
 
@@ -136,23 +225,47 @@ def sleep_until(t: float) -> None:
 
 
 def trial_stream(hub, p: dict, t: Timing, wamp: bool = False) -> dict:
-    dur = t.rate_dur if p["mode"] == "rate" else t.dur
+    dur = t.stall_dur if p.get("stalled") else t.rate_dur if p["mode"] == "rate" else t.dur
     fd, lat_path = tempfile.mkstemp(prefix="tantra-bench-lat-")
     os.close(fd)
     sub = pub = None
     try:
-        sargs = ["sub", "--port", hub.http_port, "--conns", p["subs"],
-                 "--lat-every", p.get("lat_every", 0), "--lat-out", lat_path,
-                 "--stalled", p.get("stalled", 0)]
+        sargs = [
+            "sub",
+            "--port",
+            hub.http_port,
+            "--conns",
+            p["subs"],
+            "--lat-every",
+            p.get("lat_every", 0),
+            "--lat-out",
+            lat_path,
+            "--stalled",
+            p.get("stalled", 0),
+        ]
         if wamp:
             sargs += wamp_sub_args()
         sub = procs.Loader(sargs)
         ready = sub.expect("ready", 180)
         if ready["failed"]:
-            raise RuntimeError(f"{ready['failed']} subscribers failed to connect: {ready['errors']}")
-        pargs = ["pub", "--port", hub.http_port, "--mode", p["mode"],
-                 "--burst", p.get("burst", 1), "--window", p.get("window", 1),
-                 "--rate", p.get("rate", 100), "--sensors", p.get("sensors", 10)]
+            raise RuntimeError(
+                f"{ready['failed']} subscribers failed to connect: {ready['errors']}"
+            )
+        pargs = [
+            "pub",
+            "--port",
+            hub.http_port,
+            "--mode",
+            p["mode"],
+            "--burst",
+            p.get("burst", 1),
+            "--window",
+            p.get("window", 1),
+            "--rate",
+            p.get("rate", 100),
+            "--sensors",
+            p.get("sensors", 10),
+        ]
         pub = procs.Loader(pargs)
         pub.expect("ready", 30)
         t0 = time.monotonic() + 0.2
@@ -203,7 +316,7 @@ def trial_stream(hub, p: dict, t: Timing, wamp: bool = False) -> dict:
         "window_resets": pr["window_resets"],
     }
     if p["mode"] == "max" and pr["sent"]:
-        # whole run, after the drain: frames of live readings / readings × subscribers
+        # whole run, after the drain: frames of live readings / (readings * subscribers)
         out["delivered_pct"] = 100.0 * sr["frames_after_go"] / (pr["sent"] * p["subs"])
     if lat:
         vals = sorted(lat)
@@ -222,9 +335,25 @@ def trial_stream(hub, p: dict, t: Timing, wamp: bool = False) -> dict:
 
 def trial_ingest(hub, p: dict, t: Timing) -> dict:
     port = {"ws": 0, "tcp": hub.tcp_port, "udp": hub.udp_port}[p["transport"]]
-    pub = procs.Loader(["pub", "--port", hub.http_port, "--ingest-port", port,
-                        "--transport", p["transport"], "--mode", "max",
-                        "--burst", p["burst"], "--window", p["window"], "--sensors", 10])
+    pub = procs.Loader(
+        [
+            "pub",
+            "--port",
+            hub.http_port,
+            "--ingest-port",
+            port,
+            "--transport",
+            p["transport"],
+            "--mode",
+            "max",
+            "--burst",
+            p["burst"],
+            "--window",
+            p["window"],
+            "--sensors",
+            10,
+        ]
+    )
     try:
         pub.expect("ready", 30)
         t0 = time.monotonic() + 0.2
@@ -256,8 +385,7 @@ def trial_memory(hub_cls, p: dict, t: Timing) -> dict:
     with hub_cls() as hub:
         time.sleep(t.mem_settle)
         base = hub.rss()
-        sub = procs.Loader(["sub", "--port", hub.http_port, "--conns", p["conns"],
-                            "--settle", 0.2])
+        sub = procs.Loader(["sub", "--port", hub.http_port, "--conns", p["conns"], "--settle", 0.2])
         try:
             ready = sub.expect("ready", 300)
             if ready["failed"]:
@@ -269,19 +397,32 @@ def trial_memory(hub_cls, p: dict, t: Timing) -> dict:
             sub.expect("result", 30)
         finally:
             sub.close()
-    return {"rss_base_mb": base / 1024, "rss_mb": rss / 1024,
-            "kb_per_client": (rss - base) / p["conns"], "connect_s": ready["connect_s"]}
+    return {
+        "rss_base_mb": base / 1024,
+        "rss_mb": rss / 1024,
+        "kb_per_client": (rss - base) / p["conns"],
+        "connect_s": ready["connect_s"],
+    }
 
 
 def wamp_sub_args() -> list:
     hello = '[1,"tantra",{"roles":{"subscriber":{}}}]'
     subscribe = '[32,1,{"match":"prefix"},"tantra.reading"]'
-    return ["--path", "/wamp", "--protocol", "wamp.2.json",
-            "--subscribe", hello, "--subscribe", subscribe]
+    return [
+        "--path",
+        "/wamp",
+        "--protocol",
+        "wamp.2.json",
+        "--subscribe",
+        hello,
+        "--subscribe",
+        subscribe,
+    ]
 
 
 def wamp_available() -> str | None:
     import importlib.util
+
     if importlib.util.find_spec("tantra.wamp") is None:
         return "not yet: tantra/wamp.py does not exist"
     return None
@@ -293,7 +434,7 @@ def wamp_available() -> str | None:
 @dataclass
 class Result:
     scenario: Scenario
-    trials: dict = field(default_factory=dict)   # target -> [dict]
+    trials: dict = field(default_factory=dict)  # target -> [dict]
     skipped: dict = field(default_factory=dict)  # target -> reason
 
     def medians(self, target: str) -> dict:
@@ -314,8 +455,9 @@ class Result:
         return [r["error"] for r in self.trials.get(target, []) if "error" in r]
 
 
-def run(selected: list[Scenario], targets: list[str], t: Timing, log=print,
-        profile=None) -> list[Result]:
+def run(
+    selected: list[Scenario], targets: list[str], t: Timing, log=print, profile=None
+) -> list[Result]:
     results = []
     for sc in selected:
         res = Result(sc)
@@ -348,8 +490,14 @@ def run(selected: list[Scenario], targets: list[str], t: Timing, log=print,
                         else:
                             hub = hubs[name]
                             if not hub.alive():
-                                raise RuntimeError("hub died:\n" + "\n".join(list(hub.tail.lines)[-20:]))
-                            prof = profile.start(hub, sc) if (profile and name == "tantra" and rep == 0) else None
+                                raise RuntimeError(
+                                    "hub died:\n" + "\n".join(list(hub.tail.lines)[-20:])
+                                )
+                            prof = (
+                                profile.start(hub, sc)
+                                if (profile and name == "tantra" and rep == 0)
+                                else None
+                            )
                             try:
                                 if sc.kind == "ingest":
                                     r = trial_ingest(hub, sc.params, t)

@@ -96,9 +96,15 @@ class WsClient(asyncio.Protocol):
     frame of every chunk (publisher echo / ingest counter).
     """
 
-    def __init__(self, hs: bytes, win: Window, lat: array.array | None,
-                 lat_every: int = 0, track_last: bool = False,
-                 on_echo=None) -> None:
+    def __init__(
+        self,
+        hs: bytes,
+        win: Window,
+        lat: array.array | None,
+        lat_every: int = 0,
+        track_last: bool = False,
+        on_echo=None,
+    ) -> None:
         self.hs = hs
         self.win = win
         self.lat = lat
@@ -109,8 +115,8 @@ class WsClient(asyncio.Protocol):
         self.opened = asyncio.get_event_loop().create_future()
         self.is_open = False
         self.buf = b""
-        self.frames = 0          # data frames since open
-        self.in_window = 0       # data frames received inside [m0, m1]
+        self.frames = 0  # data frames since open
+        self.in_window = 0  # data frames received inside [m0, m1]
         self.k = 0
         self.last_value = -1
         self.closed_by_server = False
@@ -136,14 +142,14 @@ class WsClient(asyncio.Protocol):
             if end < 0:
                 self.buf = data
                 return
-            status = data[:data.find(b"\r\n")]
+            status = data[: data.find(b"\r\n")]
             if b" 101 " not in status + b" ":
                 self.opened.set_exception(ConnectionError(status.decode(errors="replace")))
                 self.transport.close()
                 return
             self.is_open = True
             self.opened.set_result(True)
-            data = data[end + 4:]
+            data = data[end + 4 :]
         t = now_us()
         win = self.win
         inwin = win.m0 <= t <= win.m1
@@ -160,12 +166,12 @@ class WsClient(asyncio.Protocol):
             elif ln == 126:
                 if n - i < 4:
                     break
-                ln = int.from_bytes(data[i + 2:i + 4], "big")
+                ln = int.from_bytes(data[i + 2 : i + 4], "big")
                 h = 4
             else:
                 if n - i < 10:
                     break
-                ln = int.from_bytes(data[i + 2:i + 10], "big")
+                ln = int.from_bytes(data[i + 2 : i + 10], "big")
                 h = 10
             end = i + h + ln
             if end > n:
@@ -185,10 +191,10 @@ class WsClient(asyncio.Protocol):
                                 if win.m0 <= v <= win.m1:
                                     self.lat.append(t - v)
             elif op == 9:  # ping -> pong with the same payload
-                self.transport.write(client_frame(data[i + h:end], 10))
+                self.transport.write(client_frame(data[i + h : end], 10))
             elif op == 8:  # close -> answer and drop
                 self.closed_by_server = True
-                self.transport.write(client_frame(data[i + h:end], 8))
+                self.transport.write(client_frame(data[i + h : end], 8))
                 self.transport.close()
             i = end
         if i < n:
@@ -207,8 +213,7 @@ class WsClient(asyncio.Protocol):
                     self.on_echo()
 
 
-async def open_ws(loop, host, port, path, factory, rcvbuf: int = 0,
-                  attempts: int = 5) -> WsClient:
+async def open_ws(loop, host, port, path, factory, rcvbuf: int = 0, attempts: int = 5) -> WsClient:
     delay = 0.05
     for attempt in range(attempts):
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -221,7 +226,7 @@ async def open_ws(loop, host, port, path, factory, rcvbuf: int = 0,
             _, proto = await loop.create_connection(factory, sock=sock)
             await asyncio.wait_for(proto.opened, 10)
             return proto
-        except (OSError, ConnectionError, asyncio.TimeoutError):
+        except (TimeoutError, OSError, ConnectionError):
             sock.close()
             if attempt == attempts - 1:
                 raise
@@ -277,12 +282,16 @@ async def run_sub(args) -> None:
 
     async def one(rcvbuf=0):
         async with sem:
-            return await open_ws(loop, args.host, args.port, args.path,
-                                 lambda: WsClient(hs, win, lat, args.lat_every),
-                                 rcvbuf=rcvbuf)
+            return await open_ws(
+                loop,
+                args.host,
+                args.port,
+                args.path,
+                lambda: WsClient(hs, win, lat, args.lat_every),
+                rcvbuf=rcvbuf,
+            )
 
-    results = await asyncio.gather(*(one() for _ in range(args.conns)),
-                                   return_exceptions=True)
+    results = await asyncio.gather(*(one() for _ in range(args.conns)), return_exceptions=True)
     clients = [r for r in results if isinstance(r, WsClient)]
     errors = [repr(r) for r in results if not isinstance(r, WsClient)]
     stalled = []
@@ -295,8 +304,15 @@ async def run_sub(args) -> None:
             for frame in args.subscribe:
                 c.transport.write(client_frame(frame.encode()))
     await asyncio.sleep(args.settle)
-    emit("ready", {"connected": len(clients), "failed": len(errors),
-                   "errors": errors[:3], "connect_s": time.monotonic() - started})
+    emit(
+        "ready",
+        {
+            "connected": len(clients),
+            "failed": len(errors),
+            "errors": errors[:3],
+            "connect_s": time.monotonic() - started,
+        },
+    )
     go = await ctl.go
     if go is None:
         return
@@ -317,25 +333,33 @@ async def run_sub(args) -> None:
         before = c.frames
         c.transport.resume_reading()
         await asyncio.sleep(1.0)
-        stalled_info.append({"closed_by_server": c.closed_by_server, "lost": c.lost,
-                             "frames_after_resume": c.frames - before})
+        stalled_info.append(
+            {
+                "closed_by_server": c.closed_by_server,
+                "lost": c.lost,
+                "frames_after_resume": c.frames - before,
+            }
+        )
     per = [c.in_window for c in clients]
     if args.lat_out:
         with open(args.lat_out, "wb") as f:
             lat.tofile(f)
-    emit("result", {
-        "conns": len(clients),
-        "in_window": sum(per),
-        "per_conn_min": min(per) if per else 0,
-        "per_conn_max": max(per) if per else 0,
-        "frames_total": sum(c.frames for c in clients),
-        "frames_after_go": sum(c.frames for c in clients) - at_go,
-        "closed_by_server": sum(c.closed_by_server for c in clients),
-        "lost": sum(c.lost for c in clients),
-        "lat_samples": len(lat),
-        "stalled": stalled_info,
-        "cpu_s": sum(os.times()[:2]),
-    })
+    emit(
+        "result",
+        {
+            "conns": len(clients),
+            "in_window": sum(per),
+            "per_conn_min": min(per) if per else 0,
+            "per_conn_max": max(per) if per else 0,
+            "frames_total": sum(c.frames for c in clients),
+            "frames_after_go": sum(c.frames for c in clients) - at_go,
+            "closed_by_server": sum(c.closed_by_server for c in clients),
+            "lost": sum(c.lost for c in clients),
+            "lat_samples": len(lat),
+            "stalled": stalled_info,
+            "cpu_s": sum(os.times()[:2]),
+        },
+    )
     for c in clients + stalled:
         if c.transport is not None:
             c.transport.abort()
@@ -365,11 +389,16 @@ class Publisher:
         self.running = False
         self.echo: WsClient | None = None
         self.window_resets = 0
+        self.udp_blocked = 0
+        self.tasks: set[asyncio.Task] = set()
         self.last_progress = 0.0
+        # lost readings (UDP drops, conflated echoes) must not stall the window
+        self.stuck_after = 0.03 if args.transport == "udp" else 0.3
         self.sensors = [f"s{i}" for i in range(args.sensors)]
         dev = args.device
-        self.prefix = [(f'{{"device":"{dev}","sensor":"{s}","value":').encode()
-                       for s in self.sensors]
+        self.prefix = [
+            (f'{{"device":"{dev}","sensor":"{s}","value":').encode() for s in self.sensors
+        ]
         self.suffix = b',"unit":"V"}'
         self.send_raw = None  # set by setup
 
@@ -410,8 +439,8 @@ class Publisher:
     async def unstick(self) -> None:
         """Readings can be lost (UDP, or conflated echoes): do not stall."""
         while self.running:
-            await asyncio.sleep(0.1)
-            if self.inflight and time.monotonic() - self.last_progress > 0.3:
+            await asyncio.sleep(self.stuck_after / 3)
+            if self.inflight and time.monotonic() - self.last_progress > self.stuck_after:
                 self.window_resets += 1
                 self.inflight.clear()
                 self.last_progress = time.monotonic()
@@ -442,9 +471,13 @@ async def run_pub(args) -> None:
     pub = Publisher(args, loop, win)
     hs = handshake(args.host, args.port, "/")
     # the echo stream: the WS publisher's own connection, or a WS counter
-    echo = await open_ws(loop, args.host, args.port, "/",
-                         lambda: WsClient(hs, win, None, 0, track_last=True,
-                                          on_echo=pub.on_echo))
+    echo = await open_ws(
+        loop,
+        args.host,
+        args.port,
+        "/",
+        lambda: WsClient(hs, win, None, 0, track_last=True, on_echo=pub.on_echo),
+    )
     pub.echo = echo
     if args.transport == "ws":
         tr = echo.transport
@@ -454,17 +487,22 @@ async def run_pub(args) -> None:
     elif args.transport == "tcp":
         r, w = await asyncio.open_connection(args.host, args.ingest_port)
         w.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        reader_task = loop.create_task(drain_reader(r))  # acks/errors, if any
+        pub.tasks.add(loop.create_task(drain_reader(r)))  # acks/errors, if any
 
         def send(payloads):
             w.write(b"\n".join(payloads) + b"\n")
     elif args.transport == "udp":
-        udp, _ = await loop.create_datagram_endpoint(
-            asyncio.DatagramProtocol, remote_addr=(args.host, args.ingest_port))
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.connect((args.host, args.ingest_port))
+        udp.setblocking(False)
+        udp_send = udp.send
 
         def send(payloads):
             for p in payloads:
-                udp.sendto(p)
+                try:
+                    udp_send(p)
+                except BlockingIOError:
+                    pub.udp_blocked += 1
     else:
         raise SystemExit(f"unknown transport {args.transport}")
     pub.send_raw = send
@@ -490,15 +528,19 @@ async def run_pub(args) -> None:
     await ctl.finish
     pub.running = False
     unstick.cancel()
-    emit("result", {
-        "sent": pub.sent,
-        "sent_in_window": pub.sent_in_window,
-        "echo_in_window": echo.in_window,
-        "echo_frames": echo.frames,
-        "window_resets": pub.window_resets,
-        "echo_closed_by_server": echo.closed_by_server or echo.lost,
-        "cpu_s": sum(os.times()[:2]),
-    })
+    emit(
+        "result",
+        {
+            "sent": pub.sent,
+            "sent_in_window": pub.sent_in_window,
+            "echo_in_window": echo.in_window,
+            "echo_frames": echo.frames,
+            "window_resets": pub.window_resets,
+            "udp_blocked": pub.udp_blocked,
+            "echo_closed_by_server": echo.closed_by_server or echo.lost,
+            "cpu_s": sum(os.times()[:2]),
+        },
+    )
     echo.transport.abort()
 
 
@@ -521,8 +563,12 @@ def main(argv=None) -> None:
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--path", default="/")
     s.add_argument("--protocol", default=None, help="Sec-WebSocket-Protocol")
-    s.add_argument("--subscribe", action="append", default=[],
-                   help="text frame(s) each client sends after opening")
+    s.add_argument(
+        "--subscribe",
+        action="append",
+        default=[],
+        help="text frame(s) each client sends after opening",
+    )
     s.add_argument("--conns", type=int, default=10)
     s.add_argument("--stalled", type=int, default=0)
     s.add_argument("--lat-every", type=int, default=0)
@@ -547,6 +593,7 @@ def main(argv=None) -> None:
     if args.loop in ("auto", "uvloop"):
         try:
             import uvloop
+
             asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
         except ImportError:
             if args.loop == "uvloop":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import contextlib
 import ctypes
 import importlib.util
 import json
@@ -60,6 +61,7 @@ def _preexec(affinity: set[int] | None):
             resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         if affinity:
             os.sched_setaffinity(0, affinity)
+
     return fn
 
 
@@ -99,24 +101,18 @@ class Registry:
 
     def stop(self, p: subprocess.Popen, timeout: float = 5.0) -> None:
         if p.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(p.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
             try:
                 p.wait(timeout)
             except subprocess.TimeoutExpired:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(p.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 p.wait(5)
         for stream in (p.stdin, p.stdout, p.stderr):
             if stream is not None:
-                try:
+                with contextlib.suppress(OSError):
                     stream.close()
-                except OSError:
-                    pass
         if p in self.procs:
             self.procs.remove(p)
 
@@ -132,6 +128,7 @@ def _install_signal_handlers() -> None:
     def handler(signum, frame):
         REGISTRY.stop_all()
         raise KeyboardInterrupt
+
     signal.signal(signal.SIGTERM, handler)
 
 
@@ -173,8 +170,10 @@ class OutputTail:
                     return found
                 left = deadline - time.monotonic()
                 if left <= 0 or self.closed:
-                    raise RuntimeError("hub did not report its ports; last output:\n"
-                                       + "\n".join(list(self.lines)[-20:]))
+                    raise RuntimeError(
+                        "hub did not report its ports; last output:\n"
+                        + "\n".join(list(self.lines)[-20:])
+                    )
                 self.cond.wait(left)
 
 
@@ -235,16 +234,30 @@ class ReferenceHub(Hub):
         npm = shutil.which("npm")
         if npm is None:
             raise RuntimeError("npm not found: cannot install benchmarks/reference")
-        subprocess.run([npm, "ci", "--prefix", str(REFERENCE_DIR), "--no-audit",
-                        "--no-fund", "--loglevel=error"], check=True, timeout=300)
+        subprocess.run(
+            [
+                npm,
+                "ci",
+                "--prefix",
+                str(REFERENCE_DIR),
+                "--no-audit",
+                "--no-fund",
+                "--loglevel=error",
+            ],
+            check=True,
+            timeout=300,
+        )
 
     def start(self) -> None:
         self.ensure_installed()
         self.proc = REGISTRY.popen(
             ["node", str(REFERENCE_DIR / "relay.js"), "0", "127.0.0.1"],
             affinity={hub_cpu()} if hub_cpu() is not None else None,
-            cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT)
+            cwd=self.workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         self.tail = OutputTail(self.proc.stdout)
         m = self.tail.wait_for(re.compile(r"(ws) listening on [\d.]+:(\d+)"), 1, 20)
         self.http_port = int(m[0].group(2))
@@ -253,7 +266,9 @@ class ReferenceHub(Hub):
     def version() -> str:
         node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
         try:
-            ws = json.loads((REFERENCE_DIR / "node_modules" / "ws" / "package.json").read_text())["version"]
+            ws = json.loads((REFERENCE_DIR / "node_modules" / "ws" / "package.json").read_text())[
+                "version"
+            ]
         except OSError:
             ws = "?"
         return f"node {node}, ws {ws}"
@@ -273,38 +288,62 @@ class TantraHub(Hub):
 
     def start(self) -> None:
         twistd = str(Path(sys.executable).parent / "twistd")
-        cmd = [twistd, "-n", "--pidfile=", "tantra",
-               "--http", "tcp:0:interface=127.0.0.1",
-               "--tcp", "tcp:0:interface=127.0.0.1",
-               "--udp", "0", "--udp-interface", "127.0.0.1"]
+        cmd = [
+            twistd,
+            "-n",
+            "--pidfile=",
+            "tantra",
+            "--http",
+            "tcp:0:interface=127.0.0.1",
+            "--tcp",
+            "tcp:0:interface=127.0.0.1",
+            "--udp",
+            "0",
+            "--udp-interface",
+            "127.0.0.1",
+        ]
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         self.proc = REGISTRY.popen(
-            cmd, affinity={hub_cpu()} if hub_cpu() is not None else None,
-            cwd=self.workdir, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT, env=env)
+            cmd,
+            affinity={hub_cpu()} if hub_cpu() is not None else None,
+            cwd=self.workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
         self.tail = OutputTail(self.proc.stdout)
-        found = self.tail.wait_for(
-            re.compile(r"\b(http|tcp|udp) listening on [\d.]+:(\d+)"), 3, 30)
+        found = self.tail.wait_for(re.compile(r"\b(http|tcp|udp) listening on [\d.]+:(\d+)"), 3, 30)
         ports = {m.group(1): int(m.group(2)) for m in found}
         self.http_port, self.tcp_port, self.udp_port = ports["http"], ports["tcp"], ports["udp"]
 
     @staticmethod
     def version() -> str:
+        """Version and git commit of the tantra that twistd will import
+        (run from a neutral directory, as the hub is)."""
+        code = (
+            "import sys, tantra, twisted, autobahn; "
+            "print(tantra.__version__, tantra.__file__, sys.version.split()[0], "
+            "twisted.__version__, autobahn.__version__)"
+        )
+        r = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir()
+        )
         try:
-            from importlib.metadata import version
-            v = version("tantra")
-        except Exception:  # noqa: BLE001 - metadata is optional here
-            v = "?"
-        commit = "?"
-        spec = importlib.util.find_spec("tantra")
-        if spec and spec.origin:
-            r = subprocess.run(["git", "-C", str(Path(spec.origin).parent), "rev-parse", "--short", "HEAD"],
-                               capture_output=True, text=True)
-            commit = r.stdout.strip() or "?"
-        import autobahn
-        import twisted
-        return (f"tantra {v} @ {commit}, Python {sys.version.split()[0]}, "
-                f"Twisted {twisted.__version__}, autobahn {autobahn.__version__}")
+            v, origin, py, tw, ab = r.stdout.split()
+        except ValueError:
+            return "tantra ?"
+        src = Path(origin).parent.parent
+        g = subprocess.run(
+            ["git", "-C", str(src), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(src), "status", "--porcelain", "--", "tantra"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        commit = (g.stdout.strip() or "?") + ("+dirty" if dirty else "")
+        return f"tantra {v} ({src} @ {commit}), Python {py}, Twisted {tw}, autobahn {ab}"
 
 
 HUBS = {"tantra": TantraHub, "reference": ReferenceHub}
@@ -334,7 +373,6 @@ def c_compiler_available() -> bool:
     return bool(os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc"))
 
 
-
 class Loader:
     """One load-generator child speaking JSON lines (see benchmarks.load)."""
 
@@ -347,7 +385,7 @@ class Loader:
         if args[0] == "sub" and self.SUB_IMPL == "node":
             keep = {"--port", "--conns", "--lat-every", "--lat-out", "--path"}
             node_args = []
-            for k, v in zip(args[1::2], args[2::2]):
+            for k, v in zip(args[1::2], args[2::2], strict=False):
                 if k in keep:
                     node_args += [k, v]
             cmd = ["node", str(REFERENCE_DIR / "sub.js"), *node_args]
@@ -355,11 +393,19 @@ class Loader:
             cmd = [build_wssub(), *args[1:]]
         else:
             cmd = [sys.executable, "-m", "benchmarks.load", *args]
-        env = dict(os.environ, PYTHONPATH=str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        env = dict(
+            os.environ, PYTHONPATH=str(HERE.parent) + os.pathsep + os.environ.get("PYTHONPATH", "")
+        )
         self.proc = REGISTRY.popen(
-            cmd, affinity=affinity if affinity is not None else load_cpus(),
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, bufsize=1, env=env)
+            cmd,
+            affinity=affinity if affinity is not None else load_cpus(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+            env=env,
+        )
         self.err = OutputTail(self.proc.stderr, keep=50)
         self.msgs: collections.deque = collections.deque()
         self.cond = threading.Condition()
@@ -383,14 +429,18 @@ class Loader:
                 while self.msgs:
                     m = self.msgs.popleft()
                     if m is None:
-                        raise RuntimeError(f"load generator exited (rc={self.proc.poll()}):\n"
-                                           + "\n".join(list(self.err.lines)[-15:]))
+                        raise RuntimeError(
+                            f"load generator exited (rc={self.proc.poll()}):\n"
+                            + "\n".join(list(self.err.lines)[-15:])
+                        )
                     if key in m:
                         return m[key]
                 left = deadline - time.monotonic()
                 if left <= 0:
-                    raise RuntimeError(f"load generator: no {key!r} within {timeout}s:\n"
-                                       + "\n".join(list(self.err.lines)[-15:]))
+                    raise RuntimeError(
+                        f"load generator: no {key!r} within {timeout}s:\n"
+                        + "\n".join(list(self.err.lines)[-15:])
+                    )
                 self.cond.wait(left)
 
     def send(self, msg: dict) -> None:
@@ -404,12 +454,8 @@ class Loader:
         return cpu_seconds(self.proc.pid)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self.proc.stdin.close()
-        except OSError:
-            pass
-        try:
+        with contextlib.suppress(subprocess.TimeoutExpired):
             self.proc.wait(3)
-        except subprocess.TimeoutExpired:
-            pass
         REGISTRY.stop(self.proc, timeout=2)

@@ -9,6 +9,7 @@ self and inclusive time per function. Writes ``<outdir>/profile-<key>.txt``
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import re
 import shutil
@@ -42,19 +43,31 @@ class Profiler:
         self.outdir.mkdir(parents=True, exist_ok=True)
         folded = self.outdir / f"profile-{sc.key}.folded"
         p = procs.REGISTRY.popen(
-            [self.exe, "record", "--pid", str(hub.pid), "--rate", str(self.rate),
-             "--format", "raw", "--output", str(folded), "--nonblocking"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            [
+                self.exe,
+                "record",
+                "--pid",
+                str(hub.pid),
+                "--rate",
+                str(self.rate),
+                "--format",
+                "raw",
+                "--output",
+                str(folded),
+                "--nonblocking",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         return (p, folded, sc)
 
     def stop(self, handle) -> None:
         p, folded, sc = handle
         if p.poll() is None:
             os.kill(p.pid, signal.SIGINT)
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(20)
-            except subprocess.TimeoutExpired:
-                pass
         procs.REGISTRY.stop(p)
         if folded.exists():
             text = summarise(folded.read_text())
@@ -71,7 +84,11 @@ def short(frame: str) -> str:
     for marker in ("site-packages/", "/work/main/", "lib/python3"):
         if marker in f:
             f = f.split(marker, 1)[1]
-    return f"{m.group('func')} ({f}:{m.group('line') or '?'})" if m.group("line") else f"{m.group('func')} ({f})"
+    return (
+        f"{m.group('func')} ({f}:{m.group('line') or '?'})"
+        if m.group("line")
+        else f"{m.group('func')} ({f})"
+    )
 
 
 def summarise(folded: str, top: int = 30) -> str:
@@ -89,7 +106,11 @@ def summarise(folded: str, top: int = 30) -> str:
         leaf = frames[-1]
         self_t[short(leaf)] += n
         m = FRAME_RE.match(leaf)
-        self_fn[(m.group("func") + " (" + short(leaf).split(" (", 1)[1].rsplit(":", 1)[0] + ")") if m else leaf] += n
+        self_fn[
+            (m.group("func") + " (" + short(leaf).split(" (", 1)[1].rsplit(":", 1)[0] + ")")
+            if m
+            else leaf
+        ] += n
         seen = set()
         for fr in frames:
             m = FRAME_RE.match(fr)

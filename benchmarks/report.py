@@ -29,14 +29,21 @@ def machine() -> dict:
                 mem = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
     except OSError:
         pass
-    return {"cpu": model, "cores": os.cpu_count(), "usable_cpus": sorted(os.sched_getaffinity(0)),
-            "memory": mem, "kernel": platform.release(), "python": sys.version.split()[0],
-            "loadavg_at_start": os.getloadavg()}
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "usable_cpus": sorted(os.sched_getaffinity(0)),
+        "memory": mem,
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "loadavg_at_start": os.getloadavg(),
+    }
 
 
 def git_commit(path: Path) -> str:
-    r = subprocess.run(["git", "-C", str(path), "rev-parse", "--short", "HEAD"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
     return r.stdout.strip() or "?"
 
 
@@ -64,14 +71,16 @@ def markdown(results: list[Result], meta: dict) -> str:
         tm = res.medians("tantra")
         rm = res.medians("reference")
         first = True
-        for key, label, _ in sc.metrics:
+        for key, label, better in sc.metrics:
             tv = tm.get(key) if "tantra" in res.trials else None
             rv = rm.get(key) if "reference" in res.trials else None
             tcell = fmt(tv) if tv is not None else cell_missing(res, "tantra")
             rcell = fmt(rv) if rv is not None else cell_missing(res, "reference")
             goal = sc.goal if first else ""
-            lines.append(f"| {sc.key if first else ''} | {label} | {tcell} | {rcell} | "
-                         f"{ratio(sc, key, tv, rv)} | {goal} |")
+            lines.append(
+                f"| {sc.key if first else ''} | {label} | {tcell} | {rcell} | "
+                f"{ratio(sc, key, tv, rv) if better is not None else ''} | {goal} |"
+            )
             first = False
     errs = []
     for res in results:
@@ -97,10 +106,17 @@ def to_json(results: list[Result], meta: dict) -> dict:
     return {
         "meta": meta,
         "scenarios": [
-            {"key": r.scenario.key, "title": r.scenario.title, "kind": r.scenario.kind,
-             "params": r.scenario.params, "goal": r.scenario.goal,
-             "skipped": r.skipped, "trials": r.trials,
-             "medians": {t: r.medians(t) for t in r.trials}}
+            {
+                "key": r.scenario.key,
+                "title": r.scenario.title,
+                "kind": r.scenario.kind,
+                "params": r.scenario.params,
+                "goal": r.scenario.goal,
+                "targets": list(r.scenario.targets),
+                "skipped": r.skipped,
+                "trials": r.trials,
+                "medians": {t: r.medians(t) for t in r.trials},
+            }
             for r in results
         ],
     }
