@@ -13,22 +13,22 @@ from pathlib import Path
 from .harness import Result, fmt
 
 
+def _proc_line(path: str, prefix: str) -> str | None:
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(prefix):
+                    return line
+    except OSError:
+        pass
+    return None
+
+
 def machine() -> dict:
-    model = "?"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = "?"
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemTotal"):
-                mem = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB"
-    except OSError:
-        pass
+    line = _proc_line("/proc/cpuinfo", "model name")
+    model = line.split(":", 1)[1].strip() if line else "?"
+    line = _proc_line("/proc/meminfo", "MemTotal")
+    mem = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB" if line else "?"
     return {
         "cpu": model,
         "cores": os.cpu_count(),
