@@ -119,11 +119,11 @@ class ListenerService(service.Service):
 
     def _cannot_listen(self, reason: failure.Failure) -> None:
         message = f"cannot listen for {self.kind} on {self.description}: {reason.getErrorMessage()}"
-        _log.critical("{message}", message=message)
         if self._reactor.running:
+            _log.critical("{message}", message=message)
             self._reactor.stop()
         else:
-            self._fatal = message
+            self._fatal = message  # startService turns it into a one-line SystemExit
 
     def stopService(self):
         super().stopService()

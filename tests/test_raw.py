@@ -1,0 +1,210 @@
+"""Raw TCP lines and UDP datagrams, in memory: replies, limits, keep-alives."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+
+from tantra.hub import Hub
+from tantra.raw import DeviceDatagramProtocol, DeviceLineFactory
+
+START = 1_764_000_000.0
+
+
+class Collect:
+    def __init__(self):
+        self.readings = []
+
+    def deliver(self, batch):
+        self.readings.extend(batch.readings)
+
+
+@pytest.fixture
+def clock():
+    clock = Clock()
+    clock.advance(START)
+    return clock
+
+
+@pytest.fixture
+def hub(clock):
+    return Hub(clock)
+
+
+@pytest.fixture
+def dashboard(hub):
+    sink = Collect()
+    hub.subscribe(sink)
+    return sink
+
+
+def connect_tcp(hub, clock, *, max_line=200, idle_timeout=300.0):
+    factory = DeviceLineFactory(hub, clock, max_line=max_line, idle_timeout=idle_timeout)
+    protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.7", 5555))
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.7", 5555))
+    protocol.makeConnection(transport)
+    return factory, protocol, transport
+
+
+def lines(transport) -> list[dict]:
+    return [json.loads(line) for line in transport.value().splitlines()]
+
+
+def test_tcp_line_becomes_reading_with_peer_device(hub, clock, dashboard):
+    _, protocol, transport = connect_tcp(hub, clock)
+    protocol.dataReceived(b'{"sensor":"soil","value":42,"unit":"%","seq":1}\r\n')
+    clock.advance(0)
+    assert lines(transport) == [{"ack": 1}]
+    (reading,) = dashboard.readings
+    assert (reading.device, reading.sensor, reading.value) == ("ip-10-0-0-7", "soil", 42)
+
+
+def test_tcp_split_and_joined_lines(hub, clock, dashboard):
+    _, protocol, _ = connect_tcp(hub, clock)
+    for chunk in [
+        b'{"sensor":"a",',
+        b'"value":1}\n{"sensor":"b","value":2}\n{"sen',
+        b'sor":"c","value":3}\n',
+    ]:
+        protocol.dataReceived(chunk)
+    clock.advance(0)
+    assert [r.sensor for r in dashboard.readings] == ["a", "b", "c"]
+
+
+def test_tcp_empty_lines_are_keepalives(hub, clock, dashboard):
+    _, protocol, transport = connect_tcp(hub, clock)
+    protocol.dataReceived(b"\n\r\n   \n\t\r\n")
+    assert transport.value() == b""
+    assert hub.stats.rejected == {}
+
+
+def test_tcp_bad_line_gets_error_and_keeps_connection(hub, clock, dashboard):
+    _, protocol, transport = connect_tcp(hub, clock)
+    protocol.dataReceived(
+        b'{"sensor":"a","value":NaN}\n\xff\xfe\n{"sensor":"b","value":2,"seq":9}\n'
+    )
+    clock.advance(0)
+    assert lines(transport) == [
+        {
+            "error": "invalid_reading",
+            "detail": "value must be a finite number or boolean",
+            "index": 0,
+        },
+        {"error": "invalid_utf8", "detail": "payload is not valid UTF-8 (byte 0)"},
+        {"ack": 9},
+    ]
+    assert not transport.disconnecting
+    assert [r.sensor for r in dashboard.readings] == ["b"]
+
+
+def test_tcp_overlong_line_closes_after_an_error(hub, clock, dashboard):
+    _, protocol, transport = connect_tcp(hub, clock, max_line=100)
+    protocol.dataReceived(b'{"sensor":"a","value":1}\n' + b"x" * 150)
+    clock.advance(0)
+    replies = lines(transport)
+    assert replies == [
+        {"error": "line_too_long", "detail": "line longer than 100 bytes; closing the connection"}
+    ]
+    assert transport.disconnecting
+    assert [r.sensor for r in dashboard.readings] == ["a"], "the good line before it counts"
+    assert hub.stats.rejected == {"line_too_long": 1}
+    protocol.dataReceived(b'{"sensor":"late","value":1}\n')
+    clock.advance(0)
+    assert [r.sensor for r in dashboard.readings] == ["a"]
+
+
+def test_tcp_idle_connection_is_closed(hub, clock):
+    _, protocol, transport = connect_tcp(hub, clock, idle_timeout=300)
+    clock.advance(299)
+    protocol.dataReceived(b"\n")  # a keep-alive resets the timer
+    clock.advance(299)
+    assert not transport.disconnecting
+    clock.advance(2)
+    assert transport.disconnecting
+    assert lines(transport)[0]["error"] == "idle_timeout"
+    assert hub.stats.clients_dropped == {"idle_timeout": 1}
+    protocol.connectionLost(None)
+    assert clock.getDelayedCalls() == []
+
+
+def test_tcp_close_all_flushes_and_waits(hub, clock):
+    factory, protocol, transport = connect_tcp(hub, clock)
+    closed = factory.close_all()
+    assert transport.disconnecting and not closed.called
+    protocol.connectionLost(None)
+    assert closed.called
+    assert factory.connections == set()
+
+
+class FakeDatagramTransport:
+    def __init__(self):
+        self.sent: list[tuple[bytes, tuple]] = []
+
+    def write(self, data, addr):
+        self.sent.append((data, addr))
+
+
+@pytest.fixture
+def udp(hub, clock):
+    protocol = DeviceDatagramProtocol(hub, clock, error_rate=10)
+    protocol.transport = FakeDatagramTransport()
+    return protocol
+
+
+SOURCE = ("192.168.4.2", 4210)
+
+
+def test_udp_reading_acked_to_source(udp, clock, dashboard):
+    udp.datagramReceived(b'{"sensor":"rpm","value":1200,"seq":3}', SOURCE)
+    clock.advance(0)
+    assert udp.transport.sent == [(b'{"ack":3}', SOURCE)]
+    assert dashboard.readings[0].device == "ip-192-168-4-2"
+
+
+def test_udp_batch_acks_and_errors_fit_the_request(udp, clock, dashboard):
+    datagram = b'[{"sensor":"a","value":1,"seq":1},{"sensor":"b","value":"x","seq":2},{"sensor":"c","value":3,"seq":3}]'
+    udp.datagramReceived(datagram, SOURCE)
+    clock.advance(0)
+    replies = [json.loads(data) for data, _ in udp.transport.sent]
+    assert replies[0] == {"ack": [1, 3]}
+    assert replies[1]["error"] == "invalid_reading" and replies[1]["index"] == 1
+    assert sum(len(data) for data, _ in udp.transport.sent) <= len(datagram)
+    assert [r.sensor for r in dashboard.readings] == ["a", "c"]
+
+
+def test_udp_small_bad_datagram_gets_a_shrunk_error(udp):
+    udp.datagramReceived(b"{", SOURCE)
+    assert udp.transport.sent == []  # even the bare error is longer than 1 byte
+    assert udp.hub.stats.replies_suppressed == 1
+    udp.datagramReceived(b"x" * 40, SOURCE)
+    assert udp.transport.sent == [(b'{"error":"invalid_json"}', SOURCE)]
+
+
+def test_udp_error_replies_are_rate_limited_per_source(udp, clock):
+    junk = b"not json at all, certainly not a reading" * 3
+    for _ in range(25):
+        udp.datagramReceived(junk, SOURCE)
+    assert len(udp.transport.sent) == 10
+    udp.datagramReceived(junk, ("192.168.4.3", 1))
+    assert len(udp.transport.sent) == 11
+    clock.advance(1.0)
+    for _ in range(25):
+        udp.datagramReceived(junk, SOURCE)
+    assert len(udp.transport.sent) == 21
+    assert udp.hub.stats.rejected == {"invalid_json": 51}
+
+
+def test_udp_acks_are_never_rate_limited(udp):
+    for seq in range(30):
+        udp.datagramReceived(b'{"sensor":"a","value":1,"seq":%d}' % seq, SOURCE)
+    assert len(udp.transport.sent) == 30
+
+
+def test_udp_empty_datagram_is_ignored(udp):
+    udp.datagramReceived(b"", SOURCE)
+    udp.datagramReceived(b" \n", SOURCE)
+    assert udp.transport.sent == []

@@ -1,0 +1,131 @@
+"""Configuration in two layers: options → settings, then settings → services."""
+
+from __future__ import annotations
+
+import pytest
+from twisted.internet.testing import MemoryReactorClock
+from twisted.python import usage
+
+from tantra.raw import DeviceDatagramProtocol, DeviceLineFactory
+from tantra.settings import Settings, resolve
+from tantra.tap import ListenerService, Options, build_service, makeService
+
+
+class MemoryReactorWithUDP(MemoryReactorClock):
+    """MemoryReactorClock lacks listenUDP; record the calls like tcpServers."""
+
+    def __init__(self):
+        super().__init__()
+        self.udpServers = []
+
+    def listenUDP(self, port, protocol, interface="", maxPacketSize=8192):
+        self.udpServers.append((port, protocol, interface, maxPacketSize))
+        return super().listenTCP(port, None, interface=interface)
+
+
+def parse(*args: str) -> Settings:
+    options = Options()
+    options.parseOptions(list(args))
+    return options.settings
+
+
+def test_defaults_match_the_spec():
+    settings = parse()
+    assert settings.http == ("tcp:8080",)
+    assert settings.tcp == "tcp:9000"
+    assert settings.udp == 9000
+    assert settings.udp_interface == ""
+    assert (settings.ping_interval, settings.ping_timeout) == (30.0, 10.0)
+    assert (settings.max_line, settings.idle_timeout) == (65536, 300.0)
+    assert settings.udp_error_rate == 10.0
+
+
+def test_http_is_repeatable_and_none_disables():
+    settings = parse("--http", "tcp:8081", "--http", "unix:/tmp/t.sock", "--tcp", "none",
+                     "--udp", "none")  # fmt: skip
+    assert settings.http == ("tcp:8081", "unix:/tmp/t.sock")
+    assert settings.tcp is None and settings.udp is None
+    assert parse("--http", "none").http == ()
+
+
+def test_config_file_then_command_line(tmp_path):
+    config = tmp_path / "tantra.toml"
+    config.write_text(
+        'http = ["tcp:7001", "tcp:7002"]\ntcp = "tcp:7003"\nudp = 7004\n'
+        'udp-interface = "127.0.0.1"\nidle-timeout = 60\n'
+    )
+    settings = parse("--config", str(config), "--tcp", "tcp:7777")
+    assert settings.http == ("tcp:7001", "tcp:7002")
+    assert settings.tcp == "tcp:7777", "command line wins"
+    assert settings.udp == 7004
+    assert settings.udp_interface == "127.0.0.1"
+    assert settings.idle_timeout == 60
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--tcp", "tcp:notaport"], "--tcp: 'tcp:notaport' is not a usable endpoint"),
+        (["--http", "bogus:1"], "--http: 'bogus:1' is not a usable endpoint"),
+        (["--udp", "70000"], "--udp: 70000 is not a port number (0-65535) or none"),
+        (["--udp", "abc"], "--udp: 'abc' is not a port number"),
+        (["--idle-timeout", "-1"], "--idle-timeout: '-1' must be at least 0.1"),
+        (["--idle-timeout", "soon"], "--idle-timeout: 'soon' is not a number"),
+        (["--max-line", "1.5"], "--max-line: '1.5' is not a whole number"),
+        (["--ping-interval", "nan"], "--ping-interval: 'nan' is not a finite number"),
+        (["--config", "/nonexistent/t.toml"], "cannot read config file /nonexistent/t.toml"),
+    ],
+)
+def test_bad_values_are_usage_errors(args, message):
+    with pytest.raises(usage.UsageError) as raised:
+        parse(*args)
+    assert str(raised.value).startswith(message)
+
+
+def test_bad_config_files(tmp_path):
+    broken = tmp_path / "broken.toml"
+    broken.write_text("http = [")
+    with pytest.raises(usage.UsageError, match="is not valid TOML"):
+        parse("--config", str(broken))
+    unknown = tmp_path / "unknown.toml"
+    unknown.write_text('htp = "tcp:1"\n')
+    with pytest.raises(usage.UsageError, match="unknown setting"):
+        parse("--config", str(unknown))
+    wrong_type = tmp_path / "wrong.toml"
+    wrong_type.write_text("udp = true\n")
+    with pytest.raises(usage.UsageError, match=r"udp \(config file\)"):
+        parse("--config", str(wrong_type))
+
+
+def test_make_service_builds_one_listener_per_endpoint():
+    reactor = MemoryReactorWithUDP()
+    settings = resolve({"http": ["tcp:8080", "tcp:8443"], "udp": "9001"}, {})
+    top = build_service(settings, reactor)
+    listeners = [child for child in top if isinstance(child, ListenerService)]
+    assert [(lst.kind, lst.description) for lst in listeners] == [
+        ("http", "tcp:8080"),
+        ("http", "tcp:8443"),
+        ("tcp", "tcp:9000"),
+        ("udp", "*:9001"),
+    ]
+    top.startService()
+    assert [port for port, *_ in reactor.tcpServers] == [8080, 8443, 9000, 9001]
+    ((udp_port, udp_protocol, *_),) = reactor.udpServers
+    assert udp_port == 9001 and isinstance(udp_protocol, DeviceDatagramProtocol)
+    assert isinstance(reactor.tcpServers[2][1], DeviceLineFactory)
+    assert all(lst.ready.called for lst in listeners)
+    top.stopService()
+
+
+def test_disabled_listeners_are_not_built():
+    reactor = MemoryReactorClock()
+    top = build_service(resolve({"tcp": "none", "udp": "none"}, {}), reactor)
+    assert [lst.kind for lst in top if isinstance(lst, ListenerService)] == ["http"]
+
+
+def test_make_service_accepts_plain_options():
+    reactor = MemoryReactorClock()
+    options = Options()
+    options.parseOptions(["--udp", "none"])
+    top = makeService(options, reactor)
+    assert [lst.kind for lst in top if isinstance(lst, ListenerService)] == ["http", "tcp"]
