@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import fnmatch
+import os
 import sys
 import time
 from pathlib import Path
@@ -133,6 +134,7 @@ def main(argv=None) -> int:
     finally:
         procs.REGISTRY.stop_all()
     meta["elapsed_s"] = round(time.monotonic() - started, 1)
+    meta["loadavg_at_end"] = os.getloadavg()
     mdp, jp = report.write(results, meta, args.out)
     print()
     print(report.markdown(results, meta))

@@ -89,9 +89,9 @@ def scenarios() -> list[Scenario]:
         s.append(
             Scenario(
                 f"fanout-{n}",
-                f"fan-out max, publisher flat out (16 in flight), {n} subscribers",
+                f"fan-out max, publisher flat out (64 in flight), {n} subscribers",
                 "stream",
-                dict(subs=n, mode="max", burst=1, window=16, lat_every=64),
+                dict(subs=n, mode="max", burst=1, window=64, lat_every=64),
                 metrics=STREAM_METRICS,
             )
         )
@@ -110,7 +110,7 @@ def scenarios() -> list[Scenario]:
             "fanout-1000-burst16",
             "fan-out max, bursts of 16 readings per write, 1000 subscribers",
             "stream",
-            dict(subs=1000, mode="max", burst=16, window=64, lat_every=256),
+            dict(subs=1000, mode="max", burst=16, window=256, lat_every=256),
             metrics=STREAM_METRICS,
             goal="≥ 1,000,000 deliveries/s",
         )
@@ -224,7 +224,34 @@ def sleep_until(t: float) -> None:
         time.sleep(d)
 
 
-def trial_stream(hub, p: dict, t: Timing, wamp: bool = False) -> dict:
+class ProfileWindow:
+    """Runs the profiler on the hub during the measurement window only."""
+
+    def __init__(self, profiler, hub, sc) -> None:
+        self.profiler, self.hub, self.sc = profiler, hub, sc
+        self.handle = None
+
+    def begin(self) -> None:
+        self.handle = self.profiler.start(self.hub, self.sc)
+
+    def end(self) -> None:
+        if self.handle is not None:
+            self.profiler.stop(self.handle)
+            self.handle = None
+
+
+class _NoWindow:
+    def begin(self) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
+NO_WINDOW = _NoWindow()
+
+
+def trial_stream(hub, p: dict, t: Timing, window=NO_WINDOW, wamp: bool = False) -> dict:
     dur = t.stall_dur if p.get("stalled") else t.rate_dur if p["mode"] == "rate" else t.dur
     fd, lat_path = tempfile.mkstemp(prefix="tantra-bench-lat-")
     os.close(fd)
@@ -278,12 +305,14 @@ def trial_stream(hub, p: dict, t: Timing, wamp: bool = False) -> dict:
         c0 = hub.cpu()
         l0 = sub.cpu() + pub.cpu()
         rss0 = rss_max = hub.rss()
+        window.begin()
         while time.monotonic() < m1:
             time.sleep(min(0.2, max(0.0, m1 - time.monotonic())))
             rss_max = max(rss_max, hub.rss())
         c1 = hub.cpu()
         l1 = sub.cpu() + pub.cpu()
         rss1 = hub.rss()
+        window.end()
         pub.send({"finish": {}})
         pr = pub.expect("result", 15)
         sub.send({"finish": {"drain_s": t.drain}})
@@ -333,7 +362,7 @@ def trial_stream(hub, p: dict, t: Timing, wamp: bool = False) -> dict:
     return out
 
 
-def trial_ingest(hub, p: dict, t: Timing) -> dict:
+def trial_ingest(hub, p: dict, t: Timing, window=NO_WINDOW) -> dict:
     port = {"ws": 0, "tcp": hub.tcp_port, "udp": hub.udp_port}[p["transport"]]
     pub = procs.Loader(
         [
@@ -362,8 +391,10 @@ def trial_ingest(hub, p: dict, t: Timing) -> dict:
         pub.send({"go": {"t0": t0, "m0": m0, "m1": m1}})
         sleep_until(m0)
         c0 = hub.cpu()
+        window.begin()
         sleep_until(m1)
         c1 = hub.cpu()
+        window.end()
         pub.send({"finish": {}})
         pr = pub.expect("result", 15)
     finally:
@@ -493,19 +524,20 @@ def run(
                                 raise RuntimeError(
                                     "hub died:\n" + "\n".join(list(hub.tail.lines)[-20:])
                                 )
-                            prof = (
-                                profile.start(hub, sc)
+                            window = (
+                                ProfileWindow(profile, hub, sc)
                                 if (profile and name == "tantra" and rep == 0)
-                                else None
+                                else NO_WINDOW
                             )
                             try:
                                 if sc.kind == "ingest":
-                                    r = trial_ingest(hub, sc.params, t)
+                                    r = trial_ingest(hub, sc.params, t, window)
                                 else:
-                                    r = trial_stream(hub, sc.params, t, wamp=sc.kind == "wamp")
+                                    r = trial_stream(
+                                        hub, sc.params, t, window, wamp=sc.kind == "wamp"
+                                    )
                             finally:
-                                if prof:
-                                    profile.stop(prof)
+                                window.end()
                     except (RuntimeError, OSError, KeyError, ValueError) as e:
                         r = {"error": f"{type(e).__name__}: {e}"}
                     r["elapsed_s"] = time.monotonic() - started

@@ -234,16 +234,11 @@ class ReferenceHub(Hub):
         npm = shutil.which("npm")
         if npm is None:
             raise RuntimeError("npm not found: cannot install benchmarks/reference")
+        # cwd rather than --prefix: --prefix also moves npm's global config
+        # (and with it any registry/CA settings the machine configures there)
         subprocess.run(
-            [
-                npm,
-                "ci",
-                "--prefix",
-                str(REFERENCE_DIR),
-                "--no-audit",
-                "--no-fund",
-                "--loglevel=error",
-            ],
+            [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+            cwd=REFERENCE_DIR,
             check=True,
             timeout=300,
         )

@@ -56,6 +56,7 @@ class Profiler:
                 str(folded),
                 "--nonblocking",
             ],
+            affinity=procs.load_cpus(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,

@@ -59,7 +59,9 @@ def markdown(results: list[Result], meta: dict) -> str:
         "(alternating), medians.",
         f"Machine: {meta['machine']['cpu']}, {meta['machine']['cores']} cores, "
         f"{meta['machine']['memory']}, Linux {meta['machine']['kernel']}; hub pinned to CPU "
-        f"{meta['hub_cpu']}, load generators to CPU {meta['load_cpus']}.",
+        f"{meta['hub_cpu']}, load generators to CPU {meta['load_cpus']}; load average "
+        f"{meta['machine']['loadavg_at_start'][0]:.1f} at start, "
+        f"{meta.get('loadavg_at_end', ['?'])[0]} at end (the machine is shared).",
         f"Versions: {meta['versions'].get('tantra', 'tantra: not run')}; "
         f"reference {meta['versions'].get('reference', 'not run')}.",
         "",

@@ -26,7 +26,8 @@ def _targets() -> list[str]:
         ref = ROOT / "benchmarks" / "reference"
         if not (ref / "node_modules" / "ws").is_dir():
             done = subprocess.run(
-                ["npm", "ci", "--prefix", str(ref), "--no-audit", "--no-fund", "--loglevel=error"],
+                ["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
+                cwd=ref,
                 capture_output=True,
                 timeout=300,
             )
@@ -36,6 +37,8 @@ def _targets() -> list[str]:
     return targets
 
 
+@pytest.mark.integration
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_benchmark_smoke_run(tmp_path: Path) -> None:
     targets = _targets()
