@@ -61,7 +61,7 @@ def markdown(results: list[Result], meta: dict) -> str:
         f"{meta['machine']['memory']}, Linux {meta['machine']['kernel']}; hub pinned to CPU "
         f"{meta['hub_cpu']}, load generators to CPU {meta['load_cpus']}; load average "
         f"{meta['machine']['loadavg_at_start'][0]:.1f} at start, "
-        f"{meta.get('loadavg_at_end', ['?'])[0]} at end (the machine is shared).",
+        f"{meta.get('loadavg_at_end', [0.0])[0]:.1f} at end (the machine is shared).",
         f"Versions: {meta['versions'].get('tantra', 'tantra: not run')}; "
         f"reference {meta['versions'].get('reference', 'not run')}.",
         "",
