@@ -28,6 +28,9 @@ from tantra.replies import reply_messages
 _log = Logger()
 T = TypeVar("T")
 
+#: Seconds between two log lines about rejected input (each one counts the rest).
+REJECTION_LOG_INTERVAL = 1.0
+
 
 class ISink(Interface):
     """Something that receives readings from the hub: a dashboard, a WAMP bridge, a store."""
@@ -156,6 +159,8 @@ class Hub:
         self._groups: dict[Filter, dict[ISink, Subscription]] = {}
         self._pending: list[Reading] = []
         self._flush_call: IDelayedCall | None = None
+        self._last_rejection_log = float("-inf")
+        self._rejections_unlogged = 0
 
     # -- ingest ------------------------------------------------------------
 
@@ -165,12 +170,17 @@ class Hub:
     def ingest(self, payload: bytes | str, *, default_device: str) -> IngestOutcome:
         """Parse, validate, de-duplicate and queue one payload from any transport."""
         parsed = parse_payload(payload, default_device=default_device, now_ms=self.now_ms())
-        return self.accept(parsed)
+        return self.accept(parsed, source=default_device)
 
-    def accept(self, parsed: ParsedPayload) -> IngestOutcome:
-        """Queue already validated readings (WAMP builds them from a topic + kwargs)."""
-        for error in parsed.errors:
-            self.stats.rejected[error.code] += 1
+    def accept(self, parsed: ParsedPayload, *, source: str = "?") -> IngestOutcome:
+        """Queue already validated readings (WAMP builds them from a topic + kwargs).
+
+        ``source`` names the sender in log lines about its rejected input.
+        """
+        if parsed.errors:
+            for error in parsed.errors:
+                self.stats.rejected[error.code] += 1
+            self._log_rejection(source, parsed.errors[0], len(parsed.errors))
         accepted: list[Reading] = []
         duplicates: list[Reading] = []
         acks: list[int] = []
@@ -193,9 +203,27 @@ class Hub:
             tuple(accepted), tuple(duplicates), parsed.errors, tuple(acks), parsed.is_batch
         )
 
-    def reject(self, reason: str, count: int = 1) -> None:
+    def reject(self, reason: str, count: int = 1, *, source: str = "?", detail: str = "") -> None:
         """Count input a transport refused before it could be parsed (framing errors)."""
         self.stats.rejected[reason] += count
+        self._log_rejection(source, Rejection(reason, detail), count)
+
+    def _log_rejection(self, source: str, example: Rejection, count: int) -> None:
+        """One log line per second at most: bad input must not flood the log."""
+        self._rejections_unlogged += count
+        now = self._clock.seconds()
+        if now - self._last_rejection_log < REJECTION_LOG_INTERVAL:
+            return
+        _log.info(
+            "rejected input from {source}: {code}: {detail}"
+            " ({count} rejection(s) since the last such line; totals at /stats)",
+            source=source,
+            code=example.code,
+            detail=example.detail,
+            count=self._rejections_unlogged,
+        )
+        self._last_rejection_log = now
+        self._rejections_unlogged = 0
 
     # -- delivery ------------------------------------------------------------
 

@@ -12,11 +12,12 @@ Does not own: validation or delivery (``tantra.hub``), reply wording
 from __future__ import annotations
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime
 from twisted.internet.protocol import DatagramProtocol, Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.protocols.policies import TimeoutMixin
+from zope.interface import implementer
 
 from tantra import replies
 from tantra.hub import Hub
@@ -29,8 +30,14 @@ IDLE_TIMEOUT = "idle_timeout"
 _log = Logger()
 
 
+@implementer(IHalfCloseableProtocol)
 class DeviceLineProtocol(LineReceiver, TimeoutMixin):
-    """One TCP device: each line is a reading or a batch; replies are lines."""
+    """One TCP device: each line is a reading or a batch; replies are lines.
+
+    Half-closeable because ``printf ... | nc host 9000`` and many devices send,
+    then shut down their side and wait for the answer: end of input must not
+    throw away the replies still to be written.
+    """
 
     delimiter = b"\n"
     factory: DeviceLineFactory
@@ -64,10 +71,9 @@ class DeviceLineProtocol(LineReceiver, TimeoutMixin):
             )
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        self.factory.hub.reject(LINE_TOO_LONG)
-        self._close_with_error(
-            LINE_TOO_LONG, f"line longer than {self.MAX_LENGTH} bytes; closing the connection"
-        )
+        detail = f"line longer than {self.MAX_LENGTH} bytes; closing the connection"
+        self.factory.hub.reject(LINE_TOO_LONG, source=self._device, detail=detail)
+        self._close_with_error(LINE_TOO_LONG, detail)
 
     def timeoutConnection(self) -> None:
         self.factory.hub.stats.clients_dropped[IDLE_TIMEOUT] += 1
@@ -81,6 +87,31 @@ class DeviceLineProtocol(LineReceiver, TimeoutMixin):
         self._closing = True
         self.clearLineBuffer()
         self.transport.write(replies.encode({"error": code, "detail": detail}) + b"\n")
+        self.transport.loseConnection()
+
+    def finish(self) -> None:
+        """Stop taking readings, write what is owed, then signal end of data.
+
+        A plain close while the device's next lines sit unread in our socket
+        makes the kernel send a reset, and a reset can destroy acks the device
+        has not read yet; it would then re-send readings that were accepted.
+        So: shut down our sending side only (after the pending replies), keep
+        reading and ignoring, and close when the device closes (or when the
+        reactor stops).
+        """
+        self._closing = True
+        self.clearLineBuffer()
+        self.transport.loseWriteConnection()
+
+    def readConnectionLost(self) -> None:
+        """The device has sent everything: a last line without ``\n`` still counts."""
+        rest = self.clearLineBuffer()
+        if rest and not self._closing:
+            self.lineReceived(rest)
+        self._closing = True
+        self.transport.loseConnection()  # after the pending replies are written
+
+    def writeConnectionLost(self) -> None:
         self.transport.loseConnection()
 
     def connectionLost(self, reason=None) -> None:
@@ -108,12 +139,16 @@ class DeviceLineFactory(Factory):
             waiter.callback(None)
 
     def close_all(self) -> defer.Deferred:
-        """Close every connection after its pending replies (acks) are written."""
+        """Hang up on every device once its pending replies (acks) are written.
+
+        Fires when all are gone. See :meth:`DeviceLineProtocol.finish` for why
+        this is a half-close rather than a plain close.
+        """
         waiters = []
         for connection in list(self.connections):
             waiter = self._gone_waiters.setdefault(connection, defer.Deferred())
             waiters.append(waiter)
-            connection.transport.loseConnection()
+            connection.finish()
         return defer.DeferredList(waiters)
 
 

@@ -11,6 +11,7 @@ Does not own: wiring (``tantra.tap``) or the option parser itself.
 from __future__ import annotations
 
 import math
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -74,6 +75,16 @@ def _text(value: Any) -> str:
     return value.strip()
 
 
+_URI_PATTERN = re.compile(r"([^\s.#]+\.)*[^\s.#]+")
+
+
+def _uri(value: Any) -> str:
+    """A WAMP URI such as a realm name: dot-separated, no spaces or ``#``."""
+    if not isinstance(value, str) or _URI_PATTERN.fullmatch(value.strip()) is None:
+        raise SettingsError(f"{value!r} is not a WAMP URI such as tantra or com.example.farm")
+    return value.strip()
+
+
 def _number(minimum: float, *, integer: bool = False) -> Callable[[Any], float | int]:
     kind = "a whole number" if integer else "a number"
 
@@ -122,6 +133,7 @@ SPECS: tuple[Spec, ...] = (
     Spec("dedupe-size", 1024, _number(1, integer=True), "seq numbers remembered per device"),
     Spec("dedupe-seconds", 300.0, _number(0.1), "seconds a seq number is remembered"),
     Spec("max-sensors", 100_000, _number(1, integer=True), "sensors kept in the last-value cache"),
+    Spec("realm", "tantra", _uri, "WAMP realm served at /wamp"),
 )  # fmt: skip
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
@@ -143,6 +155,7 @@ class Settings:
     dedupe_size: int
     dedupe_seconds: float
     max_sensors: int
+    realm: str
 
 
 def load_toml(path: str) -> dict[str, Any]:

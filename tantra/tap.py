@@ -24,6 +24,7 @@ from tantra.dedupe import SeqWindow
 from tantra.hub import Hub
 from tantra.raw import DeviceDatagramProtocol, DeviceLineFactory
 from tantra.settings import SPECS, Settings, SettingsError, load_toml, resolve
+from tantra.wamp import WampFactory, build_wamp
 from tantra.web import build_site
 from tantra.ws import DashboardFactory
 
@@ -136,11 +137,19 @@ class ListenerService(service.Service):
 class TantraService(service.MultiService):
     """The hub and its listeners; announces readiness and stops gracefully."""
 
-    def __init__(self, hub: Hub, dashboards: DashboardFactory, devices: DeviceLineFactory, reactor):
+    def __init__(
+        self,
+        hub: Hub,
+        dashboards: DashboardFactory,
+        devices: DeviceLineFactory,
+        reactor,
+        wamp: WampFactory | None = None,
+    ):
         super().__init__()
         self.hub = hub
         self.dashboards = dashboards
         self.devices = devices
+        self.wamp = wamp
         self._reactor = reactor
 
     @property
@@ -173,7 +182,10 @@ class TantraService(service.MultiService):
 
     def _close_connections(self) -> defer.Deferred:
         self.hub.flush()
-        closing = defer.DeferredList([self.dashboards.go_away(), self.devices.close_all()])
+        going = [self.dashboards.go_away(), self.devices.close_all()]
+        if self.wamp is not None:
+            going.append(self.wamp.go_away())
+        closing = defer.DeferredList(going)
         closing.addTimeout(SHUTDOWN_GRACE_SECONDS, self._reactor)
 
         def timed_out(reason: failure.Failure) -> None:
@@ -201,9 +213,20 @@ def build_service(settings: Settings, reactor) -> TantraService:
     devices = DeviceLineFactory(
         hub, reactor, max_line=settings.max_line, idle_timeout=settings.idle_timeout
     )
-    top = TantraService(hub, dashboards, devices, reactor)
+    wamp, wamp_resource = build_wamp(
+        hub,
+        reactor,
+        realm=settings.realm,
+        ping_interval=settings.ping_interval,
+        ping_timeout=settings.ping_timeout,
+        stall_timeout=settings.stall_timeout,
+        max_message_size=settings.max_line,
+    )
+    top = TantraService(hub, dashboards, devices, reactor, wamp=wamp)
 
-    site = build_site(hub, dashboards)
+    site = build_site(
+        hub, dashboards, {b"wamp": wamp_resource}, {"wamp": wamp.router.stats.as_dict}
+    )
     for description in settings.http:
         endpoint = serverFromString(reactor, description)
         ListenerService(

@@ -11,7 +11,7 @@ Does not own: WebSocket behaviour (``tantra.ws``) or the hub.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import resources
 
 import orjson
@@ -55,10 +55,16 @@ class StatsResource(Resource):
 
     isLeaf = True
 
-    def __init__(self, hub: Hub, dashboards: DashboardFactory):
+    def __init__(
+        self,
+        hub: Hub,
+        dashboards: DashboardFactory,
+        sections: Mapping[str, Callable[[], dict]] | None = None,
+    ):
         super().__init__()
         self._hub = hub
         self._dashboards = dashboards
+        self._sections = dict(sections or {})
 
     def render_GET(self, request) -> bytes:
         request.setHeader(b"content-type", b"application/json")
@@ -70,6 +76,8 @@ class StatsResource(Resource):
             "sensors": len(self._hub.latest()),
             **self._hub.stats.as_dict(),
         }
+        for name, counters in self._sections.items():
+            body[name] = counters()
         return orjson.dumps(body)
 
 
@@ -90,11 +98,18 @@ class RootResource(Resource):
 
 
 def build_site(
-    hub: Hub, dashboards: DashboardFactory, children: Mapping[bytes, IResource] | None = None
+    hub: Hub,
+    dashboards: DashboardFactory,
+    children: Mapping[bytes, IResource] | None = None,
+    stats_sections: Mapping[str, Callable[[], dict]] | None = None,
 ) -> Site:
-    """The whole HTTP tree on one port; ``children`` mounts more (``b"wamp"``, ``b"api"``)."""
+    """The whole HTTP tree on one port.
+
+    ``children`` mounts more resources (``b"wamp"``, later ``b"api"``);
+    ``stats_sections`` adds named counter groups to ``/stats`` (``"wamp"``).
+    """
     root = RootResource(WebSocketResource(dashboards), StatusPage())
-    root.putChild(b"stats", StatsResource(hub, dashboards))
+    root.putChild(b"stats", StatsResource(hub, dashboards, stats_sections))
     for name, child in (children or {}).items():
         root.putChild(name, child)
     site = Site(root)

@@ -91,7 +91,7 @@ class DashboardProtocol(WebSocketServerProtocol):
         try:
             self._filter = filter_from_query(request.params)
         except ValueError as error:
-            self.factory.hub.reject("bad_subscription")
+            self.factory.hub.reject("bad_subscription", source=str(request.peer), detail=str(error))
             raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, str(error)) from None
         self._device = device_name_for_address(self.transport.getPeer())
         return None
@@ -192,6 +192,9 @@ class DashboardFactory(WebSocketServerFactory):
             autoPingTimeout=ping_timeout,
             maxMessagePayloadSize=max_message_size,
             maxFramePayloadSize=max_message_size,
+            # Tell a client why it is being disconnected (1002/1007/1009)
+            # instead of dropping the TCP connection silently.
+            failByDrop=False,
         )
 
     def go_away(self) -> defer.Deferred:

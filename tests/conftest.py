@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import pytest
+from twisted.internet.task import Clock
 
+from tests.support.fakes import START
 from tests.support.hubproc import HubProcess
-
-NOW_MS = 1_764_000_000_000
 
 
 @pytest.fixture
-def now_ms() -> int:
-    return NOW_MS
+def clock() -> Clock:
+    """A fake reactor clock, started at a realistic wall-clock time."""
+    clock = Clock()
+    clock.advance(START)
+    return clock
 
 
 @pytest.fixture(scope="module")

@@ -3,39 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from twisted.internet.task import Clock
 
 from tantra.dedupe import SeqWindow
 from tantra.hub import EVERYTHING, Batch, Filter, Hub
 from tantra.model import Reading
-
-START = 1_764_000_000.0
-
-
-class RecordingSink:
-    """An ISink that keeps every batch it was given."""
-
-    def __init__(self):
-        self.batches: list[Batch] = []
-
-    def deliver(self, batch):
-        self.batches.append(batch)
-
-    @property
-    def readings(self) -> list[Reading]:
-        return [reading for batch in self.batches for reading in batch.readings]
+from tests.support.fakes import START, RecordingSink
 
 
 class BrokenSink:
     def deliver(self, batch):
         raise RuntimeError("boom")
-
-
-@pytest.fixture
-def clock():
-    clock = Clock()
-    clock.advance(START)
-    return clock
 
 
 @pytest.fixture
@@ -222,3 +199,22 @@ def test_hub_time_comes_from_the_clock(hub, clock):
 
 def test_everything_filter_is_the_default():
     assert Filter.of() == EVERYTHING
+
+
+def test_rejections_are_logged_at_most_once_a_second(hub, clock):
+    from twisted.logger import globalLogPublisher
+
+    events = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        for _ in range(5):
+            send(hub, b"junk", device="ip-9")
+        clock.advance(1.0)
+        send(hub, b"[]", device="ip-9")
+    finally:
+        globalLogPublisher.removeObserver(events.append)
+    lines = [e for e in events if e.get("log_namespace") == "tantra.hub"]
+    assert [(e["source"], e["code"], e["count"]) for e in lines] == [
+        ("ip-9", "invalid_json", 1),
+        ("ip-9", "empty_batch", 5),
+    ]

@@ -14,7 +14,15 @@ import uuid
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from tests.support.clients import TcpDevice, UdpDevice, dashboard, drain, recv_json, wait_for
+from tests.support.clients import (
+    TcpDevice,
+    UdpDevice,
+    dashboard,
+    drain,
+    recv_json,
+    require,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -243,8 +251,14 @@ def test_browser_page_and_stats(hub):
 
     with urllib.request.urlopen(f"http://127.0.0.1:{hub.ports['http']}/", timeout=5) as page:
         assert b"Tantra telemetry hub" in page.read()
+    tcp = TcpDevice(hub.host, hub.ports["tcp"])
+    tcp.send(b'{"sensor":"counted","value":1,"seq":1}\nnot json\n')
+    assert tcp.reply() == {"ack": 1}
+    assert tcp.reply()["error"] == "invalid_json"
+    tcp.close()
     stats = hub.stats()
-    assert stats["accepted"] >= 1 and "invalid_json" in stats["rejected"]
+    assert stats["accepted"] >= 1 and stats["rejected"]["invalid_json"] >= 1
+    assert "sessions_opened" in stats["wamp"]
 
 
 def test_websocket_protocol_error_closes_only_that_client(hub):
@@ -267,3 +281,193 @@ def test_websocket_protocol_error_closes_only_that_client(hub):
         assert not received or received[0] == 0x88, "a close frame, if anything"
         ws.send('{"device":"%s","sensor":"a","value":1}' % device)
         assert recv_json(ws)["device"] == device, "other clients are unaffected"
+
+
+# -- the same bad-input behaviour on every transport ---------------------------
+
+
+class TcpSender:
+    def __init__(self, hub):
+        self.device = TcpDevice(hub.host, hub.ports["tcp"])
+
+    def send(self, payload: bytes) -> None:
+        self.device.send(payload + b"\n")
+
+    def reply(self) -> dict:
+        return self.device.reply()
+
+    def close(self) -> None:
+        self.device.close()
+
+
+class UdpSender:
+    def __init__(self, hub):
+        self.device = UdpDevice(hub.host, hub.ports["udp"])
+
+    def send(self, payload: bytes) -> None:
+        self.device.send(payload + b" " * 200)  # room for full error texts
+
+    def reply(self) -> dict:
+        return json.loads(self.device.reply())
+
+    def close(self) -> None:
+        self.device.close()
+
+
+class WebSocketSender:
+    def __init__(self, hub):
+        # A publisher that filters itself out, so it only hears replies.
+        self.ws = dashboard(hub.ws_url + "?device=nobody-listens-here").__enter__()
+
+    def send(self, payload: bytes) -> None:
+        self.ws.send(payload)  # bytes: a binary message, so any byte sequence gets through
+
+    def reply(self) -> dict:
+        return recv_json(self.ws)
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+SENDERS = {"tcp": TcpSender, "udp": UdpSender, "websocket": WebSocketSender}
+
+BAD_INPUTS = {
+    "not utf-8": (
+        b"\xff\xfe\xfd",
+        {"error": "invalid_utf8", "detail": "payload is not valid UTF-8 (byte 0)"},
+    ),
+    "not json": (
+        b"{sensor}",
+        {
+            "error": "invalid_json",
+            "detail": "payload is not valid JSON: Expecting property name enclosed in double quotes: line 1 column 2 (char 1)",
+        },
+    ),
+    "not an object": (
+        b'"soil=42"',
+        {
+            "error": "invalid_reading",
+            "detail": "a reading must be a JSON object, not string",
+            "index": 0,
+        },
+    ),
+    "empty batch": (
+        b"[]",
+        {"error": "empty_batch", "detail": "a batch must hold at least one reading"},
+    ),
+    "NaN value": (
+        b'{"sensor":"a","value":NaN}',
+        {
+            "error": "invalid_reading",
+            "detail": "value must be a finite number or boolean",
+            "index": 0,
+        },
+    ),
+    "string value": (
+        b'{"sensor":"a","value":"42"}',
+        {
+            "error": "invalid_reading",
+            "detail": "value must be a finite number or boolean",
+            "index": 0,
+        },
+    ),
+    "missing sensor": (
+        b'{"value":1}',
+        {"error": "invalid_reading", "detail": "missing required field 'sensor'", "index": 0},
+    ),
+    "bad sensor name": (
+        b'{"sensor":"soil moisture","value":1}',
+        {
+            "error": "invalid_reading",
+            "detail": "sensor must be 1-64 characters of A-Z a-z 0-9 _ -",
+            "index": 0,
+        },
+    ),
+    "unit too long": (
+        b'{"sensor":"a","value":1,"unit":"degrees-celsius-x"}',
+        {
+            "error": "invalid_reading",
+            "detail": "unit must be a text string of at most 16 characters",
+            "index": 0,
+        },
+    ),
+    "bad device": (
+        b'{"sensor":"a","value":1,"device":"farm 1"}',
+        {
+            "error": "invalid_reading",
+            "detail": "device must be 1-64 characters of A-Z a-z 0-9 _ -",
+            "index": 0,
+        },
+    ),
+    "negative seq": (
+        b'{"sensor":"a","value":1,"seq":-1}',
+        {
+            "error": "invalid_reading",
+            "detail": "seq must be an integer from 0 to 9007199254740991",
+            "index": 0,
+        },
+    ),
+    "unknown field": (
+        b'{"sensor":"a","value":1,"rssi":-70}',
+        {
+            "error": "invalid_reading",
+            "detail": "unknown field(s) 'rssi'; allowed: device, sensor, value, unit, ts, seq (send other measurements as readings of their own)",
+            "index": 0,
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("transport", SENDERS)
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_gets_the_exact_error_on_every_transport(hub, transport, case):
+    payload, expected = BAD_INPUTS[case]
+    device = unique("every")
+    sender = SENDERS[transport](hub)
+    with dashboard(hub.ws_url + f"?device={device}&device=ip-127-0-0-1") as watcher:
+        drain(watcher, 0.1)  # the snapshot
+        sender.send(payload)
+        assert sender.reply() == expected
+        sender.send(b'{"device":"%s","sensor":"after","value":1,"seq":1}' % device.encode())
+        assert sender.reply() == {"ack": 1}, "the sender can go on after an error"
+        seen = drain(watcher)
+    sender.close()
+    assert [(m["device"], m["sensor"]) for m in seen] == [(device, "after")], (
+        "the good reading arrived and nothing of the bad one"
+    )
+
+
+def test_send_and_shut_down_like_nc_still_gets_the_replies(hub):
+    for line in (
+        b'{"sensor":"half","value":1,"seq":41}\n',
+        b'{"sensor":"half","value":1,"seq":42}',
+    ):
+        sock = socket.create_connection((hub.host, hub.ports["tcp"]), timeout=5)
+        sock.sendall(line)
+        sock.shutdown(socket.SHUT_WR)
+        answer = b""
+        while chunk := sock.recv(4096):
+            answer += chunk
+        sock.close()
+        assert json.loads(answer) == {"ack": json.loads(line)["seq"]}
+
+
+def test_readme_socat_examples(hub):
+    import subprocess
+
+    socat = require("socat")
+    tcp = subprocess.run(
+        [socat, "-t1", "-", f"TCP:127.0.0.1:{hub.ports['tcp']}"],
+        input=b'{"sensor":"soilMoisture","value":"wet"}\n', capture_output=True, timeout=10,
+    )  # fmt: skip
+    assert json.loads(tcp.stdout) == {
+        "error": "invalid_reading",
+        "detail": "value must be a finite number or boolean",
+        "index": 0,
+    }
+    udp = subprocess.run(
+        [socat, "-t1", "-", f"UDP:127.0.0.1:{hub.ports['udp']}"],
+        input=b'{"sensor":"turbineVoltage","value":12.6,"unit":"V","seq":2}',
+        capture_output=True, timeout=10,
+    )  # fmt: skip
+    assert json.loads(udp.stdout) == {"ack": 2}

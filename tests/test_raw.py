@@ -6,28 +6,11 @@ import json
 
 import pytest
 from twisted.internet.address import IPv4Address
-from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 
 from tantra.hub import Hub
 from tantra.raw import DeviceDatagramProtocol, DeviceLineFactory
-
-START = 1_764_000_000.0
-
-
-class Collect:
-    def __init__(self):
-        self.readings = []
-
-    def deliver(self, batch):
-        self.readings.extend(batch.readings)
-
-
-@pytest.fixture
-def clock():
-    clock = Clock()
-    clock.advance(START)
-    return clock
+from tests.support.fakes import RecordingSink
 
 
 @pytest.fixture
@@ -37,15 +20,24 @@ def hub(clock):
 
 @pytest.fixture
 def dashboard(hub):
-    sink = Collect()
+    sink = RecordingSink()
     hub.subscribe(sink)
     return sink
+
+
+class TcpTransport(StringTransport):
+    """StringTransport plus the half-close a real TCP transport has."""
+
+    write_closed = False
+
+    def loseWriteConnection(self):
+        self.write_closed = True
 
 
 def connect_tcp(hub, clock, *, max_line=200, idle_timeout=300.0):
     factory = DeviceLineFactory(hub, clock, max_line=max_line, idle_timeout=idle_timeout)
     protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.7", 5555))
-    transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.7", 5555))
+    transport = TcpTransport(peerAddress=IPv4Address("TCP", "10.0.0.7", 5555))
     protocol.makeConnection(transport)
     return factory, protocol, transport
 
@@ -131,10 +123,19 @@ def test_tcp_idle_connection_is_closed(hub, clock):
     assert clock.getDelayedCalls() == []
 
 
-def test_tcp_close_all_flushes_and_waits(hub, clock):
+def test_tcp_close_all_half_closes_ignores_late_lines_and_waits(hub, clock, dashboard):
     factory, protocol, transport = connect_tcp(hub, clock)
+    protocol.dataReceived(b'{"sensor":"a","value":1,"seq":1}\n')
     closed = factory.close_all()
-    assert transport.disconnecting and not closed.called
+    assert transport.value() == b'{"ack":1}\n'
+    assert transport.write_closed and not transport.disconnecting, "only our side is shut"
+    protocol.dataReceived(b'{"sensor":"late","value":2,"seq":2}\n')
+    clock.advance(0)
+    assert transport.value() == b'{"ack":1}\n', "a line after the stop is neither taken nor acked"
+    assert [r.sensor for r in dashboard.readings] == ["a"]
+    assert not closed.called
+    protocol.readConnectionLost()  # the device closes its side
+    assert transport.disconnecting
     protocol.connectionLost(None)
     assert closed.called
     assert factory.connections == set()
@@ -208,3 +209,13 @@ def test_udp_empty_datagram_is_ignored(udp):
     udp.datagramReceived(b"", SOURCE)
     udp.datagramReceived(b" \n", SOURCE)
     assert udp.transport.sent == []
+
+
+def test_tcp_half_close_still_gets_replies_and_a_last_unterminated_line(hub, clock, dashboard):
+    _, protocol, transport = connect_tcp(hub, clock)
+    protocol.dataReceived(b'{"sensor":"a","value":1,"seq":1}\n{"sensor":"b","value":2,"seq":2}')
+    protocol.readConnectionLost()
+    clock.advance(0)
+    assert lines(transport) == [{"ack": 1}, {"ack": 2}]
+    assert transport.disconnecting
+    assert [r.sensor for r in dashboard.readings] == ["a", "b"]

@@ -79,3 +79,13 @@ def test_frames_are_plain_text_frames_one_per_reading():
     assert data[0] == 0x81 and data[1] == len(first) and data[2 : 2 + len(first)] == first
     second = data[2 + len(first) :]
     assert second[0] == 0x81 and second[2:] == readings[1].json
+
+
+def test_stats_sections_are_added_by_name():
+    from tantra.web import StatsResource
+
+    clock = Clock()
+    hub = Hub(clock)
+    resource = StatsResource(hub, DashboardFactory(hub, clock), {"wamp": lambda: {"calls": 3}})
+    request = DummyRequest([b""])
+    assert json.loads(resource.render(request))["wamp"] == {"calls": 3}

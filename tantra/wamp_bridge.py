@@ -1,0 +1,229 @@
+"""The hub on the WAMP router: readings as events, WAMP readings into the hub, built-in procedures.
+
+Owns the ``tantra.reading.`` topic namespace and the ``tantra.latest`` /
+``tantra.sensors`` procedures:
+
+- it is one :class:`~tantra.hub.ISink` of the hub (filter: everything) and
+  publishes every accepted reading to ``tantra.reading.<device>.<sensor>``
+  with ``args=[reading]``;
+- a client's PUBLISH under ``tantra.reading.`` is a reading: validated like
+  a device's (``tantra.model.validate_reading``; device and sensor come from
+  the topic) and handed to :meth:`Hub.accept`, so dashboards get it, it is
+  de-duplicated and counted; it then comes back through the hub's fan-out as
+  the one WAMP event (published with the client's publication id and its
+  ``exclude``/``eligible``/disclosure options), never twice;
+- retained events in the namespace *are* the hub's last-value cache, so WAMP
+  ``get_retained`` and the dashboard snapshot always agree.
+
+Does not own: validation rules (``tantra.model``), the cache and fan-out
+(``tantra.hub``), event routing (``tantra.wamp_broker``). No I/O.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterable
+from typing import Any
+
+from autobahn.wamp import message
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from tantra.hub import Batch, Filter, Hub, ISink, Subscription
+from tantra.match import matches
+from tantra.model import (
+    INVALID_READING,
+    NAME_PATTERN,
+    NAME_RULE,
+    ParsedPayload,
+    Reading,
+    Rejection,
+    validate_reading,
+)
+from tantra.wamp_broker import Broker, ITopicNamespace, Publication
+from tantra.wamp_dealer import CallError, Dealer
+from tantra.wamp_peer import INVALID_ARGUMENT, IWampPeer, WampStats, error_reply
+
+_log = Logger()
+
+READING_PREFIX = "tantra.reading."
+LATEST = "tantra.latest"
+SENSORS = "tantra.sensors"
+
+
+def reading_topic(reading: Reading) -> str:
+    return f"{READING_PREFIX}{reading.device}.{reading.sensor}"
+
+
+def parse_reading_topic(topic: str) -> tuple[str, str] | str:
+    """``(device, sensor)`` of a reading topic, or why the topic is not one."""
+    parts = topic[len(READING_PREFIX) :].split(".")
+    if len(parts) != 2:
+        return f"reading topics are {READING_PREFIX}<device>.<sensor>, not {topic!r}"
+    device, sensor = parts
+    if NAME_PATTERN.fullmatch(device) is None:
+        return f"device {device!r} in the topic must be {NAME_RULE}"
+    if NAME_PATTERN.fullmatch(sensor) is None:
+        return f"sensor {sensor!r} in the topic must be {NAME_RULE}"
+    return device, sensor
+
+
+@implementer(ISink, ITopicNamespace)
+class HubBridge:
+    """Connects one hub to one router's broker and dealer."""
+
+    def __init__(self, hub: Hub, broker: Broker, dealer: Dealer, stats: WampStats):
+        self._hub = hub
+        self._broker = broker
+        self._dealer = dealer
+        self._stats = stats
+        self._subscription: Subscription | None = None
+        # Readings a WAMP client published this turn -> the publication they become.
+        # Keyed by identity: the hub hands the very same objects to its sinks.
+        self._origins: dict[int, tuple[Reading, Publication]] = {}
+
+    def start(self) -> None:
+        self._broker.add_namespace(self)
+        self._dealer.add_builtin(LATEST, self.latest)
+        self._dealer.add_builtin(SENSORS, self.sensors)
+        self._subscription, _ = self._hub.subscribe(self)
+
+    def stop(self) -> None:
+        if self._subscription is not None:
+            self._hub.unsubscribe(self._subscription)
+            self._subscription = None
+
+    # -- hub -> WAMP ------------------------------------------------------------
+
+    def deliver(self, batch: Batch) -> None:
+        origins, self._origins = self._origins, {}
+        for reading in batch.readings:
+            origin = origins.get(id(reading))
+            if origin is not None and origin[0] is reading:
+                publication = origin[1]
+            else:
+                publication = Publication(
+                    self._broker.new_publication_id(),
+                    reading_topic(reading),
+                    args=[reading.to_dict()],
+                    conflation_key=reading.key,
+                )
+            self._broker.dispatch(publication)
+
+    # -- WAMP -> hub ------------------------------------------------------------
+
+    def owns(self, topic: str) -> bool:
+        return topic.startswith(READING_PREFIX)
+
+    def publish(self, peer: IWampPeer, msg: message.Publish, publication_id: int) -> None:
+        outcome = self._reading_from(msg)
+        if isinstance(outcome, Rejection):
+            self._hub.accept(ParsedPayload((), (outcome,)))  # counts it as rejected
+            self._stats.errors_sent[INVALID_ARGUMENT] += 1
+            _log.debug(
+                "refused reading from WAMP session {session} on {topic}: {detail}",
+                session=peer.session_id,
+                topic=msg.topic,
+                detail=outcome.detail,
+            )
+            if msg.acknowledge:
+                peer.send(
+                    error_reply(
+                        msg.MESSAGE_TYPE,
+                        msg.request,
+                        INVALID_ARGUMENT,
+                        outcome.detail,
+                        code=outcome.code,
+                        detail=outcome.detail,
+                    )
+                )
+            return
+        accepted = self._hub.accept(ParsedPayload((outcome,), ()))
+        if accepted.accepted:
+            reading = accepted.accepted[0]
+            self._origins[id(reading)] = (
+                reading,
+                Publication.from_publish(
+                    msg,
+                    peer,
+                    publication_id,
+                    args=[reading.to_dict()],
+                    conflation_key=reading.key,
+                ),
+            )
+        if msg.acknowledge:
+            peer.send(message.Published(msg.request, publication_id))
+
+    def _reading_from(self, msg: message.Publish) -> Reading | Rejection:
+        def reject(detail: str) -> Rejection:
+            return Rejection(INVALID_READING, detail)
+
+        where = parse_reading_topic(msg.topic)
+        if isinstance(where, str):
+            return reject(where)
+        device, sensor = where
+        if msg.payload is not None:
+            return reject("send the reading as args=[{...}] or kwargs, not as an encrypted payload")
+        if msg.args and msg.kwargs:
+            return reject("send the reading as args=[{...}] or as kwargs, not both")
+        if msg.args:
+            if len(msg.args) != 1 or not isinstance(msg.args[0], dict):
+                return reject("args must be exactly one reading object: args=[{...}]")
+            fields = msg.args[0]
+        elif msg.kwargs:
+            fields = msg.kwargs
+        else:
+            return reject('missing reading: publish args=[{"value": ..., "unit": ...}]')
+        if not all(isinstance(name, str) for name in fields):
+            return reject("field names must be strings")
+        for name, from_topic in (("device", device), ("sensor", sensor)):
+            if name in fields and fields[name] != from_topic:
+                return reject(
+                    f"{name} {fields[name]!r} in the reading disagrees with"
+                    f" {from_topic!r} in the topic"
+                )
+        return validate_reading(
+            {**fields, "device": device, "sensor": sensor},
+            default_device=device,
+            now_ms=self._hub.now_ms(),
+        )
+
+    def retained(self, pattern: str, policy: str) -> Iterable[tuple[str, list[Any], Hashable]]:
+        for reading in self._hub.latest():
+            topic = reading_topic(reading)
+            if matches(pattern, policy, topic):
+                yield topic, [reading.to_dict()], reading.key
+
+    # -- built-in procedures ------------------------------------------------------------
+
+    def latest(self, args: list[Any], kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+        """``tantra.latest(device=None, sensor=None)``: last readings, the dashboards' objects."""
+        chosen = _arguments(LATEST, ("device", "sensor"), args, kwargs)
+        for name, value in chosen.items():
+            if value is not None and not (isinstance(value, str) and NAME_PATTERN.fullmatch(value)):
+                raise CallError(INVALID_ARGUMENT, f"{name} must be {NAME_RULE} or null")
+        device, sensor = chosen.get("device"), chosen.get("sensor")
+        filter_ = Filter.of([device] if device else [], [sensor] if sensor else [])
+        return [reading.to_dict() for reading in self._hub.latest(filter_)]
+
+    def sensors(self, args: list[Any], kwargs: dict[str, Any]) -> list[dict[str, Any]]:
+        """``tantra.sensors()``: one ``{device, sensor, unit, ts}`` per known sensor."""
+        _arguments(SENSORS, (), args, kwargs)
+        return self._hub.sensors()
+
+
+def _arguments(
+    procedure: str, names: tuple[str, ...], args: list[Any], kwargs: dict[str, Any]
+) -> dict[str, Any]:
+    """Positional and keyword arguments by name; unknown or surplus ones are an error."""
+    if len(args) > len(names):
+        raise CallError(
+            INVALID_ARGUMENT, f"{procedure} takes at most {len(names)} argument(s) ({names})"
+        )
+    chosen = dict(zip(names, args, strict=False))
+    for name, value in kwargs.items():
+        if name not in names:
+            raise CallError(INVALID_ARGUMENT, f"{procedure} has no argument {name!r}")
+        if name in chosen:
+            raise CallError(INVALID_ARGUMENT, f"{procedure} got {name!r} twice")
+        chosen[name] = value
+    return chosen

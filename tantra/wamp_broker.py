@@ -1,0 +1,309 @@
+"""The WAMP broker: subscriptions, publications, events, retained events.
+
+Owns: SUBSCRIBE / UNSUBSCRIBE / PUBLISH handling for one realm; which
+sessions an event reaches (match policies, ``exclude_me``, ``exclude`` /
+``eligible`` and their ``_authid`` / ``_authrole`` forms); publisher
+disclosure; the retained event of each plain topic and handing retained
+events to new subscriptions, *pattern* subscriptions included; and topic
+namespaces owned by someone else (:class:`ITopicNamespace`, e.g. the hub
+bridge for ``tantra.reading.``), whose publications it hands over and whose
+retained events it asks them for.
+
+Does not own: sessions or transports (it talks to :class:`IWampPeer`), topic
+indexing (``tantra.match``), readings (``tantra.wamp_bridge``). Pure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any
+
+import attrs
+from autobahn.wamp import message
+from twisted.logger import Logger
+from zope.interface import Interface
+
+from tantra.match import EXACT, ObservationMap, matches
+from tantra.wamp_options import disclose_requested
+from tantra.wamp_peer import (
+    INVALID_URI,
+    NO_SUCH_SUBSCRIPTION,
+    NOT_AUTHORIZED,
+    IWampPeer,
+    WampStats,
+    error_reply,
+)
+
+_log = Logger()
+
+#: Plain topics whose last retained event is kept; past it the oldest is forgotten.
+DEFAULT_MAX_RETAINED = 10_000
+
+FEATURES = {
+    "pattern_based_subscription": True,
+    "publisher_identification": True,
+    "publisher_exclusion": True,
+    "subscriber_blackwhite_listing": True,
+    "event_retention": True,
+}
+
+
+class ITopicNamespace(Interface):
+    """Topics under ``prefix`` belong to someone other than plain pub/sub."""
+
+    def owns(topic: str) -> bool:
+        """Is a PUBLISH to ``topic`` this namespace's to handle?"""
+
+    def publish(peer: IWampPeer, msg: message.Publish, publication_id: int) -> None:
+        """Handle a client's PUBLISH (ack or error included); events go out via
+        :meth:`Broker.dispatch` when the namespace decides."""
+
+    def retained(pattern: str, policy: str) -> Iterable[tuple[str, list[Any], Hashable]]:
+        """Retained events matching a subscription: (topic, args, conflation key)."""
+
+
+@attrs.frozen
+class Publication:
+    """One event to fan out, with who may and may not receive it."""
+
+    id: int
+    topic: str
+    args: list[Any] | None = None
+    kwargs: dict[str, Any] | None = None
+    publisher: int | None = None
+    publisher_authid: str | None = None
+    publisher_authrole: str | None = None
+    exclude: frozenset[int] = frozenset()
+    exclude_authid: frozenset[str] = frozenset()
+    exclude_authrole: frozenset[str] = frozenset()
+    eligible: frozenset[int] | None = None
+    eligible_authid: frozenset[str] | None = None
+    eligible_authrole: frozenset[str] | None = None
+    #: Events with the same key (per subscription) may replace each other for a slow client.
+    conflation_key: Hashable | None = None
+
+    @classmethod
+    def from_publish(
+        cls,
+        msg: message.Publish,
+        peer: IWampPeer,
+        publication_id: int,
+        *,
+        args: list[Any] | None = None,
+        kwargs: dict[str, Any] | None = None,
+        conflation_key: Hashable | None = None,
+    ) -> Publication:
+        """The publication a client asked for; ``exclude_me`` defaults to true (WAMP)."""
+        exclude = set(msg.exclude or ())
+        if msg.exclude_me is not False:
+            exclude.add(peer.session_id)
+        disclose = disclose_requested(msg)
+
+        def optional(values: list[Any] | None) -> frozenset[Any] | None:
+            return None if values is None else frozenset(values)
+
+        return cls(
+            id=publication_id,
+            topic=msg.topic,
+            args=args,
+            kwargs=kwargs,
+            publisher=peer.session_id if disclose else None,
+            publisher_authid=peer.authid if disclose else None,
+            publisher_authrole=peer.authrole if disclose else None,
+            exclude=frozenset(exclude),
+            exclude_authid=frozenset(msg.exclude_authid or ()),
+            exclude_authrole=frozenset(msg.exclude_authrole or ()),
+            eligible=optional(msg.eligible),
+            eligible_authid=optional(msg.eligible_authid),
+            eligible_authrole=optional(msg.eligible_authrole),
+            conflation_key=conflation_key,
+        )
+
+    def reaches(self, peer: IWampPeer) -> bool:
+        """Black- and whitelisting: excluded wins over eligible, as in the WAMP spec."""
+        if peer.session_id in self.exclude:
+            return False
+        if peer.authid in self.exclude_authid or peer.authrole in self.exclude_authrole:
+            return False
+        if self.eligible is not None and peer.session_id not in self.eligible:
+            return False
+        if self.eligible_authid is not None and peer.authid not in self.eligible_authid:
+            return False
+        return self.eligible_authrole is None or peer.authrole in self.eligible_authrole
+
+    def event(self, subscription: int, policy: str, *, retained: bool = False) -> message.Event:
+        return message.Event(
+            subscription,
+            self.id,
+            args=self.args,
+            kwargs=self.kwargs,
+            publisher=self.publisher,
+            publisher_authid=self.publisher_authid,
+            publisher_authrole=self.publisher_authrole,
+            # Pattern subscribers must learn which topic the event was for.
+            topic=None if policy == EXACT else self.topic,
+            retained=True if retained else None,
+        )
+
+
+class Broker:
+    """Pub/sub for one realm."""
+
+    def __init__(
+        self,
+        *,
+        new_subscription_id: Callable[[], int],
+        new_publication_id: Callable[[], int],
+        stats: WampStats,
+        max_retained: int = DEFAULT_MAX_RETAINED,
+    ):
+        self.subscriptions: ObservationMap[IWampPeer] = ObservationMap(new_subscription_id)
+        self._new_publication_id = new_publication_id
+        self._stats = stats
+        self._max_retained = max_retained
+        self._retained: dict[str, Publication] = {}
+        self._namespaces: list[ITopicNamespace] = []
+
+    def add_namespace(self, namespace: ITopicNamespace) -> None:
+        self._namespaces.append(namespace)
+
+    def new_publication_id(self) -> int:
+        return self._new_publication_id()
+
+    # -- client requests ------------------------------------------------------
+
+    def subscribe(self, peer: IWampPeer, msg: message.Subscribe) -> None:
+        if msg.match == EXACT and "" in msg.topic.split("."):
+            self._refuse(
+                peer,
+                msg,
+                INVALID_URI,
+                f"{msg.topic!r} has an empty component; use match='wildcard' for patterns",
+            )
+            return
+        subscription, _, _ = self.subscriptions.add(msg.topic, msg.match, peer)
+        peer.send(message.Subscribed(msg.request, subscription.id))
+        if msg.get_retained:
+            for publication in self._retained_for(msg.topic, msg.match):
+                if publication.reaches(peer):
+                    event = publication.event(subscription.id, msg.match, retained=True)
+                    self._send(peer, event, subscription.id, publication)
+
+    def unsubscribe(self, peer: IWampPeer, msg: message.Unsubscribe) -> None:
+        subscription = self.subscriptions.get(msg.subscription)
+        if subscription is None or peer not in subscription.observers:
+            self._refuse(peer, msg, NO_SUCH_SUBSCRIPTION, f"no subscription {msg.subscription}")
+            return
+        self.subscriptions.remove(subscription, peer)
+        peer.send(message.Unsubscribed(msg.request))
+
+    def publish(self, peer: IWampPeer, msg: message.Publish) -> None:
+        publication_id = self._new_publication_id()
+        for namespace in self._namespaces:
+            if namespace.owns(msg.topic):
+                namespace.publish(peer, msg, publication_id)
+                return
+        if msg.payload is not None:
+            # Payload transparency (end-to-end encrypted payloads) is not offered.
+            self._refuse(
+                peer,
+                msg,
+                NOT_AUTHORIZED,
+                "payload transparency is not supported",
+                only_if_acknowledged=True,
+            )
+            return
+        publication = Publication.from_publish(
+            msg, peer, publication_id, args=msg.args, kwargs=msg.kwargs
+        )
+        if msg.retain:
+            self._retain(publication)
+        self.dispatch(publication)
+        if msg.acknowledge:
+            peer.send(message.Published(msg.request, publication_id))
+
+    def detach(self, peer: IWampPeer) -> None:
+        """Forget every subscription of a session that left."""
+        self.subscriptions.remove_observer(peer)
+
+    # -- fan-out ------------------------------------------------------------
+
+    def dispatch(self, publication: Publication) -> int:
+        """Send one publication to every matching, eligible subscriber; returns events sent."""
+        self._stats.publications += 1
+        sent = 0
+        for subscription in self.subscriptions.matching(publication.topic):
+            event: message.Event | None = None  # built once, serialized once per serializer
+            for peer in list(subscription.observers):
+                if not publication.reaches(peer):
+                    continue
+                if event is None:
+                    event = publication.event(subscription.id, subscription.policy)
+                self._send(peer, event, subscription.id, publication)
+                sent += 1
+        self._stats.events_sent += sent
+        return sent
+
+    def _send(
+        self, peer: IWampPeer, event: message.Event, subscription_id: int, pub: Publication
+    ) -> None:
+        key = None if pub.conflation_key is None else (subscription_id, pub.conflation_key)
+        peer.send(event, key)
+
+    # -- retained events ------------------------------------------------------------
+
+    def _retain(self, publication: Publication) -> None:
+        retained = self._retained
+        retained.pop(publication.topic, None)  # re-insert: the dict stays oldest-first
+        retained[publication.topic] = publication
+        if len(retained) > self._max_retained:
+            forgotten = next(iter(retained))
+            del retained[forgotten]
+            self._stats.retained_evicted += 1
+            if self._stats.retained_evicted % 1000 == 1:  # the first, then a sample
+                _log.warn(
+                    "retained events full ({limit} topics): forgot {topic}"
+                    " ({count} forgotten so far)",
+                    limit=self._max_retained,
+                    topic=forgotten,
+                    count=self._stats.retained_evicted,
+                )
+
+    def _retained_for(self, pattern: str, policy: str) -> list[Publication]:
+        """Retained events of every topic the subscription matches (not only its exact topic)."""
+
+        found = [
+            publication
+            for topic, publication in self._retained.items()
+            if matches(pattern, policy, topic)
+        ]
+        for namespace in self._namespaces:
+            for topic, args, key in namespace.retained(pattern, policy):
+                found.append(
+                    Publication(self._new_publication_id(), topic, args=args, conflation_key=key)
+                )
+        return found
+
+    # -- errors ------------------------------------------------------------
+
+    def _refuse(
+        self,
+        peer: IWampPeer,
+        msg: Any,
+        uri: str,
+        text: str,
+        *,
+        only_if_acknowledged: bool = False,
+    ) -> None:
+        """Count and log a refused request once; answer unless an unacknowledged PUBLISH."""
+        self._stats.errors_sent[uri] += 1
+        _log.debug(
+            "refused {kind} from session {session}: {uri} {text}",
+            kind=type(msg).__name__.upper(),
+            session=peer.session_id,
+            uri=uri,
+            text=text,
+        )
+        if only_if_acknowledged and not msg.acknowledge:
+            return
+        peer.send(error_reply(msg.MESSAGE_TYPE, msg.request, uri, text))

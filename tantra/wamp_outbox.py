@@ -1,0 +1,149 @@
+"""A bounded outgoing path for one WAMP client: write, conflate, or give up.
+
+Owns: what happens when a WAMP client reads slower than messages arrive, with
+the same policy as a dashboard's :class:`tantra.outbox.Outbox`: it is the
+transport's push producer, so Twisted itself says when the send buffer is full
+(``pauseProducing``); while paused, a message with a conflation key (an event
+of a reading, keyed by subscription and sensor) replaces the held one with the
+same key, so a slow subscriber keeps one reading per sensor and subscription;
+on ``resumeProducing`` the held messages go out in arrival order; paused longer
+than ``stall_timeout`` the client is given up (``on_stalled``), counted as
+``clients_dropped["stalled"]`` exactly like a dashboard.
+
+Why not ``Outbox`` itself: a WAMP connection also carries messages that must
+never be dropped or merged (RPC results, invocations, plain events), and
+``Outbox`` holds readings only. Those are held too, and bounded in bytes: past
+``max_held_bytes`` the client is given up at once (``clients_dropped["backlog"]``).
+
+Does not own: serialization (``serialize`` is the connection's Autobahn
+serializer) or closing the connection (``on_stalled``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Hashable
+
+from autobahn.wamp import message
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from zope.interface import implementer
+
+from tantra.hub import HubStats
+
+DEFAULT_MAX_HELD_BYTES = 8 * 1024 * 1024
+
+STALLED = "stalled"
+BACKLOG = "backlog"
+
+
+@implementer(IPushProducer)
+class MessageOutbox:
+    """One WAMP client's bounded queue between the router and its transport."""
+
+    def __init__(
+        self,
+        *,
+        write: Callable[[bytes, bool], None],
+        serialize: Callable[[message.Message], tuple[bytes, bool]],
+        clock: IReactorTime,
+        stall_timeout: float,
+        on_stalled: Callable[[str], None],
+        stats: HubStats,
+        max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
+    ):
+        self._write = write
+        self._serialize = serialize
+        self._clock = clock
+        self._stall_timeout = stall_timeout
+        self._on_stalled = on_stalled
+        self._stats = stats
+        self._max_held_bytes = max_held_bytes
+        self._paused = False
+        self._closed = False
+        self._held: dict[Hashable, tuple[bytes, bool]] = {}
+        self._held_bytes = 0
+        self._unkeyed = itertools.count()
+        self._stall_call: IDelayedCall | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    @property
+    def backlog(self) -> int:
+        """Messages held back for this client."""
+        return len(self._held)
+
+    def send(self, msg: message.Message, conflation_key: Hashable | None = None) -> None:
+        if self._closed:
+            return
+        # Autobahn caches the bytes per serializer on the message, so an event
+        # shared by many subscribers is encoded once per serializer kind.
+        payload, is_binary = self._serialize(msg)
+        if not self._paused:
+            self._write(payload, is_binary)
+            return
+        if conflation_key is None:
+            key: Hashable = ("unkeyed", next(self._unkeyed))
+        else:
+            key = ("keyed", conflation_key)
+            previous = self._held.pop(key, None)  # re-insert: send order follows arrival
+            if previous is not None:
+                self._held_bytes -= len(previous[0])
+                self._stats.conflated += 1
+        self._held[key] = (payload, is_binary)
+        self._held_bytes += len(payload)
+        if self._held_bytes > self._max_held_bytes:
+            self._give_up(BACKLOG)
+
+    # -- IPushProducer: called by the transport ------------------------------
+
+    def pauseProducing(self) -> None:
+        if self._paused or self._closed:
+            return
+        self._paused = True
+        self._stall_call = self._clock.callLater(self._stall_timeout, self._give_up, STALLED)
+
+    def resumeProducing(self) -> None:
+        if not self._paused or self._closed:
+            return
+        self._paused = False
+        self._cancel_stall_timer()
+        self._write_held()
+
+    def stopProducing(self) -> None:
+        self.close()
+
+    # -- lifecycle ------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write everything held now, paused or not (a last ABORT or GOODBYE must go out)."""
+        if not self._closed:
+            self._write_held()
+
+    def close(self) -> None:
+        """Stop for good: drop what is held and forget the stall timer."""
+        self._closed = True
+        self._cancel_stall_timer()
+        self._held.clear()
+        self._held_bytes = 0
+
+    def _write_held(self) -> None:
+        held = list(self._held.values())
+        self._held.clear()
+        self._held_bytes = 0
+        for payload, is_binary in held:
+            self._write(payload, is_binary)
+
+    def _cancel_stall_timer(self) -> None:
+        if self._stall_call is not None:
+            if self._stall_call.active():
+                self._stall_call.cancel()
+            self._stall_call = None
+
+    def _give_up(self, reason: str) -> None:
+        if self._closed:
+            return
+        self._stats.clients_dropped[reason] += 1
+        self.close()
+        self._on_stalled(reason)

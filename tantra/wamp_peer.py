@@ -1,0 +1,103 @@
+"""The seams of the WAMP router: who talks to whom, the error URIs, the counters.
+
+Owns: :class:`IWampPeer` (what the broker and dealer may do with a joined
+session), :class:`IWampConnection` (what a router session may do with the
+transport under it), the WAMP error and close URIs Tantra sends, how an ERROR
+reply is built, and :class:`WampStats`.
+
+Does not own: any behaviour. Pure: no Twisted reactor, no sockets; messages
+are Autobahn's ``autobahn.wamp.message`` classes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Hashable
+from typing import Any
+
+import attrs
+from autobahn.wamp import message
+from zope.interface import Attribute, Interface
+
+# Error and close URIs (wamp-proto "Predefined URIs"); docs/wamp.md lists them.
+NO_SUCH_REALM = "wamp.error.no_such_realm"
+PROTOCOL_VIOLATION = "wamp.error.protocol_violation"
+NO_AUTH_METHOD = "wamp.error.no_auth_method"
+INVALID_ARGUMENT = "wamp.error.invalid_argument"
+INVALID_URI = "wamp.error.invalid_uri"
+NOT_AUTHORIZED = "wamp.error.not_authorized"
+NO_SUCH_SUBSCRIPTION = "wamp.error.no_such_subscription"
+NO_SUCH_PROCEDURE = "wamp.error.no_such_procedure"
+NO_SUCH_REGISTRATION = "wamp.error.no_such_registration"
+PROCEDURE_ALREADY_EXISTS = "wamp.error.procedure_already_exists"
+CANCELED = "wamp.error.canceled"
+RUNTIME_ERROR = "wamp.error.runtime_error"
+GOODBYE_AND_OUT = "wamp.close.goodbye_and_out"
+SYSTEM_SHUTDOWN = "wamp.close.system_shutdown"
+CLOSE_NORMAL = "wamp.close.normal"
+
+#: URI namespaces clients may not register procedures in (``tantra.latest`` & co.).
+RESERVED_PREFIXES = ("wamp.", "tantra.")
+
+
+class IWampConnection(Interface):
+    """The transport under one router session, as the session sees it."""
+
+    peer = Attribute("Printable address of the client, for log lines.")
+
+    def send(msg: message.Message, conflation_key: Hashable | None = None) -> None:
+        """Queue ``msg`` for the client.
+
+        ``conflation_key`` marks a message a newer one with the same key may
+        replace while the client is slow (one reading per sensor and
+        subscription, as dashboards get); ``None`` means "never replace".
+        """
+
+    def close(going_away: bool = False) -> None:
+        """Close the transport (after an ABORT or GOODBYE was queued)."""
+
+
+class IWampPeer(Interface):
+    """A joined session, as the broker and dealer see it."""
+
+    session_id = Attribute("WAMP session id (int).")
+    authid = Attribute("Authenticated id (str).")
+    authrole = Attribute("Authenticated role (str).")
+
+    def send(msg: message.Message, conflation_key: Hashable | None = None) -> None:
+        """Send one message to this session's client."""
+
+    def has_feature(role: str, feature: str) -> bool:
+        """Did the client announce ``feature`` for ``role`` in its HELLO?"""
+
+
+@attrs.define
+class WampStats:
+    """Counters of the router, beside the hub's (a reading rejected over WAMP counts there)."""
+
+    sessions_opened: int = 0
+    sessions_closed: int = 0
+    protocol_violations: int = 0
+    publications: int = 0
+    events_sent: int = 0
+    calls: int = 0
+    retained_evicted: int = 0
+    errors_sent: Counter[str] = attrs.Factory(Counter)
+    aborts_sent: Counter[str] = attrs.Factory(Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = attrs.asdict(self)
+        out["errors_sent"] = dict(self.errors_sent)
+        out["aborts_sent"] = dict(self.aborts_sent)
+        return out
+
+
+def error_reply(
+    request_type: int, request: int, uri: str, text: str, **details: Any
+) -> message.Error:
+    """An ERROR a client's Autobahn turns into ``ApplicationError(uri, text, **details)``."""
+    return message.Error(request_type, request, uri, args=[text], kwargs=details or None)
+
+
+def is_reserved(uri: str) -> bool:
+    return uri.startswith(RESERVED_PREFIXES)

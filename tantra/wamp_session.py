@@ -1,0 +1,220 @@
+"""One client's WAMP session on the router: the state machine between transport and realm.
+
+Owns: the session lifecycle (HELLO → WELCOME or ABORT; GOODBYE answered;
+router-initiated GOODBYE; protocol violations → ABORT
+``wamp.error.protocol_violation`` and close), which messages are allowed in
+which state, routing each allowed message to broker or dealer, and being the
+:class:`IWampPeer` those see. Authentication is asked of the router's
+:class:`~tantra.wamp_auth.IAuthenticator`, so a ticket authenticator only
+adds a CHALLENGE round trip here (the ``CHALLENGED`` state exists already).
+
+Does not own: bytes or serializers (``tantra.wamp`` hands it parsed
+``autobahn.wamp.message`` objects and gives it an
+:class:`~tantra.wamp_peer.IWampConnection`), pub/sub or RPC rules. Pure.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from autobahn.wamp import message
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from tantra import wamp_auth
+from tantra.wamp_peer import (
+    GOODBYE_AND_OUT,
+    NO_SUCH_REALM,
+    PROTOCOL_VIOLATION,
+    SYSTEM_SHUTDOWN,
+    IWampConnection,
+    IWampPeer,
+)
+from tantra.wamp_router import IJoinedSession, Router
+
+_log = Logger()
+
+
+class State(enum.Enum):
+    NEW = "new"  # transport open, no HELLO yet (or after a GOODBYE exchange)
+    CHALLENGED = "challenged"  # CHALLENGE sent, waiting for AUTHENTICATE
+    JOINED = "joined"
+    LEAVING = "leaving"  # router said GOODBYE, waiting for the client's
+    CLOSED = "closed"  # ABORT sent or transport gone: ignore everything
+
+
+@implementer(IWampPeer, IJoinedSession)
+class RouterSession:
+    """A client's session; the I/O layer feeds it messages and tells it when the transport goes."""
+
+    def __init__(self, router: Router, connection: IWampConnection):
+        self._router = router
+        self._connection = connection
+        self.state = State.NEW
+        self.session_id = 0
+        self.authid = ""
+        self.authrole = ""
+        self._client_roles: dict[str, Any] = {}
+        broker, dealer = router.broker, router.dealer
+        self._joined_handlers: dict[type, Callable[[Any], None]] = {
+            message.Subscribe: lambda msg: broker.subscribe(self, msg),
+            message.Unsubscribe: lambda msg: broker.unsubscribe(self, msg),
+            message.Publish: lambda msg: broker.publish(self, msg),
+            message.Register: lambda msg: dealer.register(self, msg),
+            message.Unregister: lambda msg: dealer.unregister(self, msg),
+            message.Call: lambda msg: dealer.call(self, msg),
+            message.Cancel: lambda msg: dealer.cancel(self, msg),
+            message.Yield: lambda msg: dealer.yield_(self, msg),
+            message.Error: self._on_error,
+            message.Goodbye: self._on_goodbye,
+        }
+
+    def __repr__(self) -> str:
+        return f"<RouterSession {self.session_id or '-'} {self.state.value} {self.authid}>"
+
+    # -- IWampPeer ------------------------------------------------------------
+
+    def send(self, msg: message.Message, conflation_key: Hashable | None = None) -> None:
+        if self.state is not State.CLOSED:
+            self._connection.send(msg, conflation_key)
+
+    def has_feature(self, role: str, feature: str) -> bool:
+        return getattr(self._client_roles.get(role), feature, None) is True
+
+    # -- input from the transport ------------------------------------------------------------
+
+    def on_message(self, msg: message.Message) -> None:
+        state = self.state
+        if state is State.JOINED:
+            handler = self._joined_handlers.get(type(msg))
+            if handler is None:
+                self.protocol_violation(f"{_name(msg)} is not a message a client sends")
+            else:
+                handler(msg)
+        elif state is State.NEW:
+            if isinstance(msg, message.Hello):
+                self._on_hello(msg)
+            else:
+                self.protocol_violation(f"{_name(msg)} before HELLO")
+        elif state is State.CHALLENGED:
+            if isinstance(msg, message.Authenticate):
+                self._on_authenticate(msg)
+            else:
+                self.protocol_violation(f"{_name(msg)} while waiting for AUTHENTICATE")
+        elif state is State.LEAVING and isinstance(msg, message.Goodbye):
+            self.state = State.CLOSED
+            self._connection.close(going_away=True)
+        # LEAVING (anything but GOODBYE) and CLOSED: the session is over; drop it.
+
+    def protocol_violation(self, detail: str) -> None:
+        """ABORT with ``wamp.error.protocol_violation``, log, count, close the transport."""
+        if self.state is State.CLOSED:
+            return
+        self._router.stats.protocol_violations += 1
+        _log.warn(
+            "WAMP protocol violation by {peer} (session {session}): {detail}",
+            peer=self._connection.peer,
+            session=self.session_id or "-",
+            detail=detail,
+        )
+        self._abort(PROTOCOL_VIOLATION, detail, logged=True)
+
+    def connection_lost(self) -> None:
+        self._leave_realm()
+        self.state = State.CLOSED
+
+    # -- input from the router ------------------------------------------------------------
+
+    def shut_down(self) -> None:
+        if self.state is State.JOINED:
+            self._connection.send(message.Goodbye(SYSTEM_SHUTDOWN, "the hub is stopping"))
+            self._leave_realm()
+            self.state = State.LEAVING
+
+    # -- handshake ------------------------------------------------------------
+
+    def _on_hello(self, msg: message.Hello) -> None:
+        realm = msg.realm or self._router.realm
+        if realm != self._router.realm:
+            self._abort(
+                NO_SUCH_REALM, f"no realm {realm!r} here; this hub serves {self._router.realm!r}"
+            )
+            return
+        self._client_roles = dict(msg.roles or {})
+        self._decide(self._router.authenticator.hello(realm, msg))
+
+    def _on_authenticate(self, msg: message.Authenticate) -> None:
+        self._decide(self._router.authenticator.authenticate(msg))
+
+    def _decide(self, outcome: wamp_auth.Outcome) -> None:
+        if isinstance(outcome, wamp_auth.Deny):
+            self._abort(outcome.reason, outcome.text)
+        elif isinstance(outcome, wamp_auth.Challenge):
+            self.state = State.CHALLENGED
+            self._connection.send(message.Challenge(outcome.method, outcome.extra))
+        else:
+            self._welcome(outcome)
+
+    def _welcome(self, granted: wamp_auth.Welcome) -> None:
+        self.authid = granted.authid
+        self.authrole = granted.authrole
+        self.session_id = self._router.join(self)
+        self.state = State.JOINED
+        _log.debug(
+            "WAMP session {session} joined as {authid} from {peer}",
+            session=self.session_id,
+            authid=self.authid,
+            peer=self._connection.peer,
+        )
+        self._connection.send(
+            message.Welcome(
+                self.session_id,
+                self._router.roles(),
+                realm=self._router.realm,
+                authid=granted.authid,
+                authrole=granted.authrole,
+                authmethod=granted.authmethod,
+                authprovider=granted.authprovider,
+                authextra=granted.authextra,
+            )
+        )
+
+    # -- joined ------------------------------------------------------------
+
+    def _on_error(self, msg: message.Error) -> None:
+        if msg.request_type != message.Invocation.MESSAGE_TYPE:
+            self.protocol_violation(f"ERROR for request type {msg.request_type}")
+            return
+        self._router.dealer.invocation_error(self, msg)
+
+    def _on_goodbye(self, msg: message.Goodbye) -> None:
+        self._leave_realm()
+        self.state = State.NEW  # the transport may carry a new session (WAMP allows it)
+        self._connection.send(message.Goodbye(GOODBYE_AND_OUT))
+
+    # -- endings ------------------------------------------------------------
+
+    def _abort(self, reason: str, text: str, *, logged: bool = False) -> None:
+        self._router.stats.aborts_sent[reason] += 1
+        if not logged:
+            _log.info(
+                "WAMP session from {peer} aborted: {reason} {text}",
+                peer=self._connection.peer,
+                reason=reason,
+                text=text,
+            )
+        self._connection.send(message.Abort(reason, message=text))
+        self._leave_realm()
+        self.state = State.CLOSED
+        self._connection.close()
+
+    def _leave_realm(self) -> None:
+        if self.session_id:
+            self._router.leave(self.session_id)
+            self.session_id = 0
+
+
+def _name(msg: message.Message) -> str:
+    return type(msg).__name__.upper()
