@@ -40,6 +40,12 @@ def main(argv=None) -> int:
         default=[],
         help="only this hub (repeatable); default both",
     )
+    p.add_argument(
+        "--candidate",
+        metavar="DIR",
+        help="also run Tantra from DIR (a checkout with tantra/ in it) as target 'candidate', "
+        "alternating with the installed Tantra: A/B a tuning change in one run",
+    )
     p.add_argument("--reps", type=int, help="override repetitions")
     p.add_argument("--duration", type=float, help="override the measurement window (s)")
     p.add_argument(
@@ -86,6 +92,10 @@ def main(argv=None) -> int:
     if not selected:
         p.error("no scenario matches " + ", ".join(args.scenario))
     targets = args.target or ["tantra", "reference"]
+    if args.candidate:
+        procs.CandidateHub.PATH = str(Path(args.candidate).resolve())
+        if "candidate" not in targets:
+            targets.insert(1, "candidate")
 
     args.loader = args.loader or ("c" if procs.c_compiler_available() else "python")
     procs.Loader.SUB_IMPL = args.loader

@@ -297,7 +297,7 @@ class TantraHub(Hub):
             "--udp-interface",
             "127.0.0.1",
         ]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.extra_env())
         self.proc = REGISTRY.popen(
             cmd,
             affinity={hub_cpu()} if hub_cpu() is not None else None,
@@ -312,8 +312,12 @@ class TantraHub(Hub):
         ports = {m.group(1): int(m.group(2)) for m in found}
         self.http_port, self.tcp_port, self.udp_port = ports["http"], ports["tcp"], ports["udp"]
 
-    @staticmethod
-    def version() -> str:
+    @classmethod
+    def extra_env(cls) -> dict:
+        return {}
+
+    @classmethod
+    def version(cls) -> str:
         """Version and git commit of the tantra that twistd will import
         (run from a neutral directory, as the hub is)."""
         code = (
@@ -322,7 +326,11 @@ class TantraHub(Hub):
             "twisted.__version__, autobahn.__version__)"
         )
         r = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, cwd=tempfile.gettempdir()
+            [sys.executable, "-c", code],
+            capture_output=True,
+            text=True,
+            cwd=tempfile.gettempdir(),
+            env=dict(os.environ, **cls.extra_env()),
         )
         try:
             v, origin, py, tw, ab = r.stdout.split()
@@ -341,7 +349,28 @@ class TantraHub(Hub):
         return f"tantra {v} ({src} @ {commit}), Python {py}, Twisted {tw}, autobahn {ab}"
 
 
-HUBS = {"tantra": TantraHub, "reference": ReferenceHub}
+class CandidateHub(TantraHub):
+    """Tantra from another source tree (``--candidate DIR``), for A/B runs of
+    a tuning change against the installed Tantra within one invocation."""
+
+    name = "candidate"
+    PATH: str | None = None
+
+    @classmethod
+    def extra_env(cls) -> dict:
+        old = os.environ.get("PYTHONPATH")
+        return {"PYTHONPATH": cls.PATH + (os.pathsep + old if old else "")} if cls.PATH else {}
+
+    @classmethod
+    def available(cls) -> str | None:
+        if not cls.PATH:
+            return "no --candidate DIR given"
+        if not (Path(cls.PATH) / "tantra" / "__init__.py").exists():
+            return f"{cls.PATH}/tantra/__init__.py not found"
+        return TantraHub.available()
+
+
+HUBS = {"tantra": TantraHub, "reference": ReferenceHub, "candidate": CandidateHub}
 
 
 # ------------------------------------------------------------------- loaders

@@ -65,28 +65,48 @@ def markdown(results: list[Result], meta: dict) -> str:
         f"Versions: {meta['versions'].get('tantra', 'tantra: not run')}; "
         f"reference {meta['versions'].get('reference', 'not run')}.",
         "",
-        "| scenario | metric | Tantra | reference | T/R | goal |",
-        "|---|---|---:|---:|---:|---|",
     ]
+    cand = any("candidate" in r.trials for r in results)
+    if cand:
+        lines[-1:-1] = [f"Candidate: {meta['versions'].get('candidate', '?')}."]
+        lines += [
+            "| scenario | metric | Tantra | candidate | C/T | reference | T/R | goal |",
+            "|---|---|---:|---:|---:|---:|---:|---|",
+        ]
+    else:
+        lines += [
+            "| scenario | metric | Tantra | reference | T/R | goal |",
+            "|---|---|---:|---:|---:|---|",
+        ]
     for res in results:
         sc = res.scenario
         tm = res.medians("tantra")
         rm = res.medians("reference")
+        cm = res.medians("candidate")
         first = True
         for key, label, better in sc.metrics:
             tv = tm.get(key) if "tantra" in res.trials else None
             rv = rm.get(key) if "reference" in res.trials else None
+            cv = cm.get(key) if "candidate" in res.trials else None
             tcell = fmt(tv) if tv is not None else cell_missing(res, "tantra")
             rcell = fmt(rv) if rv is not None else cell_missing(res, "reference")
             goal = sc.goal if first else ""
-            lines.append(
-                f"| {sc.key if first else ''} | {label} | {tcell} | {rcell} | "
-                f"{ratio(sc, key, tv, rv) if better is not None else ''} | {goal} |"
-            )
+            tr = ratio(sc, key, tv, rv) if better is not None else ""
+            if cand:
+                ccell = fmt(cv) if cv is not None else cell_missing(res, "candidate")
+                ct = ratio(sc, key, cv, tv) if better is not None else ""
+                lines.append(
+                    f"| {sc.key if first else ''} | {label} | {tcell} | {ccell} | {ct} | "
+                    f"{rcell} | {tr} | {goal} |"
+                )
+            else:
+                lines.append(
+                    f"| {sc.key if first else ''} | {label} | {tcell} | {rcell} | {tr} | {goal} |"
+                )
             first = False
     errs = []
     for res in results:
-        for target in ("tantra", "reference"):
+        for target in ("tantra", "candidate", "reference"):
             for e in res.errors(target):
                 errs.append(f"- {res.scenario.key} / {target}: {e.splitlines()[0][:300]}")
     if errs:
@@ -99,7 +119,7 @@ def cell_missing(res: Result, target: str) -> str:
         return "n/a" if "not installed" not in res.skipped[target] else "not run"
     if res.errors(target):
         return "error"
-    if target not in res.scenario.targets:
+    if target not in res.scenario.targets and target != "candidate":
         return "n/a"
     return "–"
 
