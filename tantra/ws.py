@@ -29,6 +29,7 @@ from tantra import replies
 from tantra.hub import Batch, Filter, Hub, Subscription
 from tantra.model import NAME_PATTERN, NAME_RULE, Reading, device_name_for_address
 from tantra.outbox import Outbox
+from tantra.sendnow import write_now
 
 # Close codes (RFC 6455 1001; 4000-4999 are ours; docs/protocol.md lists them).
 CLOSE_GOING_AWAY = 1001
@@ -124,7 +125,7 @@ class DashboardProtocol(WebSocketServerProtocol):
 
     def _write_frames(self, data: bytes) -> None:
         if self.state == self.STATE_OPEN:
-            self.transport.write(data)
+            write_now(self.transport, data)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         outcome = self.factory.hub.ingest(payload, default_device=self._device)
