@@ -486,6 +486,7 @@ class Result:
     scenario: Scenario
     trials: dict = field(default_factory=dict)  # target -> [dict]
     skipped: dict = field(default_factory=dict)  # target -> reason
+    versions: dict = field(default_factory=dict)  # target -> version when the scenario ran
 
     def medians(self, target: str) -> dict:
         rows = [r for r in self.trials.get(target, []) if "error" not in r]
@@ -527,6 +528,9 @@ def run(
             continue
         log(f"-- {sc.key}: {sc.title}  [{', '.join(tg)}] × {t.reps}")
         hubs = {}
+        # the hub imports whatever code is installed *now*: record it per scenario
+        for name in tg:
+            res.versions[name] = procs.HUBS[name].version()
         try:
             if sc.kind != "memory":
                 for name in tg:

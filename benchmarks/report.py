@@ -104,6 +104,14 @@ def markdown(results: list[Result], meta: dict) -> str:
                     f"| {sc.key if first else ''} | {label} | {tcell} | {rcell} | {tr} | {goal} |"
                 )
             first = False
+    seen = {}
+    for res in results:
+        v = res.versions.get("tantra")
+        if v:
+            seen.setdefault(v, []).append(res.scenario.key)
+    if len(seen) > 1:
+        lines += ["", "The installed Tantra changed during this run:"]
+        lines += [f"- {', '.join(keys)}: {v}" for v, keys in seen.items()]
     errs = []
     for res in results:
         for target in ("tantra", "candidate", "reference"):
@@ -136,6 +144,7 @@ def to_json(results: list[Result], meta: dict) -> dict:
                 "goal": r.scenario.goal,
                 "targets": list(r.scenario.targets),
                 "skipped": r.skipped,
+                "versions": r.versions,
                 "trials": r.trials,
                 "medians": {t: r.medians(t) for t in r.trials},
             }
