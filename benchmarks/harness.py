@@ -1,0 +1,600 @@
+"""Scenarios and trials: what is measured, how, and the medians.
+
+Owns: the scenario list of issue 5, one trial function per kind, the
+alternation Tantra/reference inside one invocation, repetition and medians.
+Does not own process handling (`procs`) or rendering (`report`).
+
+A trial of a streaming scenario:
+  1. the subscriber process connects N clients (and waits out the snapshot);
+  2. the publisher process connects;
+  3. the harness picks t0 (start sending), m0 = t0 + warm-up, m1 = m0 + duration
+     and sends them to both; it reads the hub's utime+stime (and RSS) at m0 and
+     m1;
+  4. frames received inside [m0, m1] are deliveries; latency samples are taken
+     from readings *sent* inside [m0, m1], after a drain at the end.
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from . import procs
+
+
+@dataclass
+class Timing:
+    reps: int
+    warm: float
+    dur: float  # fan-out / ingest window
+    rate_dur: float  # fixed-rate window (latency needs more samples)
+    mem_settle: float
+    drain: float  # max wait for in-flight frames after the window
+    stall_dur: float  # the stalled-subscriber window (Tantra's stall timeout is 30 s)
+
+
+QUICK = Timing(reps=3, warm=0.3, dur=1.2, rate_dur=2.0, mem_settle=0.7, drain=8.0, stall_dur=2.0)
+FULL = Timing(reps=5, warm=1.0, dur=6.0, rate_dur=10.0, mem_settle=2.0, drain=15.0, stall_dur=40.0)
+SMOKE = Timing(reps=1, warm=0.1, dur=0.4, rate_dur=0.5, mem_settle=0.2, drain=1.0, stall_dur=0.5)
+
+
+@dataclass
+class Scenario:
+    key: str
+    title: str
+    kind: str  # stream | ingest | memory | wamp
+    params: dict
+    targets: tuple = ("tantra", "reference")
+    metrics: tuple = ()  # (name, label, higher_is_better)
+    goal: str = ""
+    quick: bool = True
+
+
+STREAM_METRICS = (
+    ("deliveries_per_s", "deliveries/s", True),
+    ("hub_us_per_delivery", "hub CPU µs/delivery", False),
+    ("hub_util", "hub CPU busy", None),
+    ("delivered_pct", "delivered %", None),
+    ("load_util", "load CPU busy", None),
+)
+RATE_METRICS = (
+    ("p50_ms", "latency p50 ms", False),
+    ("p99_ms", "latency p99 ms", False),
+    ("hub_us_per_delivery", "hub CPU µs/delivery", False),
+    ("delivered_pct", "delivered %", None),
+)
+INGEST_METRICS = (
+    ("readings_per_s", "readings/s", True),
+    ("hub_us_per_reading", "hub CPU µs/reading", False),
+    ("hub_util", "hub CPU busy", None),
+)
+MEMORY_METRICS = (("kb_per_client", "RSS KB/client", False), ("rss_mb", "hub RSS MB", False))
+STALL_METRICS = (
+    ("p99_ms", "others' p99 ms", False),
+    ("p50_ms", "others' p50 ms", False),
+    ("rss_max_mb", "hub RSS max MB", False),
+    ("rss_growth_mb", "RSS growth in window MB", False),
+    ("delivered_pct", "others delivered %", None),
+    ("stalled_closed", "stalled client closed", None),
+)
+
+
+def scenarios() -> list[Scenario]:
+    s = []
+    for n in (10, 100, 1000):
+        # enough readings in flight to keep either hub busy (round trips are
+        # short with few subscribers)
+        w = max(64, 5120 // n)
+        s.append(
+            Scenario(
+                f"fanout-{n}",
+                f"fan-out max, publisher flat out ({w} in flight), {n} subscribers",
+                "stream",
+                dict(subs=n, mode="max", burst=1, window=w, lat_every=64),
+                metrics=STREAM_METRICS,
+            )
+        )
+    s.append(
+        Scenario(
+            "fanout-1000-tick1",
+            "fan-out max, 1 reading per tick (1 in flight), 1000 subscribers",
+            "stream",
+            dict(subs=1000, mode="max", burst=1, window=1, lat_every=64),
+            metrics=STREAM_METRICS,
+            goal="≥ 2.0× reference deliveries/s",
+        )
+    )
+    s.append(
+        Scenario(
+            "fanout-1000-burst16",
+            "fan-out max, bursts of 16 readings per write, 1000 subscribers",
+            "stream",
+            dict(subs=1000, mode="max", burst=16, window=256, lat_every=256),
+            metrics=STREAM_METRICS,
+            goal="≥ 1,000,000 deliveries/s",
+        )
+    )
+    s.append(
+        Scenario(
+            "rate-1000x50",
+            "fixed rate 50 readings/s → 1000 subscribers",
+            "stream",
+            dict(subs=1000, mode="rate", rate=50, lat_every=1),
+            metrics=RATE_METRICS,
+            goal="p99 ≤ reference",
+        )
+    )
+    s.append(
+        Scenario(
+            "rate-100x200",
+            "fixed rate 200 readings/s → 100 subscribers",
+            "stream",
+            dict(subs=100, mode="rate", rate=200, lat_every=1),
+            metrics=RATE_METRICS,
+        )
+    )
+    s.append(
+        Scenario(
+            "rate-1000x200",
+            "fixed rate 200 readings/s → 1000 subscribers",
+            "stream",
+            dict(subs=1000, mode="rate", rate=200, lat_every=1),
+            metrics=RATE_METRICS,
+            goal="p99 ≤ 20 ms",
+        )
+    )
+    s.append(
+        Scenario(
+            "ingest-ws",
+            "ingest over WebSocket, 1 device, no other subscriber",
+            "ingest",
+            dict(transport="ws", burst=32, window=2048),
+            metrics=INGEST_METRICS,
+        )
+    )
+    s.append(
+        Scenario(
+            "ingest-tcp",
+            "ingest over raw TCP (1 WS counter subscribed)",
+            "ingest",
+            dict(transport="tcp", burst=32, window=2048),
+            targets=("tantra",),
+            metrics=INGEST_METRICS,
+            goal="≥ 100,000 readings/s",
+        )
+    )
+    s.append(
+        Scenario(
+            "ingest-udp",
+            "ingest over UDP (1 WS counter subscribed)",
+            "ingest",
+            dict(transport="udp", burst=16, window=256),
+            targets=("tantra",),
+            metrics=INGEST_METRICS,
+            goal="≥ 100,000 readings/s",
+        )
+    )
+    for n in (1000, 5000):
+        s.append(
+            Scenario(
+                f"idle-{n}",
+                f"memory: {n} idle WebSocket clients",
+                "memory",
+                dict(conns=n),
+                metrics=MEMORY_METRICS,
+                goal="KB/client ≤ reference" if n == 5000 else "",
+            )
+        )
+    s.append(
+        Scenario(
+            "stall-1000x50",
+            "1 stalled subscriber among 1000, 50 readings/s",
+            "stream",
+            dict(subs=999, stalled=1, mode="rate", rate=50, lat_every=1, sensors=100),
+            metrics=STALL_METRICS,
+        )
+    )
+    s.append(
+        Scenario(
+            "wamp-100",
+            "WAMP fan-out: 1 WebSocket publisher flat out (64 in flight), 100 WAMP subscribers "
+            "(wamp.2.json, prefix tantra.reading)",
+            "wamp",
+            dict(subs=100, mode="max", burst=1, window=64, lat_every=16),
+            targets=("tantra",),
+            metrics=(
+                ("deliveries_per_s", "events/s", True),
+                ("hub_us_per_delivery", "hub CPU µs/event", False),
+                ("hub_util", "hub CPU busy", None),
+                ("delivered_pct", "delivered %", None),
+                ("load_util", "load CPU busy", None),
+            ),
+        )
+    )
+    return s
+
+
+# --------------------------------------------------------------------- trials
+
+
+def percentile(sorted_vals, q: float):
+    if not sorted_vals:
+        return None
+    k = min(len(sorted_vals) - 1, max(0, round(q * (len(sorted_vals) - 1))))
+    return sorted_vals[k]
+
+
+def sleep_until(t: float) -> None:
+    d = t - time.monotonic()
+    if d > 0:
+        time.sleep(d)
+
+
+class ProfileWindow:
+    """Runs the profiler on the hub during the measurement window only."""
+
+    def __init__(self, profiler, hub, sc) -> None:
+        self.profiler, self.hub, self.sc = profiler, hub, sc
+        self.handle = None
+
+    def begin(self) -> None:
+        self.handle = self.profiler.start(self.hub, self.sc)
+
+    def end(self) -> None:
+        if self.handle is not None:
+            self.profiler.stop(self.handle)
+            self.handle = None
+
+
+class _NoWindow:
+    def begin(self) -> None:
+        pass
+
+    def end(self) -> None:
+        pass
+
+
+NO_WINDOW = _NoWindow()
+
+
+def trial_stream(hub, p: dict, t: Timing, window=NO_WINDOW, wamp: bool = False) -> dict:
+    dur = t.stall_dur if p.get("stalled") else t.rate_dur if p["mode"] == "rate" else t.dur
+    fd, lat_path = tempfile.mkstemp(prefix="tantra-bench-lat-")
+    os.close(fd)
+    sub = pub = None
+    try:
+        sargs = [
+            "sub",
+            "--port",
+            hub.http_port,
+            "--conns",
+            p["subs"],
+            "--lat-every",
+            p.get("lat_every", 0),
+            "--lat-out",
+            lat_path,
+            "--stalled",
+            p.get("stalled", 0),
+        ]
+        if wamp:
+            sargs += wamp_sub_args()
+        sub = procs.Loader(sargs)
+        ready = sub.expect("ready", 180)
+        if ready["failed"]:
+            raise RuntimeError(
+                f"{ready['failed']} subscribers failed to connect: {ready['errors']}"
+            )
+        pargs = [
+            "pub",
+            "--port",
+            hub.http_port,
+            "--mode",
+            p["mode"],
+            "--burst",
+            p.get("burst", 1),
+            "--window",
+            p.get("window", 1),
+            "--rate",
+            p.get("rate", 100),
+            "--sensors",
+            p.get("sensors", 10),
+        ]
+        pub = procs.Loader(pargs)
+        pub.expect("ready", 30)
+        t0 = time.monotonic() + 0.2
+        m0 = t0 + t.warm
+        m1 = m0 + dur
+        go = {"t0": t0, "m0": m0, "m1": m1}
+        sub.send({"go": go})
+        pub.send({"go": go})
+        sleep_until(m0)
+        c0 = hub.cpu()
+        l0 = sub.cpu() + pub.cpu()
+        rss0 = rss_max = hub.rss()
+        window.begin()
+        while time.monotonic() < m1:
+            time.sleep(min(0.2, max(0.0, m1 - time.monotonic())))
+            rss_max = max(rss_max, hub.rss())
+        c1 = hub.cpu()
+        l1 = sub.cpu() + pub.cpu()
+        rss1 = hub.rss()
+        window.end()
+        pub.send({"finish": {}})
+        pr = pub.expect("result", 15)
+        sub.send({"finish": {"drain_s": t.drain}})
+        sr = sub.expect("result", t.drain + 30)
+        lat = array.array("q")
+        with open(lat_path, "rb") as f:
+            lat.frombytes(f.read())
+    finally:
+        for ld in (pub, sub):
+            if ld is not None:
+                ld.close()
+        os.unlink(lat_path)
+    cpu = c1 - c0
+    deliveries = sr["in_window"]
+    expected = pr["sent_in_window"] * p["subs"]
+    out = {
+        "deliveries_per_s": deliveries / dur,
+        "published_per_s": pr["sent_in_window"] / dur,
+        "hub_cpu_s": cpu,
+        "hub_util": cpu / dur,
+        "hub_us_per_delivery": cpu * 1e6 / deliveries if deliveries else None,
+        "rss_mb": rss1 / 1024,
+        "rss_max_mb": rss_max / 1024,
+        "rss_growth_mb": (rss_max - rss0) / 1024,
+        "per_conn_min": sr["per_conn_min"],
+        "per_conn_max": sr["per_conn_max"],
+        "closed_by_server": sr["closed_by_server"],
+        "load_util": (l1 - l0) / dur,
+        "load_us_per_delivery": (l1 - l0) * 1e6 / deliveries if deliveries else None,
+        "window_resets": pr["window_resets"],
+    }
+    if p["mode"] == "max" and pr["sent"]:
+        # whole run, after the drain: frames of live readings / (readings * subscribers)
+        out["delivered_pct"] = 100.0 * sr["frames_after_go"] / (pr["sent"] * p["subs"])
+    if lat:
+        vals = sorted(lat)
+        out["p50_ms"] = percentile(vals, 0.50) / 1000
+        out["p99_ms"] = percentile(vals, 0.99) / 1000
+        out["p999_ms"] = percentile(vals, 0.999) / 1000
+        out["max_ms"] = vals[-1] / 1000
+        out["lat_samples"] = len(vals)
+        if p["mode"] == "rate" and expected:
+            out["delivered_pct"] = 100.0 * len(vals) * p.get("lat_every", 1) / expected
+    if p.get("stalled"):
+        st = sr["stalled"][0] if sr["stalled"] else {}
+        out["stalled_closed"] = "yes" if (st.get("closed_by_server") or st.get("lost")) else "no"
+    return out
+
+
+def trial_ingest(hub, p: dict, t: Timing, window=NO_WINDOW) -> dict:
+    port = {"ws": 0, "tcp": hub.tcp_port, "udp": hub.udp_port}[p["transport"]]
+    pub = procs.Loader(
+        [
+            "pub",
+            "--port",
+            hub.http_port,
+            "--ingest-port",
+            port,
+            "--transport",
+            p["transport"],
+            "--mode",
+            "max",
+            "--burst",
+            p["burst"],
+            "--window",
+            p["window"],
+            "--sensors",
+            10,
+        ]
+    )
+    try:
+        pub.expect("ready", 30)
+        t0 = time.monotonic() + 0.2
+        m0 = t0 + t.warm
+        m1 = m0 + t.dur
+        pub.send({"go": {"t0": t0, "m0": m0, "m1": m1}})
+        sleep_until(m0)
+        c0 = hub.cpu()
+        window.begin()
+        sleep_until(m1)
+        c1 = hub.cpu()
+        window.end()
+        pub.send({"finish": {}})
+        pr = pub.expect("result", 15)
+    finally:
+        pub.close()
+    n = pr["echo_in_window"]
+    cpu = c1 - c0
+    return {
+        "readings_per_s": n / t.dur,
+        "sent_per_s": pr["sent_in_window"] / t.dur,
+        "hub_cpu_s": cpu,
+        "hub_util": cpu / t.dur,
+        "hub_us_per_reading": cpu * 1e6 / n if n else None,
+        "window_resets": pr["window_resets"],
+        "load_pub_cpu_s": pr["cpu_s"],
+    }
+
+
+def trial_memory(hub_cls, p: dict, t: Timing) -> dict:
+    with hub_cls() as hub:
+        time.sleep(t.mem_settle)
+        base = hub.rss()
+        sub = procs.Loader(["sub", "--port", hub.http_port, "--conns", p["conns"], "--settle", 0.2])
+        try:
+            ready = sub.expect("ready", 300)
+            if ready["failed"]:
+                raise RuntimeError(f"{ready['failed']} clients failed: {ready['errors']}")
+            time.sleep(t.mem_settle)
+            rss = hub.rss()
+            sub.send({"go": {"t0": 0, "m0": 0, "m1": 0}})
+            sub.send({"finish": {"drain_s": 0}})
+            sub.expect("result", 30)
+        finally:
+            sub.close()
+    return {
+        "rss_base_mb": base / 1024,
+        "rss_mb": rss / 1024,
+        "kb_per_client": (rss - base) / p["conns"],
+        "connect_s": ready["connect_s"],
+    }
+
+
+def wamp_sub_args() -> list:
+    hello = '[1,"tantra",{"roles":{"subscriber":{}}}]'
+    subscribe = '[32,1,{"match":"prefix"},"tantra.reading"]'
+    return [
+        "--path",
+        "/wamp",
+        "--protocol",
+        "wamp.2.json",
+        "--subscribe",
+        hello,
+        "--subscribe",
+        subscribe,
+    ]
+
+
+def wamp_available(hub_cls) -> str | None:
+    """Whether the Tantra that the hub will run has the WAMP router."""
+    code = "import importlib.util; print(importlib.util.find_spec('tantra.wamp') is not None)"
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tempfile.gettempdir(),
+        env=dict(os.environ, **hub_cls.extra_env()),
+    )
+    if r.stdout.strip() != "True":
+        return "not yet: tantra/wamp.py does not exist"
+    return None
+
+
+# ------------------------------------------------------------------- driver
+
+
+@dataclass
+class Result:
+    scenario: Scenario
+    trials: dict = field(default_factory=dict)  # target -> [dict]
+    skipped: dict = field(default_factory=dict)  # target -> reason
+    versions: dict = field(default_factory=dict)  # target -> version when the scenario ran
+
+    def medians(self, target: str) -> dict:
+        rows = [r for r in self.trials.get(target, []) if "error" not in r]
+        out = {}
+        keys = set().union(*rows) if rows else set()
+        for k in keys:
+            vals = [r[k] for r in rows if isinstance(r.get(k), (int, float))]
+            if vals:
+                out[k] = statistics.median(vals)
+            else:
+                strs = [r[k] for r in rows if isinstance(r.get(k), str)]
+                if strs:
+                    out[k] = "/".join(sorted(set(strs)))
+        return out
+
+    def errors(self, target: str) -> list[str]:
+        return [r["error"] for r in self.trials.get(target, []) if "error" in r]
+
+
+def run(
+    selected: list[Scenario], targets: list[str], t: Timing, log=print, profile=None
+) -> list[Result]:
+    results = []
+    for sc in selected:
+        res = Result(sc)
+        results.append(res)
+        tg = [
+            x for x in targets if x in sc.targets or (x == "candidate" and "tantra" in sc.targets)
+        ]
+        for name in list(tg):
+            why = procs.HUBS[name].available()
+            if why is None and sc.kind == "wamp" and name in ("tantra", "candidate"):
+                why = wamp_available(procs.HUBS[name])
+            if why:
+                res.skipped[name] = why
+                tg.remove(name)
+        if not tg:
+            log(f"-- {sc.key}: skipped ({'; '.join(res.skipped.values())})")
+            continue
+        log(f"-- {sc.key}: {sc.title}  [{', '.join(tg)}] × {t.reps}")
+        hubs = {}
+        # the hub imports whatever code is installed *now*: record it per scenario
+        for name in tg:
+            res.versions[name] = procs.HUBS[name].version()
+        try:
+            if sc.kind != "memory":
+                for name in tg:
+                    hubs[name] = procs.HUBS[name]()
+                    hubs[name].start()
+            for rep in range(t.reps):
+                order = tg if rep % 2 == 0 else list(reversed(tg))
+                for name in order:
+                    started = time.monotonic()
+                    try:
+                        if sc.kind == "memory":
+                            r = trial_memory(procs.HUBS[name], sc.params, t)
+                        else:
+                            hub = hubs[name]
+                            if not hub.alive():
+                                raise RuntimeError(
+                                    "hub died:\n" + "\n".join(list(hub.tail.lines)[-20:])
+                                )
+                            window = (
+                                ProfileWindow(profile, hub, sc)
+                                if (profile and name == "tantra" and rep == 0)
+                                else NO_WINDOW
+                            )
+                            try:
+                                if sc.kind == "ingest":
+                                    r = trial_ingest(hub, sc.params, t, window)
+                                else:
+                                    r = trial_stream(
+                                        hub, sc.params, t, window, wamp=sc.kind == "wamp"
+                                    )
+                            finally:
+                                window.end()
+                    except (RuntimeError, OSError, KeyError, ValueError) as e:
+                        r = {"error": f"{type(e).__name__}: {e}"}
+                    r["elapsed_s"] = time.monotonic() - started
+                    res.trials.setdefault(name, []).append(r)
+                    log(f"   rep {rep + 1} {name:9s} " + brief(sc, r))
+        finally:
+            for hub in hubs.values():
+                hub.stop()
+    return results
+
+
+def brief(sc: Scenario, r: dict) -> str:
+    if "error" in r:
+        return "ERROR " + r["error"].splitlines()[0][:200]
+    parts = []
+    for key, label, _ in sc.metrics:
+        v = r.get(key)
+        if v is not None:
+            parts.append(f"{label}={fmt(v)}")
+    return ", ".join(parts) + f"  ({r['elapsed_s']:.1f}s)"
+
+
+def fmt(v) -> str:
+    if isinstance(v, str):
+        return v
+    if v is None:
+        return "–"
+    a = abs(v)
+    if a >= 10000:
+        return f"{v:,.0f}"
+    if a >= 100:
+        return f"{v:.0f}"
+    if a >= 10:
+        return f"{v:.1f}"
+    return f"{v:.2f}"

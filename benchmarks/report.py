@@ -1,0 +1,167 @@
+"""Rendering: markdown table and JSON of a benchmark run. Pure formatting."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .harness import Result, fmt
+
+
+def _proc_line(path: str, prefix: str) -> str | None:
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(prefix):
+                    return line
+    except OSError:
+        pass
+    return None
+
+
+def machine() -> dict:
+    line = _proc_line("/proc/cpuinfo", "model name")
+    model = line.split(":", 1)[1].strip() if line else "?"
+    line = _proc_line("/proc/meminfo", "MemTotal")
+    mem = f"{int(line.split()[1]) / 1024 / 1024:.0f} GiB" if line else "?"
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "usable_cpus": sorted(os.sched_getaffinity(0)),
+        "memory": mem,
+        "kernel": platform.release(),
+        "python": sys.version.split()[0],
+        "loadavg_at_start": os.getloadavg(),
+    }
+
+
+def git_commit(path: Path) -> str:
+    r = subprocess.run(
+        ["git", "-C", str(path), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    return r.stdout.strip() or "?"
+
+
+def ratio(sc, key, t, r):
+    if isinstance(t, (int, float)) and isinstance(r, (int, float)) and r:
+        return f"{t / r:.2f}×"
+    return ""
+
+
+def markdown(results: list[Result], meta: dict) -> str:
+    lines = [
+        f"Run {meta['date']}, `{meta['command']}`, {meta['reps']} repetitions per target "
+        "(alternating), medians.",
+        f"Machine: {meta['machine']['cpu']}, {meta['machine']['cores']} cores, "
+        f"{meta['machine']['memory']}, Linux {meta['machine']['kernel']}; hub pinned to CPU "
+        f"{meta['hub_cpu']}, load generators to CPU {meta['load_cpus']}; load average "
+        f"{meta['machine']['loadavg_at_start'][0]:.1f} at start, "
+        f"{meta.get('loadavg_at_end', [0.0])[0]:.1f} at end (the machine is shared).",
+        f"Versions: {meta['versions'].get('tantra', 'tantra: not run')}; "
+        f"reference {meta['versions'].get('reference', 'not run')}.",
+        "",
+    ]
+    cand = any("candidate" in r.trials for r in results)
+    if cand:
+        lines[-1:-1] = [f"Candidate: {meta['versions'].get('candidate', '?')}."]
+        lines += [
+            "| scenario | metric | Tantra | candidate | C/T | reference | T/R | goal |",
+            "|---|---|---:|---:|---:|---:|---:|---|",
+        ]
+    else:
+        lines += [
+            "| scenario | metric | Tantra | reference | T/R | goal |",
+            "|---|---|---:|---:|---:|---|",
+        ]
+    for res in results:
+        sc = res.scenario
+        tm = res.medians("tantra")
+        rm = res.medians("reference")
+        cm = res.medians("candidate")
+        first = True
+        for key, label, better in sc.metrics:
+            tv = tm.get(key) if "tantra" in res.trials else None
+            rv = rm.get(key) if "reference" in res.trials else None
+            cv = cm.get(key) if "candidate" in res.trials else None
+            tcell = fmt(tv) if tv is not None else cell_missing(res, "tantra")
+            rcell = fmt(rv) if rv is not None else cell_missing(res, "reference")
+            goal = sc.goal if first else ""
+            tr = ratio(sc, key, tv, rv) if better is not None else ""
+            if cand:
+                ccell = fmt(cv) if cv is not None else cell_missing(res, "candidate")
+                ct = ratio(sc, key, cv, tv) if better is not None else ""
+                lines.append(
+                    f"| {sc.key if first else ''} | {label} | {tcell} | {ccell} | {ct} | "
+                    f"{rcell} | {tr} | {goal} |"
+                )
+            else:
+                lines.append(
+                    f"| {sc.key if first else ''} | {label} | {tcell} | {rcell} | {tr} | {goal} |"
+                )
+            first = False
+    seen = {}
+    for res in results:
+        v = res.versions.get("tantra")
+        if v:
+            seen.setdefault(v, []).append(res.scenario.key)
+    if len(seen) > 1:
+        lines += ["", "The installed Tantra changed during this run:"]
+        lines += [f"- {', '.join(keys)}: {v}" for v, keys in seen.items()]
+    errs = []
+    for res in results:
+        for target in ("tantra", "candidate", "reference"):
+            for e in res.errors(target):
+                errs.append(f"- {res.scenario.key} / {target}: {e.splitlines()[0][:300]}")
+    if errs:
+        lines += ["", "Errors:", *errs]
+    return "\n".join(lines) + "\n"
+
+
+def cell_missing(res: Result, target: str) -> str:
+    if target in res.skipped:
+        return "n/a" if "not installed" not in res.skipped[target] else "not run"
+    if res.errors(target):
+        return "error"
+    if target not in res.scenario.targets and target != "candidate":
+        return "n/a"
+    return "–"
+
+
+def to_json(results: list[Result], meta: dict) -> dict:
+    return {
+        "meta": meta,
+        "scenarios": [
+            {
+                "key": r.scenario.key,
+                "title": r.scenario.title,
+                "kind": r.scenario.kind,
+                "params": r.scenario.params,
+                "goal": r.scenario.goal,
+                "targets": list(r.scenario.targets),
+                "skipped": r.skipped,
+                "versions": r.versions,
+                "trials": r.trials,
+                "medians": {t: r.medians(t) for t in r.trials},
+            }
+            for r in results
+        ],
+    }
+
+
+def write(results: list[Result], meta: dict, outdir: Path) -> tuple[Path, Path]:
+    outdir.mkdir(parents=True, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    md = markdown(results, meta)
+    j = to_json(results, meta)
+    mdp = outdir / f"{stamp}-{meta['mode']}.md"
+    jp = outdir / f"{stamp}-{meta['mode']}.json"
+    mdp.write_text(md)
+    jp.write_text(json.dumps(j, indent=1, default=str))
+    (outdir / "latest.md").write_text(md)
+    (outdir / "latest.json").write_text(json.dumps(j, indent=1, default=str))
+    return mdp, jp
