@@ -253,13 +253,15 @@ class Hub:
                 if not readings:
                     continue
             batch = Batch(readings)
-            for sink in list(members):
+            sinks = list(members)  # a sink may unsubscribe while it is delivered to
+            failed = 0
+            for sink in sinks:
                 try:
                     sink.deliver(batch)
                 except Exception:
+                    failed += 1
                     _log.failure("sink {sink!r} failed to take a batch", sink=sink)
-                else:
-                    delivered += len(readings)
+            delivered += len(readings) * (len(sinks) - failed)
         self.stats.delivered += delivered
 
     def _remember(self, readings: Sequence[Reading]) -> None:

@@ -29,7 +29,7 @@ from tantra import replies
 from tantra.hub import Batch, Filter, Hub, Subscription
 from tantra.model import NAME_PATTERN, NAME_RULE, Reading, device_name_for_address
 from tantra.outbox import Outbox
-from tantra.sendnow import write_now
+from tantra.sendnow import writer_for
 
 # Close codes (RFC 6455 1001; 4000-4999 are ours; docs/protocol.md lists them).
 CLOSE_GOING_AWAY = 1001
@@ -37,6 +37,7 @@ CLOSE_INTERNAL_ERROR = 1011
 CLOSE_SLOW_CONSUMER = 4001
 
 FILTER_PARAMETERS = ("device", "sensor")
+_OPEN = WebSocketServerProtocol.STATE_OPEN
 
 
 def frame_text(payload: bytes) -> bytes:
@@ -84,6 +85,7 @@ class DashboardProtocol(WebSocketServerProtocol):
         self._filter: Filter | None = None
         self._device = "unknown"
         self._outbox: Outbox | None = None
+        self._send = self._not_connected
         self._subscription: Subscription | None = None
         self._is_closed = False
         self._close_waiters: list[defer.Deferred] | None = None  # made on demand
@@ -116,8 +118,12 @@ class DashboardProtocol(WebSocketServerProtocol):
         self.http_request_params = {}
         self.http_status_line = None
 
+    def _not_connected(self, data: bytes) -> None:
+        raise RuntimeError("no transport yet")
+
     def _start_subscription(self) -> None:
         factory = self.factory
+        self._send = writer_for(self.transport)
         outbox = Outbox(
             write=self._write_frames,
             encode=encode_text_frames,
@@ -137,8 +143,8 @@ class DashboardProtocol(WebSocketServerProtocol):
             outbox.deliver(Batch(snapshot))
 
     def _write_frames(self, data: bytes) -> None:
-        if self.state == self.STATE_OPEN:
-            write_now(self.transport, data)
+        if self.state == _OPEN:
+            self._send(data)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         outcome = self.factory.hub.ingest(payload, default_device=self._device)
