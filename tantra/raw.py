@@ -65,7 +65,7 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
             return
         if line.endswith(b"\r"):
             line = line[:-1]
-        if not line.strip():
+        if not line or line.isspace():
             return  # an empty line is a keep-alive
         outcome = self.factory.hub.ingest(line, default_device=self._device)
         messages = outcome.replies()
@@ -171,7 +171,7 @@ class DeviceDatagramProtocol(DatagramProtocol):
 
     def datagramReceived(self, data: bytes, addr) -> None:
         host = addr[0]
-        if not data.strip():
+        if not data or data.isspace():
             return  # an empty datagram is a keep-alive; any reply would be bigger
         outcome = self.hub.ingest(data, default_device=device_name_for_peer(host))
         messages = outcome.replies()
