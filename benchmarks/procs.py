@@ -393,6 +393,10 @@ def build_wssub() -> str:
     return str(WSSUB_BIN)
 
 
+def _opt(args: list[str], name: str, default: str) -> str:
+    return args[args.index(name) + 1] if name in args[:-1] else default
+
+
 def c_compiler_available() -> bool:
     return bool(os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc"))
 
@@ -406,14 +410,20 @@ class Loader:
 
     def __init__(self, args: list[str], affinity=None) -> None:
         args = [str(a) for a in args]
-        if args[0] == "sub" and self.SUB_IMPL == "node":
+        impl = self.SUB_IMPL
+        if impl == "node" and (
+            "--protocol" in args or "--subscribe" in args or _opt(args, "--stalled", "0") != "0"
+        ):
+            # sub.js has no stalled clients and no WAMP: use the C/Python twin
+            impl = "c" if c_compiler_available() else "python"
+        if args[0] == "sub" and impl == "node":
             keep = {"--port", "--conns", "--lat-every", "--lat-out", "--path"}
             node_args = []
             for k, v in zip(args[1::2], args[2::2], strict=False):
                 if k in keep:
                     node_args += [k, v]
             cmd = ["node", str(REFERENCE_DIR / "sub.js"), *node_args]
-        elif args[0] == "sub" and self.SUB_IMPL == "c":
+        elif args[0] == "sub" and impl == "c":
             cmd = [build_wssub(), *args[1:]]
         else:
             cmd = [sys.executable, "-m", "benchmarks.load", *args]
