@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import attrs
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -121,9 +121,8 @@ class HubStats:
         }
 
 
-@attrs.frozen(slots=True)
-class IngestOutcome:
-    """What became of one payload; transports turn it into replies."""
+class IngestOutcome(NamedTuple):
+    """What became of one payload; transports turn it into replies (one per payload)."""
 
     accepted: Sequence[Reading]
     duplicates: Sequence[Reading]

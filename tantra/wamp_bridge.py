@@ -96,6 +96,10 @@ class HubBridge:
 
     def deliver(self, batch: Batch) -> None:
         origins, self._origins = self._origins, {}
+        if not self._broker.subscriptions:
+            # Nobody subscribed to anything: no event to build. Retained readings
+            # come from the hub's cache, so nothing is lost for later subscribers.
+            return
         for reading in batch.readings:
             origin = origins.get(id(reading))
             if origin is not None and origin[0] is reading:
