@@ -131,6 +131,8 @@ class IngestOutcome(NamedTuple):
     is_batch: bool
 
     def replies(self) -> list[dict[str, Any]]:
+        if not self.acks and not self.errors:
+            return []  # the common case for devices that do not ask for acks
         return reply_messages(self.acks, self.errors, is_batch=self.is_batch)
 
 

@@ -89,3 +89,15 @@ def test_stats_sections_are_added_by_name():
     resource = StatsResource(hub, DashboardFactory(hub, clock), {"wamp": lambda: {"calls": 3}})
     request = DummyRequest([b""])
     assert json.loads(resource.render(request))["wamp"] == {"calls": 3}
+
+
+def test_compact_send_queue_keeps_fifo_order():
+    from tantra.ws import _SendQueue
+
+    queue = _SendQueue()
+    queue.append((b"a", False))
+    queue.append((b"b", True))
+    assert len(queue) == 2
+    assert queue.popleft() == (b"a", False)
+    assert queue.popleft() == (b"b", True)
+    assert len(queue) == 0
