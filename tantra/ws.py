@@ -143,7 +143,9 @@ class DashboardProtocol(WebSocketServerProtocol):
         factory = self.factory
         self._send = writer_for(self.transport)
         outbox = Outbox(
-            write=self._write_frames,
+            # Straight to the socket: the outbox is closed before any close frame
+            # (see sendCloseFrame), so it never writes after one.
+            write=self._send,
             encode=encode_text_frames,
             clock=factory.clock,
             stall_timeout=factory.stall_timeout,
@@ -159,6 +161,12 @@ class DashboardProtocol(WebSocketServerProtocol):
         factory.clients.add(self)
         if snapshot:
             outbox.deliver(Batch(snapshot))
+
+    def sendCloseFrame(self, code=None, reasonUtf8=None, isReply=False) -> None:
+        """Every close frame, ours or Autobahn's, ends the broadcast stream first."""
+        if self._outbox is not None:
+            self._outbox.close()
+        super().sendCloseFrame(code=code, reasonUtf8=reasonUtf8, isReply=isReply)
 
     def _write_frames(self, data: bytes) -> None:
         if self.state == _OPEN:
