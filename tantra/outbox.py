@@ -6,11 +6,13 @@ so it learns of a full send buffer from Twisted itself (``pauseProducing``),
 not by guessing. While paused it keeps only the newest reading per sensor;
 when the transport drains (``resumeProducing``) it sends those and goes back
 to writing straight through. Paused longer than ``stall_timeout`` seconds, the
-subscriber is given up (``on_stalled``), so one stalled dashboard costs the hub
+subscriber is given up (``on_give_up``), so one stalled dashboard costs the hub
 at most a transport buffer plus one reading per sensor.
 
 Does not own: framing (``encode`` turns readings into bytes) or closing the
-connection (``on_stalled`` does); it works for any transport.
+connection (``on_give_up`` does); it works for any transport.
+:class:`BoundedSender` is the part every outbox shares (``tantra.wamp_outbox``
+builds on it too).
 """
 
 from __future__ import annotations
@@ -23,23 +25,94 @@ from zope.interface import implementer
 from tantra.hub import Batch, HubStats, ISink
 from tantra.model import Reading
 
+#: ``clients_dropped`` reason for a subscriber that stayed paused too long.
+STALLED = "stalled"
 
-@implementer(ISink, IPushProducer)
-class Outbox:
-    """One subscriber's bounded queue between the hub and its transport."""
 
-    __slots__ = (
-        "_clock",
-        "_closed",
-        "_conflated",
-        "_encode",
-        "_on_stalled",
-        "_paused",
-        "_stall_call",
-        "_stall_timeout",
-        "_stats",
-        "_write",
-    )
+@implementer(IPushProducer)
+class BoundedSender:
+    """What every per-client outbox shares: the producer signals and the stall deadline.
+
+    Twisted calls ``pauseProducing`` when the client's send buffer is full and
+    ``resumeProducing`` when it drained. While paused a subclass holds what it
+    would have written (its own policy, :meth:`_hold_nothing_more` and
+    :meth:`_release_held`); paused for ``stall_timeout`` seconds, the client is
+    given up: counted in ``stats.clients_dropped`` and handed to ``on_give_up``
+    with the reason, which closes the connection.
+    """
+
+    __slots__ = ("_clock", "_closed", "_on_give_up", "_paused", "_stall_call",
+                 "_stall_timeout", "_stats")  # fmt: skip
+
+    def __init__(
+        self,
+        *,
+        clock: IReactorTime,
+        stall_timeout: float,
+        on_give_up: Callable[[str], None],
+        stats: HubStats,
+    ):
+        self._clock = clock
+        self._stall_timeout = stall_timeout
+        self._on_give_up = on_give_up
+        self._stats = stats
+        self._paused = False
+        self._closed = False
+        self._stall_call: IDelayedCall | None = None
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def pauseProducing(self) -> None:
+        if self._paused or self._closed:
+            return
+        self._paused = True
+        self._stall_call = self._clock.callLater(self._stall_timeout, self._give_up, STALLED)
+
+    def resumeProducing(self) -> None:
+        if not self._paused or self._closed:
+            return
+        self._paused = False
+        self._cancel_stall_timer()
+        self._release_held()
+
+    def stopProducing(self) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop for good: drop what is held and forget the stall timer."""
+        self._closed = True
+        self._cancel_stall_timer()
+        self._hold_nothing_more()
+
+    def _cancel_stall_timer(self) -> None:
+        if self._stall_call is not None:
+            if self._stall_call.active():
+                self._stall_call.cancel()
+            self._stall_call = None
+
+    def _give_up(self, reason: str) -> None:
+        if self._closed:
+            return
+        self._stats.clients_dropped[reason] += 1
+        self.close()
+        self._on_give_up(reason)
+
+    def _release_held(self) -> None:
+        """Write what was held while paused (the transport has room again)."""
+        raise NotImplementedError
+
+    def _hold_nothing_more(self) -> None:
+        """Forget what is held (the client is gone)."""
+        raise NotImplementedError
+
+
+@implementer(ISink)
+class Outbox(BoundedSender):
+    """One dashboard's bounded queue between the hub and its transport: readings only."""
+
+    __slots__ = ("_conflated", "_encode", "_write")
 
     def __init__(
         self,
@@ -48,23 +121,15 @@ class Outbox:
         encode: Callable[[Sequence[Reading]], bytes],
         clock: IReactorTime,
         stall_timeout: float,
-        on_stalled: Callable[[], None],
+        on_give_up: Callable[[str], None],
         stats: HubStats,
     ):
+        super().__init__(
+            clock=clock, stall_timeout=stall_timeout, on_give_up=on_give_up, stats=stats
+        )
         self._write = write
         self._encode = encode
-        self._clock = clock
-        self._stall_timeout = stall_timeout
-        self._on_stalled = on_stalled
-        self._stats = stats
-        self._paused = False
-        self._closed = False
         self._conflated: dict[tuple[str, str], Reading] = {}  # filled only while paused
-        self._stall_call: IDelayedCall | None = None
-
-    @property
-    def paused(self) -> bool:
-        return self._paused
 
     @property
     def backlog(self) -> int:
@@ -90,45 +155,11 @@ class Outbox:
             conflated[key] = reading
         self._stats.conflated += replaced
 
-    # -- IPushProducer: called by the transport ------------------------------
-
-    def pauseProducing(self) -> None:
-        if self._paused or self._closed:
-            return
-        self._paused = True
-        self._stall_call = self._clock.callLater(self._stall_timeout, self._stalled)
-
-    def resumeProducing(self) -> None:
-        if not self._paused or self._closed:
-            return
-        self._paused = False
-        self._cancel_stall_timer()
+    def _release_held(self) -> None:
         if self._conflated:
             held = list(self._conflated.values())
             self._conflated.clear()
             self._write(self._encode(held))
 
-    def stopProducing(self) -> None:
-        self.close()
-
-    # -- lifecycle ------------------------------------------------------------
-
-    def close(self) -> None:
-        """Stop for good: drop what is held and forget the stall timer."""
-        self._closed = True
-        self._cancel_stall_timer()
+    def _hold_nothing_more(self) -> None:
         self._conflated.clear()
-
-    def _cancel_stall_timer(self) -> None:
-        if self._stall_call is not None:
-            if self._stall_call.active():
-                self._stall_call.cancel()
-            self._stall_call = None
-
-    def _stalled(self) -> None:
-        self._stall_call = None
-        if self._closed:
-            return
-        self._stats.clients_dropped["stalled"] += 1
-        self.close()
-        self._on_stalled()

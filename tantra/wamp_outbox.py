@@ -25,19 +25,18 @@ import itertools
 from collections.abc import Callable, Hashable
 
 from autobahn.wamp import message
-from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
-from zope.interface import implementer
+from twisted.internet.interfaces import IReactorTime
 
 from tantra.hub import HubStats
+from tantra.outbox import STALLED, BoundedSender
 
 DEFAULT_MAX_HELD_BYTES = 8 * 1024 * 1024
 
-STALLED = "stalled"
 BACKLOG = "backlog"
+__all__ = ["BACKLOG", "STALLED", "MessageOutbox"]
 
 
-@implementer(IPushProducer)
-class MessageOutbox:
+class MessageOutbox(BoundedSender):
     """One WAMP client's bounded queue between the router and its transport."""
 
     def __init__(
@@ -51,23 +50,15 @@ class MessageOutbox:
         stats: HubStats,
         max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
     ):
+        super().__init__(
+            clock=clock, stall_timeout=stall_timeout, on_give_up=on_stalled, stats=stats
+        )
         self._write = write
         self._serialize = serialize
-        self._clock = clock
-        self._stall_timeout = stall_timeout
-        self._on_stalled = on_stalled
-        self._stats = stats
         self._max_held_bytes = max_held_bytes
-        self._paused = False
-        self._closed = False
         self._held: dict[Hashable, tuple[bytes, bool]] = {}
         self._held_bytes = 0
         self._unkeyed = itertools.count()
-        self._stall_call: IDelayedCall | None = None
-
-    @property
-    def paused(self) -> bool:
-        return self._paused
 
     @property
     def backlog(self) -> int:
@@ -96,54 +87,18 @@ class MessageOutbox:
         if self._held_bytes > self._max_held_bytes:
             self._give_up(BACKLOG)
 
-    # -- IPushProducer: called by the transport ------------------------------
-
-    def pauseProducing(self) -> None:
-        if self._paused or self._closed:
-            return
-        self._paused = True
-        self._stall_call = self._clock.callLater(self._stall_timeout, self._give_up, STALLED)
-
-    def resumeProducing(self) -> None:
-        if not self._paused or self._closed:
-            return
-        self._paused = False
-        self._cancel_stall_timer()
-        self._write_held()
-
-    def stopProducing(self) -> None:
-        self.close()
-
-    # -- lifecycle ------------------------------------------------------------
-
     def flush(self) -> None:
         """Write everything held now, paused or not (a last ABORT or GOODBYE must go out)."""
         if not self._closed:
-            self._write_held()
+            self._release_held()
 
-    def close(self) -> None:
-        """Stop for good: drop what is held and forget the stall timer."""
-        self._closed = True
-        self._cancel_stall_timer()
-        self._held.clear()
-        self._held_bytes = 0
-
-    def _write_held(self) -> None:
+    def _release_held(self) -> None:
         held = list(self._held.values())
         self._held.clear()
         self._held_bytes = 0
         for payload, is_binary in held:
             self._write(payload, is_binary)
 
-    def _cancel_stall_timer(self) -> None:
-        if self._stall_call is not None:
-            if self._stall_call.active():
-                self._stall_call.cancel()
-            self._stall_call = None
-
-    def _give_up(self, reason: str) -> None:
-        if self._closed:
-            return
-        self._stats.clients_dropped[reason] += 1
-        self.close()
-        self._on_stalled(reason)
+    def _hold_nothing_more(self) -> None:
+        self._held.clear()
+        self._held_bytes = 0

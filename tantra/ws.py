@@ -149,7 +149,7 @@ class DashboardProtocol(WebSocketServerProtocol):
             encode=encode_text_frames,
             clock=factory.clock,
             stall_timeout=factory.stall_timeout,
-            on_stalled=self._on_stalled,
+            on_give_up=self._on_stalled,
             stats=factory.hub.stats,
         )
         # Behind twisted.web the HTTP channel is still the registered producer.
@@ -180,7 +180,7 @@ class DashboardProtocol(WebSocketServerProtocol):
             # Autobahn's per-message send path, which costs more than the ingest.
             self._write_frames(b"".join([frame_text(replies.encode(m)) for m in messages]))
 
-    def _on_stalled(self) -> None:
+    def _on_stalled(self, reason: str) -> None:
         self._log.info("closing stalled WebSocket client {peer}", peer=self.peer)
         self.sendCloseFrame(CLOSE_SLOW_CONSUMER, b"slow consumer", isReply=False)
 

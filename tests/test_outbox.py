@@ -29,11 +29,12 @@ class Harness:
             encode=encode,
             clock=self.clock,
             stall_timeout=30.0,
-            on_stalled=self._on_stalled,
+            on_give_up=self._on_stalled,
             stats=self.stats,
         )
 
-    def _on_stalled(self):
+    def _on_stalled(self, reason):
+        assert reason == "stalled"
         self.stalled += 1
 
 

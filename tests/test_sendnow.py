@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest_twisted
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, protocol, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
 from twisted.internet.testing import StringTransport
 
@@ -28,54 +28,52 @@ def test_other_transports_just_get_write():
     assert transport.value() == b"abc"
 
 
-@pytest_twisted.inlineCallbacks
-def test_idle_tcp_transport_sends_at_once_and_busy_one_queues_in_order():
+@defer.inlineCallbacks
+def connected_pair():
+    """A real loopback TCP connection: (server-side protocol, client, listening port)."""
     server_side = Keeper()
     port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
         protocol.Factory.forProtocol(lambda: server_side)
     )
+    client = Keeper()
+    yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), client)
+    yield server_side.made
+    return server_side, client, port
+
+
+@defer.inlineCallbacks
+def received(client: Keeper, expected: bytes, timeout: float):
+    deadline = reactor.seconds() + timeout
+    while len(client.received) < len(expected) and reactor.seconds() < deadline:
+        yield task.deferLater(reactor, 0.01, lambda: None)
+    return bytes(client.received)
+
+
+@pytest_twisted.inlineCallbacks
+def test_idle_tcp_transport_sends_at_once_and_busy_one_queues_in_order():
+    server_side, client, port = yield connected_pair()
     try:
-        client = Keeper()
-        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), client)
-        yield server_side.made
         transport = server_side.transport
         write_now(transport, b"first;")
         assert not transport.dataBuffer and not transport._tempDataBuffer, "sent, not queued"
         transport.write(b"queued;")  # Twisted now holds data for the next pass
         write_now(transport, b"after;")
         assert transport._tempDataBuffer, "with data queued, write-through must not jump ahead"
-        deadline = reactor.seconds() + 5
-        while client.received != b"first;queued;after;" and reactor.seconds() < deadline:
-            yield deferLater(0.01)
-        assert client.received == b"first;queued;after;"
-        client.transport.loseConnection()
+        expected = b"first;queued;after;"
+        assert (yield received(client, expected, 5)) == expected
     finally:
+        client.transport.loseConnection()
         yield port.stopListening()
-
-
-def deferLater(seconds: float) -> defer.Deferred:
-    from twisted.internet import task
-
-    return task.deferLater(reactor, seconds, lambda: None)
 
 
 @pytest_twisted.inlineCallbacks
 def test_what_the_kernel_does_not_take_is_queued_and_arrives():
-    server_side = Keeper()
-    port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
-        protocol.Factory.forProtocol(lambda: server_side)
-    )
+    server_side, client, port = yield connected_pair()
     try:
-        client = Keeper()
-        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), client)
-        yield server_side.made
         big = bytes(range(256)) * 80_000  # 20 MB: more than any socket buffer
         write_now(server_side.transport, big)
         assert server_side.transport._tempDataBuffer, "the rest waits in Twisted's buffer"
-        deadline = reactor.seconds() + 20
-        while len(client.received) < len(big) and reactor.seconds() < deadline:
-            yield deferLater(0.01)
-        assert client.received == big
-        client.transport.loseConnection()
+        assert (yield received(client, big, 20)) == big
     finally:
+        client.transport.loseConnection()
         yield port.stopListening()
