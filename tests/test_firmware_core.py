@@ -14,6 +14,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # compiles the C++ core and its tests with sanitizers
+
 FIRMWARE = Path(__file__).resolve().parent.parent / "firmware"
 
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import pytest
 import pytest_twisted
 from twisted.internet import defer, protocol, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
 from twisted.internet.testing import StringTransport
 
 from tantra.sendnow import write_now
+
+pytestmark = pytest.mark.integration  # real loopback sockets
 
 
 class Keeper(protocol.Protocol):
