@@ -54,8 +54,3 @@ def writer_for(transport) -> Callable[[bytes], None]:
             write(data[sent:])
 
     return write_through
-
-
-def write_now(transport, data: bytes) -> None:
-    """One-off form of :func:`writer_for` (tests, rare writes)."""
-    writer_for(transport)(data)

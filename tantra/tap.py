@@ -99,10 +99,10 @@ class ListenerService(service.Service):
         self._port = None
         self.ready: defer.Deferred = defer.Deferred()
         self.address = ""
+        self._fatal: str | None = None
 
     def startService(self) -> None:
         super().startService()
-        self._fatal: str | None = None
         defer.maybeDeferred(self._listen).addCallbacks(self._listening, self._cannot_listen)
         if self._fatal is not None:  # failed before the reactor runs: end twistd cleanly
             raise SystemExit(f"tantra: {self._fatal}")

@@ -26,7 +26,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from tantra import replies
-from tantra.hub import Batch, Filter, Hub, Subscription
+from tantra.hub import EVERYTHING, Batch, Filter, Hub, Subscription
 from tantra.model import NAME_PATTERN, NAME_RULE, Reading, device_name_for_address
 from tantra.outbox import Outbox
 from tantra.sendnow import writer_for
@@ -149,7 +149,7 @@ class DashboardProtocol(WebSocketServerProtocol):
             encode=encode_text_frames,
             clock=factory.clock,
             stall_timeout=factory.stall_timeout,
-            on_give_up=self._on_stalled,
+            on_give_up=self._give_up,
             stats=factory.hub.stats,
         )
         # Behind twisted.web the HTTP channel is still the registered producer.
@@ -157,7 +157,7 @@ class DashboardProtocol(WebSocketServerProtocol):
             self.transport.unregisterProducer()
         self.transport.registerProducer(outbox, True)
         self._outbox = outbox
-        self._subscription, snapshot = factory.hub.subscribe(outbox, self._filter or Filter())
+        self._subscription, snapshot = factory.hub.subscribe(outbox, self._filter or EVERYTHING)
         factory.clients.add(self)
         if snapshot:
             outbox.deliver(Batch(snapshot))
@@ -180,8 +180,8 @@ class DashboardProtocol(WebSocketServerProtocol):
             # Autobahn's per-message send path, which costs more than the ingest.
             self._write_frames(b"".join([frame_text(replies.encode(m)) for m in messages]))
 
-    def _on_stalled(self, reason: str) -> None:
-        self._log.info("closing stalled WebSocket client {peer}", peer=self.peer)
+    def _give_up(self, reason: str) -> None:
+        self._log.info("closing WebSocket client {peer}: {reason}", peer=self.peer, reason=reason)
         self.sendCloseFrame(CLOSE_SLOW_CONSUMER, b"slow consumer", isReply=False)
 
     def onAutoPingTimeout(self) -> None:

@@ -8,7 +8,7 @@ from twisted.internet import defer, protocol, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
 from twisted.internet.testing import StringTransport
 
-from tantra.sendnow import write_now
+from tantra.sendnow import writer_for
 
 pytestmark = pytest.mark.integration  # real loopback sockets
 
@@ -27,7 +27,7 @@ class Keeper(protocol.Protocol):
 
 def test_other_transports_just_get_write():
     transport = StringTransport()
-    write_now(transport, b"abc")
+    writer_for(transport)(b"abc")
     assert transport.value() == b"abc"
 
 
@@ -57,10 +57,11 @@ def test_idle_tcp_transport_sends_at_once_and_busy_one_queues_in_order():
     server_side, client, port = yield connected_pair()
     try:
         transport = server_side.transport
-        write_now(transport, b"first;")
+        write = writer_for(transport)
+        write(b"first;")
         assert not transport.dataBuffer and not transport._tempDataBuffer, "sent, not queued"
         transport.write(b"queued;")  # Twisted now holds data for the next pass
-        write_now(transport, b"after;")
+        write(b"after;")
         assert transport._tempDataBuffer, "with data queued, write-through must not jump ahead"
         expected = b"first;queued;after;"
         assert (yield received(client, expected, 5)) == expected
@@ -74,7 +75,7 @@ def test_what_the_kernel_does_not_take_is_queued_and_arrives():
     server_side, client, port = yield connected_pair()
     try:
         big = bytes(range(256)) * 80_000  # 20 MB: more than any socket buffer
-        write_now(server_side.transport, big)
+        writer_for(server_side.transport)(big)
         assert server_side.transport._tempDataBuffer, "the rest waits in Twisted's buffer"
         assert (yield received(client, big, 20)) == big
     finally:
