@@ -11,7 +11,7 @@ at most a transport buffer plus one reading per sensor.
 
 Does not own: framing (``encode`` turns readings into bytes) or closing the
 connection (``on_give_up`` does); it works for any transport.
-:class:`BoundedSender` is the part every outbox shares (``tantra.wamp_outbox``
+:class:`BoundedSender` is the part every outbox shares (``tantra.wamp.outbox``
 builds on it too).
 """
 

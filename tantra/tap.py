@@ -22,11 +22,11 @@ from twisted.python import failure, usage
 from tantra import __version__
 from tantra.dedupe import SeqWindow
 from tantra.hub import Hub
-from tantra.raw import DeviceDatagramProtocol, DeviceLineFactory
 from tantra.settings import SPECS, Settings, SettingsError, load_toml, resolve
+from tantra.transports.dashboard import DashboardFactory
+from tantra.transports.raw import DeviceDatagramProtocol, DeviceLineFactory
 from tantra.wamp import WampFactory, build_wamp
-from tantra.web import build_site
-from tantra.ws import DashboardFactory
+from tantra.web.site import build_site
 
 _log = Logger()
 

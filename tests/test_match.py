@@ -1,4 +1,4 @@
-"""tantra.match: the reference definition, the index agreeing with it, and bookkeeping."""
+"""tantra.wamp.match: the reference definition, the index agreeing with it, and bookkeeping."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tantra.match import EXACT, POLICIES, PREFIX, WILDCARD, ObservationMap, matches
+from tantra.wamp.match import EXACT, POLICIES, PREFIX, WILDCARD, ObservationMap, matches
 
 
 def new_map() -> ObservationMap[str]:

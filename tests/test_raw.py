@@ -9,7 +9,7 @@ from twisted.internet.address import IPv4Address
 from twisted.internet.testing import StringTransport
 
 from tantra.hub import Hub
-from tantra.raw import DeviceDatagramProtocol, DeviceLineFactory
+from tantra.transports.raw import DeviceDatagramProtocol, DeviceLineFactory
 from tests.support.fakes import RecordingSink
 
 

@@ -8,7 +8,7 @@ from twisted.internet import defer, protocol, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
 from twisted.internet.testing import StringTransport
 
-from tantra.sendnow import writer_for
+from tantra.transports.sendnow import writer_for
 
 pytestmark = pytest.mark.integration  # real loopback sockets
 

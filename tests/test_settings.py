@@ -6,9 +6,9 @@ import pytest
 from twisted.internet.testing import MemoryReactorClock
 from twisted.python import usage
 
-from tantra.raw import DeviceDatagramProtocol, DeviceLineFactory
 from tantra.settings import Settings, resolve
 from tantra.tap import ListenerService, Options, build_service, makeService
+from tantra.transports.raw import DeviceDatagramProtocol, DeviceLineFactory
 
 
 class MemoryReactorWithUDP(MemoryReactorClock):

@@ -24,12 +24,12 @@ from zope.interface.verify import verifyObject
 
 from tantra.hub import EVERYTHING, Hub, HubStats, ISink
 from tantra.model import Reading
-from tantra.wamp_bridge import HubBridge
-from tantra.wamp_options import keeping_disclosure
-from tantra.wamp_outbox import MessageOutbox
-from tantra.wamp_peer import IWampConnection, IWampPeer
-from tantra.wamp_router import Router
-from tantra.wamp_session import RouterSession, State
+from tantra.wamp.bridge import HubBridge
+from tantra.wamp.options import keeping_disclosure
+from tantra.wamp.outbox import MessageOutbox
+from tantra.wamp.peer import IWampConnection, IWampPeer
+from tantra.wamp.router import Router
+from tantra.wamp.session import RouterSession, State
 
 NOW = 1_764_000_000.0
 ROLES = {

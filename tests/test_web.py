@@ -10,8 +10,8 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from tantra.hub import Filter, Hub
 from tantra.model import Reading
-from tantra.web import build_site, is_websocket_upgrade
-from tantra.ws import DashboardFactory, encode_text_frames, filter_from_query
+from tantra.transports.dashboard import DashboardFactory, encode_text_frames, filter_from_query
+from tantra.web.site import build_site, is_websocket_upgrade
 
 
 @pytest.fixture
@@ -82,7 +82,7 @@ def test_frames_are_plain_text_frames_one_per_reading():
 
 
 def test_stats_sections_are_added_by_name():
-    from tantra.web import StatsResource
+    from tantra.web.site import StatsResource
 
     clock = Clock()
     hub = Hub(clock)
@@ -92,7 +92,7 @@ def test_stats_sections_are_added_by_name():
 
 
 def test_compact_send_queue_keeps_fifo_order():
-    from tantra.ws import _SendQueue
+    from tantra.transports.dashboard import _SendQueue
 
     queue = _SendQueue()
     queue.append((b"a", False))

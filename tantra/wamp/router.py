@@ -5,9 +5,9 @@ setting), session ids, router-scope ids (subscriptions, registrations,
 invocations), the roles and features WELCOME announces, and detaching a
 session from broker and dealer when it leaves, so nothing of it survives.
 
-Does not own: the session state machine (``tantra.wamp_session``), pub/sub
-and RPC rules (``tantra.wamp_broker``, ``tantra.wamp_dealer``), the hub
-(``tantra.wamp_bridge`` plugs into broker and dealer), transports. Pure: ids
+Does not own: the session state machine (``tantra.wamp.session``), pub/sub
+and RPC rules (``tantra.wamp.broker``, ``tantra.wamp.dealer``), the hub
+(``tantra.wamp.bridge`` plugs into broker and dealer), transports. Pure: ids
 come from injectable functions so tests are deterministic.
 """
 
@@ -21,11 +21,12 @@ from autobahn.wamp.role import RoleBrokerFeatures, RoleDealerFeatures
 from twisted.logger import Logger
 from zope.interface import Interface
 
-from tantra import wamp_broker, wamp_dealer
-from tantra.wamp_auth import AnonymousAuthenticator, IAuthenticator
-from tantra.wamp_broker import Broker
-from tantra.wamp_dealer import Dealer
-from tantra.wamp_peer import WampStats
+from tantra.wamp import broker as wamp_broker
+from tantra.wamp import dealer as wamp_dealer
+from tantra.wamp.auth import AnonymousAuthenticator, IAuthenticator
+from tantra.wamp.broker import Broker
+from tantra.wamp.dealer import Dealer
+from tantra.wamp.peer import WampStats
 
 _log = Logger()
 

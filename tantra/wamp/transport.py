@@ -5,20 +5,19 @@ subprotocol negotiation (``wamp.2.cbor.batched``, ``wamp.2.cbor``,
 ``wamp.2.msgpack.batched``, ``wamp.2.msgpack``, ``wamp.2.json.batched``,
 ``wamp.2.json``), framing, pings and the WAMP serializers. Each connection
 turns bytes into ``autobahn.wamp.message`` objects for its
-:class:`~tantra.wamp_session.RouterSession`, and sends that session's
-messages through a bounded :class:`~tantra.wamp_outbox.MessageOutbox`.
+:class:`~tantra.wamp.session.RouterSession`, and sends that session's
+messages through a bounded :class:`~tantra.wamp.outbox.MessageOutbox`.
 A payload Autobahn cannot parse as WAMP is a protocol violation (ABORT), not
 a bare WebSocket close as in Autobahn's own transport.
 
-Does not own: WAMP semantics (``tantra.wamp_session`` and the modules it
-uses), the hub (``tantra.wamp_bridge``), the HTTP tree (``tantra.web``).
+Does not own: WAMP semantics (``tantra.wamp.session`` and the modules it
+uses), the hub (``tantra.wamp.bridge``), the HTTP tree (``tantra.web.site``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Hashable
 
-from autobahn.twisted.resource import WebSocketResource
 from autobahn.twisted.websocket import WampWebSocketServerFactory, WampWebSocketServerProtocol
 from autobahn.wamp import message
 from autobahn.wamp.exception import ProtocolError
@@ -29,13 +28,12 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from tantra.hub import Hub
-from tantra.wamp_bridge import HubBridge
-from tantra.wamp_options import keeping_disclosure
-from tantra.wamp_outbox import DEFAULT_MAX_HELD_BYTES, MessageOutbox
-from tantra.wamp_peer import IWampConnection
-from tantra.wamp_router import Router
-from tantra.wamp_session import RouterSession
-from tantra.ws import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER
+from tantra.transports.dashboard import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER
+from tantra.wamp.options import keeping_disclosure
+from tantra.wamp.outbox import DEFAULT_MAX_HELD_BYTES, MessageOutbox
+from tantra.wamp.peer import IWampConnection
+from tantra.wamp.router import Router
+from tantra.wamp.session import RouterSession
 
 CLOSE_NORMAL = 1000
 
@@ -230,13 +228,3 @@ class WampFactory(WampWebSocketServerFactory):
         """Say GOODBYE to every session and close every connection with 1001."""
         self.router.shut_down()
         return defer.DeferredList([c.go_away() for c in list(self.connections)])
-
-
-def build_wamp(
-    hub: Hub, clock: IReactorTime, *, realm: str, **options
-) -> tuple[WampFactory, WebSocketResource]:
-    """A router for ``realm`` bridged to ``hub``: its factory and the resource for /wamp."""
-    router = Router(realm)
-    HubBridge(hub, router.broker, router.dealer, router.stats).start()
-    factory = WampFactory(hub, router, clock, **options)
-    return factory, WebSocketResource(factory)

@@ -5,12 +5,12 @@ router-initiated GOODBYE; protocol violations → ABORT
 ``wamp.error.protocol_violation`` and close), which messages are allowed in
 which state, routing each allowed message to broker or dealer, and being the
 :class:`IWampPeer` those see. Authentication is asked of the router's
-:class:`~tantra.wamp_auth.IAuthenticator`, so a ticket authenticator only
+:class:`~tantra.wamp.auth.IAuthenticator`, so a ticket authenticator only
 adds a CHALLENGE round trip here (the ``CHALLENGED`` state exists already).
 
 Does not own: bytes or serializers (``tantra.wamp`` hands it parsed
 ``autobahn.wamp.message`` objects and gives it an
-:class:`~tantra.wamp_peer.IWampConnection`), pub/sub or RPC rules. Pure.
+:class:`~tantra.wamp.peer.IWampConnection`), pub/sub or RPC rules. Pure.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from autobahn.wamp import message
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from tantra import wamp_auth
-from tantra.wamp_peer import (
+from tantra.wamp import auth as wamp_auth
+from tantra.wamp.peer import (
     GOODBYE_AND_OUT,
     NO_SUCH_REALM,
     PROTOCOL_VIOLATION,
@@ -32,7 +32,7 @@ from tantra.wamp_peer import (
     IWampConnection,
     IWampPeer,
 )
-from tantra.wamp_router import IJoinedSession, Router
+from tantra.wamp.router import IJoinedSession, Router
 
 _log = Logger()
 

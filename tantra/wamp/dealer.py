@@ -22,9 +22,9 @@ import attrs
 from autobahn.wamp import message
 from twisted.logger import Logger
 
-from tantra.match import EXACT
-from tantra.wamp_options import disclose_requested
-from tantra.wamp_peer import (
+from tantra.wamp.match import EXACT
+from tantra.wamp.options import disclose_requested
+from tantra.wamp.peer import (
     CANCELED,
     INVALID_ARGUMENT,
     NO_SUCH_PROCEDURE,

@@ -6,7 +6,7 @@ hub's counters as JSON. A WebSocket upgrade on any other unclaimed path is
 also the dashboard WebSocket, because the Node.js relay accepted any path and
 its clients must keep working. ``/wamp`` and ``/api`` slot in as children.
 
-Does not own: WebSocket behaviour (``tantra.ws``) or the hub.
+Does not own: WebSocket behaviour (``tantra.transports.dashboard``) or the hub.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from twisted.web.server import Site
 
 from tantra import __version__
 from tantra.hub import Hub
-from tantra.ws import DashboardFactory
+from tantra.transports.dashboard import DashboardFactory
 
 
 def is_websocket_upgrade(request) -> bool:
@@ -38,7 +38,7 @@ class StatusPage(Resource):
     def __init__(self) -> None:
         super().__init__()
         self._html = (
-            resources.files("tantra")
+            resources.files("tantra.web")
             .joinpath("static/index.html")
             .read_bytes()
             .replace(b"{{version}}", __version__.encode())

@@ -10,7 +10,7 @@ bridge for ``tantra.reading.``), whose publications it hands over and whose
 retained events it asks them for.
 
 Does not own: sessions or transports (it talks to :class:`IWampPeer`), topic
-indexing (``tantra.match``), readings (``tantra.wamp_bridge``). Pure.
+indexing (``tantra.wamp.match``), readings (``tantra.wamp.bridge``). Pure.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from autobahn.wamp import message
 from twisted.logger import Logger
 from zope.interface import Interface
 
-from tantra.match import EXACT, ObservationMap, matches
-from tantra.wamp_options import disclose_requested
-from tantra.wamp_peer import (
+from tantra.wamp.match import EXACT, ObservationMap, matches
+from tantra.wamp.options import disclose_requested
+from tantra.wamp.peer import (
     INVALID_URI,
     NO_SUCH_SUBSCRIPTION,
     NOT_AUTHORIZED,

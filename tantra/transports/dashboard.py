@@ -11,7 +11,7 @@ readings skip Autobahn's per-message path: every reading is framed once
 per filter, and each client gets one ``transport.write`` per turn.
 
 Does not own: validation, the cache, fan-out (``tantra.hub``), back-pressure
-policy (``tantra.outbox``), or the HTTP resource tree (``tantra.web``).
+policy (``tantra.outbox``), or the HTTP resource tree (``tantra.web.site``).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from tantra import replies
 from tantra.hub import EVERYTHING, Batch, Filter, Hub, Subscription
 from tantra.model import NAME_PATTERN, NAME_RULE, Reading, device_name_for_address
 from tantra.outbox import Outbox
-from tantra.sendnow import writer_for
+from tantra.transports.sendnow import writer_for
 
 # Close codes (RFC 6455 1001; 4000-4999 are ours; docs/protocol.md lists them).
 CLOSE_GOING_AWAY = 1001

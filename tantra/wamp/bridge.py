@@ -16,7 +16,7 @@ Owns the ``tantra.reading.`` topic namespace and the ``tantra.latest`` /
   ``get_retained`` and the dashboard snapshot always agree.
 
 Does not own: validation rules (``tantra.model``), the cache and fan-out
-(``tantra.hub``), event routing (``tantra.wamp_broker``). No I/O.
+(``tantra.hub``), event routing (``tantra.wamp.broker``). No I/O.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from tantra.hub import Batch, Filter, Hub, ISink, Subscription
-from tantra.match import matches
 from tantra.model import (
     INVALID_READING,
     NAME_PATTERN,
@@ -39,9 +38,10 @@ from tantra.model import (
     Rejection,
     validate_reading,
 )
-from tantra.wamp_broker import Broker, ITopicNamespace, Publication
-from tantra.wamp_dealer import CallError, Dealer
-from tantra.wamp_peer import INVALID_ARGUMENT, IWampPeer, WampStats, error_reply
+from tantra.wamp.broker import Broker, ITopicNamespace, Publication
+from tantra.wamp.dealer import CallError, Dealer
+from tantra.wamp.match import matches
+from tantra.wamp.peer import INVALID_ARGUMENT, IWampPeer, WampStats, error_reply
 
 _log = Logger()
 

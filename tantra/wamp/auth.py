@@ -20,7 +20,7 @@ import attrs
 from autobahn.wamp import message
 from zope.interface import Interface, implementer
 
-from tantra.wamp_peer import NO_AUTH_METHOD
+from tantra.wamp.peer import NO_AUTH_METHOD
 
 ANONYMOUS = "anonymous"
 

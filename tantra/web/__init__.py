@@ -1,0 +1,1 @@
+"""The HTTP side: the resource tree, the status page and its static files."""
