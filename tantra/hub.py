@@ -23,7 +23,6 @@ from zope.interface import Interface
 
 from tantra.dedupe import SeqWindow
 from tantra.model import ParsedPayload, Reading, Rejection, parse_payload
-from tantra.replies import reply_messages
 
 _log = Logger()
 T = TypeVar("T")
@@ -122,18 +121,13 @@ class HubStats:
 
 
 class IngestOutcome(NamedTuple):
-    """What became of one payload; transports turn it into replies (one per payload)."""
+    """What became of one payload; transports turn it into replies (``tantra.replies``)."""
 
     accepted: Sequence[Reading]
     duplicates: Sequence[Reading]
     errors: Sequence[Rejection]
     acks: Sequence[int]
     is_batch: bool
-
-    def replies(self) -> list[dict[str, Any]]:
-        if not self.acks and not self.errors:
-            return []  # the common case for devices that do not ask for acks
-        return reply_messages(self.acks, self.errors, is_batch=self.is_batch)
 
 
 @attrs.define(eq=False, slots=True)

@@ -7,6 +7,7 @@ import pytest
 from tantra.dedupe import SeqWindow
 from tantra.hub import EVERYTHING, Batch, Filter, Hub
 from tantra.model import Reading
+from tantra.replies import for_outcome
 from tests.support.fakes import START, RecordingSink
 
 
@@ -128,8 +129,8 @@ def test_duplicates_are_acked_but_not_delivered_again(hub, clock):
     again = send(hub, b'{"sensor":"a","value":1,"seq":7}')
     other_device = send(hub, b'{"sensor":"a","value":1,"seq":7}', device="ip-2")
     clock.advance(0)
-    assert first.replies() == [{"ack": 7}]
-    assert again.replies() == [{"ack": 7}]
+    assert for_outcome(first) == [{"ack": 7}]
+    assert for_outcome(again) == [{"ack": 7}]
     assert again.duplicates and not again.accepted
     assert other_device.accepted
     assert len(sink.readings) == 2
@@ -139,7 +140,7 @@ def test_duplicates_are_acked_but_not_delivered_again(hub, clock):
 def test_batch_acks_list_every_seq_in_order_and_reports_errors(hub):
     outcome = send(hub, b'[{"sensor":"a","value":1,"seq":1},{"sensor":"a","value":"x","seq":2},'
                         b'{"sensor":"a","value":3,"seq":3},{"sensor":"a","value":4}]')  # fmt: skip
-    assert outcome.replies() == [
+    assert for_outcome(outcome) == [
         {"ack": [1, 3]},
         {"error": "invalid_reading", "detail": "value must be a finite number or boolean",
          "index": 1},
@@ -148,7 +149,7 @@ def test_batch_acks_list_every_seq_in_order_and_reports_errors(hub):
 
 
 def test_no_ack_without_seq(hub):
-    assert send(hub, b'{"sensor":"a","value":1}').replies() == []
+    assert for_outcome(send(hub, b'{"sensor":"a","value":1}')) == []
 
 
 def test_rejected_input_reaches_no_sink(hub, clock):

@@ -174,7 +174,7 @@ class DashboardProtocol(WebSocketServerProtocol):
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         outcome = self.factory.hub.ingest(payload, default_device=self._device)
-        messages = outcome.replies()
+        messages = replies.for_outcome(outcome)
         if messages:
             # Same framing as broadcasts (one text frame per reply), without
             # Autobahn's per-message send path, which costs more than the ingest.

@@ -68,7 +68,7 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
         if not line or line.isspace():
             return  # an empty line is a keep-alive
         outcome = self.factory.hub.ingest(line, default_device=self._device)
-        messages = outcome.replies()
+        messages = replies.for_outcome(outcome)
         if messages:
             self.transport.writeSequence(
                 [part for message in messages for part in (replies.encode(message), b"\n")]
@@ -174,7 +174,7 @@ class DeviceDatagramProtocol(DatagramProtocol):
         if not data or data.isspace():
             return  # an empty datagram is a keep-alive; any reply would be bigger
         outcome = self.hub.ingest(data, default_device=device_name_for_peer(host))
-        messages = outcome.replies()
+        messages = replies.for_outcome(outcome)
         if outcome.errors and not self.limiter.allow(host, self.clock.seconds()):
             kept = [message for message in messages if "error" not in message]
             self.hub.stats.replies_suppressed += len(messages) - len(kept)
