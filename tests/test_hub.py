@@ -6,7 +6,7 @@ import pytest
 
 from tantra.dedupe import SeqWindow
 from tantra.hub import EVERYTHING, Batch, Filter, Hub
-from tantra.model import Reading
+from tantra.model import Reading, parse_payload
 from tantra.replies import for_outcome
 from tests.support.fakes import START, RecordingSink
 
@@ -219,3 +219,33 @@ def test_rejections_are_logged_at_most_once_a_second(hub, clock):
         ("ip-9", "invalid_json", 1),
         ("ip-9", "empty_batch", 5),
     ]
+
+
+def test_origin_travels_with_accepted_readings_to_every_filter(hub, clock):
+    everything, only_b = RecordingSink(), RecordingSink()
+    hub.subscribe(everything)
+    hub.subscribe(only_b, Filter.of(sensors=["b"]))
+    mine = object()
+    send(hub, b'{"sensor":"a","value":1}')
+    parsed = parse_payload(
+        b'[{"sensor":"b","value":2},{"sensor":"a","value":3}]', default_device="ip-9",
+        now_ms=hub.now_ms(),
+    )  # fmt: skip
+    hub.accept(parsed, origin=mine)
+    send(hub, b'{"sensor":"b","value":4}')
+    clock.advance(0)
+    [batch] = everything.batches
+    assert [(r.value, o) for r, o in batch.with_origins()] == [
+        (1, None), (2, mine), (3, mine), (4, None)
+    ]  # fmt: skip
+    [filtered] = only_b.batches
+    assert [(r.value, o) for r, o in filtered.with_origins()] == [(2, mine), (4, None)]
+
+
+def test_a_turn_without_origins_has_none_and_the_next_turn_forgets_them(hub, clock):
+    sink = RecordingSink()
+    hub.subscribe(sink)
+    send(hub, b'{"sensor":"a","value":1}')
+    clock.advance(0)
+    assert sink.batches[0].origins is None
+    assert list(sink.batches[0].with_origins()) == [(sink.readings[0], None)]

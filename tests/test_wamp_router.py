@@ -738,3 +738,18 @@ def test_realm_setting_defaults_to_tantra_and_must_be_a_uri():
     for bad in ["", "two words", "a..b", 7]:
         with pytest.raises(SettingsError, match="realm"):
             resolve({"realm": bad}, {})
+
+
+def test_a_refused_wamp_reading_is_logged_with_its_session(realm):
+    from twisted.logger import globalLogPublisher
+
+    seen: list[dict] = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        publisher, _ = realm.join()
+        publisher.on_message(message.Publish(req(), "tantra.reading.farm-1.soil", args=[{"v": 1}]))
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    [event] = [e for e in seen if e.get("code") == "invalid_reading"]
+    assert event["source"] == f"WAMP session {publisher.session_id}"
+    assert event["detail"].startswith("tantra.reading.farm-1.soil: ")
