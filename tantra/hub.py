@@ -1,7 +1,8 @@
 """The fan-out core: one ingest path for every transport, one delivery path to every sink.
 
 Owns: the pipeline after parsing (de-duplicate, collect, fan out), the
-last-value cache, the subscriber registry with its filters, and the counters.
+last-value cache, the subscriber registry with its filters. It counts into
+the ``hub`` section of the :class:`~tantra.counters.Counters` it is given.
 Readings accepted during one reactor turn are delivered together on the next
 turn (``clock.callLater(0, ...)``), so a sink writes once per turn however many
 readings arrived, and every sink sees them in the same order.
@@ -12,7 +13,6 @@ and implement :class:`ISink`), nor the clock (injected; never ``time.time()``).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
@@ -21,6 +21,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface
 
+from tantra.counters import Counters, HubStats
 from tantra.dedupe import SeqWindow
 from tantra.model import ParsedPayload, Reading, Rejection, parse_payload
 
@@ -106,33 +107,6 @@ class Batch:
             return result
 
 
-@attrs.define
-class HubStats:
-    """Counters a person running the hub wants to see (served at ``/stats``)."""
-
-    accepted: int = 0
-    duplicates: int = 0
-    delivered: int = 0
-    conflated: int = 0
-    rejected: Counter[str] = attrs.Factory(Counter)
-    clients_dropped: Counter[str] = attrs.Factory(Counter)
-    replies_suppressed: int = 0
-    sensors_evicted: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "accepted": self.accepted,
-            "duplicates": self.duplicates,
-            "delivered": self.delivered,
-            "conflated": self.conflated,
-            "rejected": dict(self.rejected),
-            "rejected_total": sum(self.rejected.values()),
-            "clients_dropped": dict(self.clients_dropped),
-            "replies_suppressed": self.replies_suppressed,
-            "sensors_evicted": self.sensors_evicted,
-        }
-
-
 class IngestOutcome(NamedTuple):
     """What became of one payload; transports turn it into replies (``tantra.replies``)."""
 
@@ -158,11 +132,15 @@ class Hub:
         *,
         dedupe: SeqWindow | None = None,
         max_sensors: int = 100_000,
+        counters: Counters | None = None,
     ):
         self._clock = clock
         self._dedupe = dedupe if dedupe is not None else SeqWindow()
         self._max_sensors = max_sensors
-        self.stats = HubStats()
+        #: Every counter of the running hub; transports default to this object.
+        self.counters = counters if counters is not None else Counters()
+        #: The hub's own section of :attr:`counters`.
+        self.stats: HubStats = self.counters.hub
         self._latest: dict[tuple[str, str], Reading] = {}
         # filter -> {sink: subscription}; equal filters share one batch per turn.
         self._groups: dict[Filter, dict[ISink, Subscription]] = {}

@@ -224,9 +224,7 @@ def build_service(settings: Settings, reactor) -> TantraService:
     )
     top = TantraService(hub, dashboards, devices, reactor, wamp=wamp)
 
-    site = build_site(
-        hub, dashboards, {b"wamp": wamp_resource}, {"wamp": wamp.router.stats.as_dict}
-    )
+    site = build_site(hub, dashboards, {b"wamp": wamp_resource})
     for description in settings.http:
         endpoint = serverFromString(reactor, description)
         ListenerService(

@@ -22,7 +22,8 @@ from twisted.internet import task
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from tantra.hub import EVERYTHING, Hub, HubStats, ISink
+from tantra.counters import Counters
+from tantra.hub import EVERYTHING, Hub, ISink
 from tantra.model import Reading
 from tantra.wamp.bridge import HubBridge
 from tantra.wamp.options import keeping_disclosure
@@ -672,17 +673,17 @@ class Wire:
 
 
 def make_outbox(max_held_bytes=1 << 20):
-    wire, stats, clock = Wire(), HubStats(), task.Clock()
+    wire, counters, clock = Wire(), Counters(), task.Clock()
     outbox = MessageOutbox(
         write=lambda payload, binary: wire.frames.append(payload),
         serialize=JsonSerializer().serialize,
         clock=clock,
         stall_timeout=30,
         on_stalled=wire.given_up.append,
-        stats=stats,
+        counters=counters,
         max_held_bytes=max_held_bytes,
     )
-    return outbox, wire, stats, clock
+    return outbox, wire, counters.hub, clock
 
 
 def test_outbox_conflates_keyed_messages_and_keeps_the_others_in_order():

@@ -26,6 +26,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from tantra import replies
+from tantra.counters import Counters
 from tantra.hub import EVERYTHING, Batch, Filter, Hub, Subscription
 from tantra.model import NAME_PATTERN, NAME_RULE, Reading, device_name_for_address
 from tantra.outbox import Outbox
@@ -150,7 +151,7 @@ class DashboardProtocol(WebSocketServerProtocol):
             clock=factory.clock,
             stall_timeout=factory.stall_timeout,
             on_give_up=self._give_up,
-            stats=factory.hub.stats,
+            counters=factory.counters,
         )
         # Behind twisted.web the HTTP channel is still the registered producer.
         if _registered_producer(self.transport) is not None:
@@ -185,7 +186,7 @@ class DashboardProtocol(WebSocketServerProtocol):
         self.sendCloseFrame(CLOSE_SLOW_CONSUMER, b"slow consumer", isReply=False)
 
     def onAutoPingTimeout(self) -> None:
-        self.factory.hub.stats.clients_dropped["ping_timeout"] += 1
+        self.factory.counters.hub.clients_dropped["ping_timeout"] += 1
         self._log.info("WebSocket client {peer} did not answer a ping", peer=self.peer)
         super().onAutoPingTimeout()
 
@@ -232,10 +233,12 @@ class DashboardFactory(WebSocketServerFactory):
         ping_timeout: float = 10.0,
         stall_timeout: float = 30.0,
         max_message_size: int = 65536,
+        counters: Counters | None = None,
     ):
         super().__init__(server="Tantra")
         self.hub = hub
         self.clock = clock
+        self.counters = counters if counters is not None else hub.counters
         self.stall_timeout = stall_timeout
         self.clients: set[DashboardProtocol] = set()
         self.setProtocolOptions(

@@ -20,6 +20,7 @@ from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
 from tantra import replies
+from tantra.counters import Counters
 from tantra.hub import Hub
 from tantra.model import device_name_for_address, device_name_for_peer
 from tantra.ratelimit import SourceRateLimiter
@@ -80,7 +81,7 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
         self._close_with_error(LINE_TOO_LONG, detail)
 
     def timeoutConnection(self) -> None:
-        self.factory.hub.stats.clients_dropped[IDLE_TIMEOUT] += 1
+        self.factory.counters.hub.clients_dropped[IDLE_TIMEOUT] += 1
         self._close_with_error(
             IDLE_TIMEOUT, f"no data for {self.factory.idle_timeout:g} s; closing the connection"
         )
@@ -133,9 +134,18 @@ class DeviceLineFactory(Factory):
 
     protocol = DeviceLineProtocol
 
-    def __init__(self, hub: Hub, clock: IReactorTime, *, max_line: int, idle_timeout: float):
+    def __init__(
+        self,
+        hub: Hub,
+        clock: IReactorTime,
+        *,
+        max_line: int,
+        idle_timeout: float,
+        counters: Counters | None = None,
+    ):
         self.hub = hub
         self.clock = clock
+        self.counters = counters if counters is not None else hub.counters
         self.max_line = max_line
         self.idle_timeout = idle_timeout
         self.connections: set[DeviceLineProtocol] = set()
@@ -164,9 +174,17 @@ class DeviceLineFactory(Factory):
 class DeviceDatagramProtocol(DatagramProtocol):
     """UDP devices: each datagram is a reading or a batch; replies go to its source."""
 
-    def __init__(self, hub: Hub, clock: IReactorTime, *, error_rate: float):
+    def __init__(
+        self,
+        hub: Hub,
+        clock: IReactorTime,
+        *,
+        error_rate: float,
+        counters: Counters | None = None,
+    ):
         self.hub = hub
         self.clock = clock
+        self.counters = counters if counters is not None else hub.counters
         self.limiter = SourceRateLimiter(error_rate)
 
     def datagramReceived(self, data: bytes, addr) -> None:
@@ -177,12 +195,12 @@ class DeviceDatagramProtocol(DatagramProtocol):
         messages = replies.for_outcome(outcome)
         if outcome.errors and not self.limiter.allow(host, self.clock.seconds()):
             kept = [message for message in messages if "error" not in message]
-            self.hub.stats.replies_suppressed += len(messages) - len(kept)
+            self.counters.hub.replies_suppressed += len(messages) - len(kept)
             messages = kept
         if not messages:
             return
         datagrams, dropped = replies.fit_to_budget(messages, len(data))
-        self.hub.stats.replies_suppressed += dropped
+        self.counters.hub.replies_suppressed += dropped
         for datagram in datagrams:
             try:
                 self.transport.write(datagram, addr)
