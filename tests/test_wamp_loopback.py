@@ -443,7 +443,7 @@ async def test_protocol_violations_are_aborted(hub, first, then, detail):
     assert abort[0] == 3 and abort[2] == "wamp.error.protocol_violation"
     assert detail in abort[1]["message"]
     assert raw.close_code == 1000
-    assert hub.service.wamp.router.stats.protocol_violations == 1
+    assert hub.service.components["wamp"].router.stats.protocol_violations == 1
 
 
 @pytest_twisted.ensureDeferred
@@ -451,7 +451,7 @@ async def test_hub_stop_says_goodbye_and_cleans_up(hub):
     client = await hub.join("json")
     await within(client.subscribe(Inbox(), "a.b"))
     await within(client.register(lambda: 1, "app.one"))
-    router = hub.service.wamp.router
+    router = hub.service.components["wamp"].router
     assert len(router.sessions) == 1
     await within(defer.maybeDeferred(hub.service.stopService))
     await within(client.gone)
@@ -470,7 +470,7 @@ async def test_a_stalled_wamp_subscriber_is_bounded_and_dropped():
         )
         # Small socket buffers on both ends, and a client that stops reading:
         # the server's transport soon says "pause" to the session's outbox.
-        [server] = hub.service.wamp.connections
+        [server] = hub.service.components["wamp"].connections
         server.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         client_transport = client._transport.transport
         client_transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -489,7 +489,7 @@ async def test_a_stalled_wamp_subscriber_is_bounded_and_dropped():
         await eventually(lambda: stats.clients_dropped["stalled"] == 1)
         client_transport.resumeProducing()
         await within(client.gone)
-        assert hub.service.wamp.router.sessions == {}
+        assert hub.service.components["wamp"].router.sessions == {}
         assert len(inbox.events) < 3000
     finally:
         await stop_hub(hub)

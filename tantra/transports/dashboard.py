@@ -24,10 +24,12 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from tantra import replies
 from tantra.counters import Counters
 from tantra.hub import EVERYTHING, Batch, Filter, Hub, Subscription
+from tantra.lifecycle import IGoodbye
 from tantra.model import NAME_PATTERN, NAME_RULE, Reading, device_name_for_address
 from tantra.outbox import Outbox
 from tantra.transports.sendnow import writer_for
@@ -219,6 +221,7 @@ class DashboardProtocol(WebSocketServerProtocol):
             waiter.callback(None)
 
 
+@implementer(IGoodbye)
 class DashboardFactory(WebSocketServerFactory):
     """Builds dashboard connections and knows the open ones (to close them on stop)."""
 

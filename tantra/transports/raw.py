@@ -22,6 +22,7 @@ from zope.interface import implementer
 from tantra import replies
 from tantra.counters import Counters
 from tantra.hub import Hub
+from tantra.lifecycle import IGoodbye
 from tantra.model import device_name_for_address, device_name_for_peer
 from tantra.ratelimit import SourceRateLimiter
 
@@ -129,6 +130,7 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
         self.factory.connection_gone(self)
 
 
+@implementer(IGoodbye)
 class DeviceLineFactory(Factory):
     """Makes TCP device connections and closes them gracefully on stop."""
 
@@ -157,7 +159,7 @@ class DeviceLineFactory(Factory):
         if waiter is not None:
             waiter.callback(None)
 
-    def close_all(self) -> defer.Deferred:
+    def go_away(self) -> defer.Deferred:
         """Hang up on every device once its pending replies (acks) are written.
 
         Fires when all are gone. See :meth:`DeviceLineProtocol.finish` for why

@@ -29,6 +29,7 @@ from zope.interface import implementer
 
 from tantra.counters import Counters
 from tantra.hub import Hub
+from tantra.lifecycle import IGoodbye
 from tantra.transports.dashboard import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER
 from tantra.wamp.options import keeping_disclosure
 from tantra.wamp.outbox import DEFAULT_MAX_HELD_BYTES, MessageOutbox
@@ -194,6 +195,7 @@ def _no_autobahn_sessions():
     raise RuntimeError("WampProtocol makes its own router sessions")
 
 
+@implementer(IGoodbye)
 class WampFactory(WampWebSocketServerFactory):
     """Builds WAMP connections onto one router, and knows the open ones (to close them on stop)."""
 
