@@ -61,10 +61,6 @@ class BoundedSender:
         self._closed = False
         self._stall_call: IDelayedCall | None = None
 
-    @property
-    def paused(self) -> bool:
-        return self._paused
-
     def pauseProducing(self) -> None:
         if self._paused or self._closed:
             return

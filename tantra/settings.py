@@ -31,6 +31,21 @@ class SettingsError(ValueError):
     """A setting has a value the hub cannot use; the message says which and why."""
 
 
+class _ParsingOnly:
+    """Stands in for the reactor while an endpoint string is only checked.
+
+    ``serverFromString`` parses the string and builds an endpoint that keeps
+    its reactor for a later ``listen()``; it never calls it. Settings must not
+    need the real reactor (or a test double from ``twisted.internet.testing``).
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"an endpoint used its reactor ({name}) while only being parsed")
+
+
+_PARSING_ONLY = _ParsingOnly()
+
+
 def _endpoint(value: Any) -> str | None:
     """A Twisted server endpoint description, checked for syntax; ``none`` disables."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -41,10 +56,9 @@ def _endpoint(value: Any) -> str | None:
     if value.lower() == DISABLED:
         return None
     from twisted.internet.endpoints import serverFromString
-    from twisted.internet.testing import MemoryReactor
 
     try:
-        serverFromString(MemoryReactor(), value)
+        serverFromString(_PARSING_ONLY, value)
     except Exception as error:  # the parser raises many kinds; all mean "bad string"
         raise SettingsError(
             f"{value!r} is not a usable endpoint ({error}); e.g. tcp:8080,"

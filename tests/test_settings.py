@@ -198,3 +198,15 @@ def test_readme_options_table_lists_every_setting_with_its_table():
     assert {name: rows.get(name) for name in (s.name for s in SPECS)} == {
         spec.name: f"`[{spec.section}] {spec.key}`" for spec in SPECS
     }
+
+
+def test_checking_settings_needs_no_test_doubles_from_twisted():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from tantra.tap import Options; o = Options();"
+        " o.parseOptions(['--http', 'tcp:1', '--tcp', 'unix:/tmp/t.sock']);"
+        " assert 'twisted.internet.testing' not in sys.modules, 'imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

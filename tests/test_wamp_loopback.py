@@ -33,8 +33,8 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.protocol import Factory, Protocol
 
-from tantra.settings import resolve
-from tantra.tap import TantraService, build_service
+from tantra.tap import TantraService
+from tests.support.inprocess import start_hub
 
 pytestmark = pytest.mark.integration
 
@@ -159,19 +159,8 @@ class Dashboard(WebSocketClientProtocol):
             self.gone.callback(code)
 
 
-def hub_settings(**overrides) -> dict:
-    return {
-        "http": ["tcp:0:interface=127.0.0.1"],
-        "tcp": "tcp:0:interface=127.0.0.1",
-        "udp": "none",
-        **overrides,
-    }
-
-
-async def start_hub(**overrides) -> RunningHub:
-    service = build_service(resolve(hub_settings(**overrides), {}), reactor)
-    service.startService()
-    await within(defer.gatherResults([lst.ready for lst in service.listeners]))
+async def run_hub(**overrides) -> RunningHub:
+    service, _ = await start_hub(**overrides)
     return RunningHub(service)
 
 
@@ -184,7 +173,7 @@ async def stop_hub(hub: RunningHub) -> None:
 
 @pytest_twisted.async_yield_fixture
 async def hub():
-    running = await start_hub()
+    running = await run_hub()
     try:
         yield running
     finally:
@@ -461,7 +450,7 @@ async def test_hub_stop_says_goodbye_and_cleans_up(hub):
 
 @pytest_twisted.ensureDeferred
 async def test_a_stalled_wamp_subscriber_is_bounded_and_dropped():
-    hub = await start_hub(**{"stall-timeout": 0.5})
+    hub = await run_hub(**{"stall-timeout": 0.5})
     try:
         client = await hub.join("json")
         inbox = Inbox()

@@ -30,7 +30,7 @@ from autobahn.wamp import message
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from tantra.hub import Batch, Filter, Hub, ISink, Subscription
+from tantra.hub import Batch, Filter, Hub, ISink
 from tantra.model import (
     INVALID_READING,
     NAME_PATTERN,
@@ -78,18 +78,12 @@ class HubBridge:
         self._broker = broker
         self._dealer = dealer
         self._stats = stats
-        self._subscription: Subscription | None = None
 
     def start(self) -> None:
         self._broker.add_namespace(self)
         self._dealer.add_builtin(LATEST, self.latest)
         self._dealer.add_builtin(SENSORS, self.sensors)
-        self._subscription, _ = self._hub.subscribe(self)
-
-    def stop(self) -> None:
-        if self._subscription is not None:
-            self._hub.unsubscribe(self._subscription)
-            self._subscription = None
+        self._hub.subscribe(self)  # for the hub's lifetime: the router lives as long
 
     # -- hub -> WAMP ------------------------------------------------------------
 

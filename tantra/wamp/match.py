@@ -27,7 +27,7 @@ Twisted, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 EXACT = "exact"
@@ -129,9 +129,6 @@ class ObservationMap(Generic[Observer]):
 
     def __len__(self) -> int:
         return len(self._by_id)
-
-    def __iter__(self) -> Iterator[Observation[Observer]]:
-        return iter(list(self._by_id.values()))
 
     def get(self, observation_id: int) -> Observation[Observer] | None:
         return self._by_id.get(observation_id)
