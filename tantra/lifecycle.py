@@ -23,14 +23,14 @@ protocol.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python import failure
-from twisted.web.resource import Resource
+from twisted.web.resource import IResource, Resource
 from zope.interface import Interface
 
 from tantra.hub import Hub
@@ -130,7 +130,7 @@ class TantraService(service.MultiService):
         listener.setServiceParent(self)
         return listener
 
-    def mount(self, path: bytes, resource: Resource) -> None:
+    def mount(self, path: bytes, resource: IResource) -> None:
         """Serve ``resource`` at ``/path`` on every HTTP port (``/wamp``, later ``/api``)."""
         if self.http_root is None:
             raise RuntimeError("build the HTTP part before the parts that mount on it")
@@ -183,5 +183,5 @@ class TantraService(service.MultiService):
         return closing.addErrback(timed_out)
 
 
-def _stop_all(services: list[service.IService]) -> defer.Deferred:
+def _stop_all(services: Sequence[service.IService]) -> defer.Deferred:
     return defer.DeferredList([defer.maybeDeferred(child.stopService) for child in services])

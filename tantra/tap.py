@@ -15,6 +15,7 @@ after their pending acks).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from twisted.internet.endpoints import serverFromString
@@ -111,7 +112,7 @@ def build_http(top: TantraService, settings: Settings, reactor: Any) -> None:
     top.http_root = site.resource
     for description in settings.http:
         endpoint = serverFromString(reactor, description)
-        top.listen("http", description, lambda e=endpoint: e.listen(site))
+        top.listen("http", description, partial(endpoint.listen, site))
 
 
 def build_devices(top: TantraService, settings: Settings, reactor: Any) -> None:

@@ -11,6 +11,8 @@ Does not own: validation or delivery (``tantra.hub``), reply wording
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet import defer
 from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime
 from twisted.internet.protocol import DatagramProtocol, Factory
@@ -47,10 +49,11 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
 
     delimiter = b"\n"
     factory: DeviceLineFactory
+    transport: Any  # TCP, TLS or UNIX: half-closeable (twisted types it as ITransport | None)
 
     def connectionMade(self) -> None:
         self.MAX_LENGTH = self.factory.max_line
-        self.callLater = self.factory.clock.callLater
+        self.callLater = self.factory.clock.callLater  # type: ignore[method-assign,assignment]
         self._device = device_name_for_address(self.transport.getPeer())
         self._closing = False
         self.factory.connections.add(self)
@@ -134,7 +137,7 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
 class DeviceLineFactory(Factory):
     """Makes TCP device connections and closes them gracefully on stop."""
 
-    protocol = DeviceLineProtocol
+    protocol = DeviceLineProtocol  # type: ignore[assignment]  # twisted's generic Factory
 
     def __init__(
         self,
@@ -175,6 +178,8 @@ class DeviceLineFactory(Factory):
 
 class DeviceDatagramProtocol(DatagramProtocol):
     """UDP devices: each datagram is a reading or a batch; replies go to its source."""
+
+    transport: Any  # the UDP port once listening (twisted types it as IUDPTransport | None)
 
     def __init__(
         self,

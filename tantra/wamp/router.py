@@ -19,7 +19,6 @@ from collections.abc import Callable
 from autobahn import util
 from autobahn.wamp.role import RoleBrokerFeatures, RoleDealerFeatures
 from twisted.logger import Logger
-from zope.interface import Interface
 
 from tantra.counters import Counters
 from tantra.wamp import broker as wamp_broker
@@ -27,11 +26,12 @@ from tantra.wamp import dealer as wamp_dealer
 from tantra.wamp.auth import AnonymousAuthenticator, IAuthenticator
 from tantra.wamp.broker import Broker
 from tantra.wamp.dealer import Dealer
+from tantra.wamp.peer import IWampPeer
 
 _log = Logger()
 
 
-class IJoinedSession(Interface):
+class IJoinedSession(IWampPeer):
     """What the router needs of a session to end it (see ``RouterSession``)."""
 
     def shut_down() -> None:

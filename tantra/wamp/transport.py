@@ -17,6 +17,7 @@ uses), the hub (``tantra.wamp.bridge``), the HTTP tree (``tantra.web.site``).
 from __future__ import annotations
 
 from collections.abc import Hashable
+from typing import Any
 
 from autobahn.twisted.websocket import WampWebSocketServerFactory, WampWebSocketServerProtocol
 from autobahn.wamp import message
@@ -80,6 +81,7 @@ class WampProtocol(WampWebSocketServerProtocol):
     _log = Logger()
 
     factory: WampFactory
+    transport: Any  # a TCP, TLS or UNIX transport behind twisted.web (twisted types it loosely)
 
     def __init__(self) -> None:
         super().__init__()
