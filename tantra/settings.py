@@ -128,6 +128,9 @@ SPECS: tuple[Spec, ...] = (
          "seconds a dashboard may leave its buffer full before it is closed (4001)"),
     Spec("max-line", 65536, _number(64, integer=True),
          "longest TCP line / WebSocket message in bytes"),
+    Spec("reply-buffer", 65536, _number(1024, integer=True),
+         "unwritten bytes per connection before the hub stops reading a client"
+         " that does not read its replies (and conflates a dashboard)"),
     Spec("idle-timeout", 300.0, _number(0.1), "seconds of TCP silence before the hub hangs up"),
     Spec("udp-error-rate", 10.0, _number(0), "error replies per second per UDP source address"),
     Spec("dedupe-size", 1024, _number(1, integer=True), "seq numbers remembered per device"),
@@ -150,6 +153,7 @@ class Settings:
     ping_timeout: float
     stall_timeout: float
     max_line: int
+    reply_buffer: int
     idle_timeout: float
     udp_error_rate: float
     dedupe_size: int

@@ -209,9 +209,15 @@ def build_service(settings: Settings, reactor) -> TantraService:
         ping_timeout=settings.ping_timeout,
         stall_timeout=settings.stall_timeout,
         max_message_size=settings.max_line,
+        reply_buffer=settings.reply_buffer,
     )
     devices = DeviceLineFactory(
-        hub, reactor, max_line=settings.max_line, idle_timeout=settings.idle_timeout
+        hub,
+        reactor,
+        max_line=settings.max_line,
+        idle_timeout=settings.idle_timeout,
+        reply_buffer=settings.reply_buffer,
+        stall_timeout=settings.stall_timeout,
     )
     wamp, wamp_resource = build_wamp(
         hub,
@@ -221,6 +227,7 @@ def build_service(settings: Settings, reactor) -> TantraService:
         ping_timeout=settings.ping_timeout,
         stall_timeout=settings.stall_timeout,
         max_message_size=settings.max_line,
+        reply_buffer=settings.reply_buffer,
     )
     top = TantraService(hub, dashboards, devices, reactor, wamp=wamp)
 

@@ -34,26 +34,29 @@ from tantra.outbox import BoundedSender
 class ReplyGate(BoundedSender):
     """A raw TCP device's producer: full write buffer means stop reading it.
 
+    ``protocol`` gets ``pauseProducing`` (stop reading) and, once the replies
+    drained, ``resumeProducing`` (handle what it held back, read again).
+
     Counted and given up like a stalled dashboard (``clients_dropped["stalled"]``)
     when its replies stay unread for ``stall_timeout`` seconds.
     """
 
-    __slots__ = ("_transport",)
+    __slots__ = ("_protocol",)
 
-    def __init__(self, transport, **deadline: Any):
+    def __init__(self, protocol, **deadline: Any):
         """``deadline``: ``clock``, ``stall_timeout``, ``on_give_up``, ``stats``
         (see :class:`~tantra.outbox.BoundedSender`)."""
         super().__init__(**deadline)
-        self._transport = transport
+        self._protocol = protocol
 
     def pauseProducing(self) -> None:
         if self._paused or self._closed:
             return
         super().pauseProducing()
-        self._transport.pauseProducing()
+        self._protocol.pauseProducing()
 
     def _release_held(self) -> None:
-        self._transport.resumeProducing()
+        self._protocol.resumeProducing()
 
     def _hold_nothing_more(self) -> None:
         pass

@@ -23,6 +23,8 @@ from tantra import replies
 from tantra.hub import Hub
 from tantra.model import device_name_for_address, device_name_for_peer
 from tantra.ratelimit import SourceRateLimiter
+from tantra.transports.backpressure import ReplyGate
+from tantra.transports.websocket import DEFAULT_REPLY_BUFFER
 
 LINE_TOO_LONG = "line_too_long"
 IDLE_TIMEOUT = "idle_timeout"
@@ -47,12 +49,24 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
     factory: DeviceLineFactory
 
     def connectionMade(self) -> None:
-        self.MAX_LENGTH = self.factory.max_line
-        self.callLater = self.factory.clock.callLater
+        factory = self.factory
+        self.MAX_LENGTH = factory.max_line
+        self.callLater = factory.clock.callLater
         self._device = device_name_for_address(self.transport.getPeer())
         self._closing = False
-        self.factory.connections.add(self)
-        self.setTimeout(self.factory.idle_timeout)
+        self._held: list[bytes] = []  # lines read but not handled while replies back up
+        # Replies the device does not read stop us reading from it (see backpressure).
+        self.transport.bufferSize = factory.reply_buffer
+        self._gate = ReplyGate(
+            self,
+            clock=factory.clock,
+            stall_timeout=factory.stall_timeout,
+            on_give_up=self._replies_unread,
+            stats=factory.hub.stats,
+        )
+        self.transport.registerProducer(self._gate, True)
+        factory.connections.add(self)
+        self.setTimeout(factory.idle_timeout)
 
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
@@ -61,6 +75,40 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
         super().dataReceived(data)
 
     def lineReceived(self, line: bytes) -> None:
+        if self._gate.paused or self._held:
+            # The device has not read its replies: keep the rest of this read
+            # (at most one read, ``--reply-buffer`` bytes) for when it has.
+            self._held.append(line)
+            return
+        self._handle_line(line)
+
+    def pauseProducing(self) -> None:
+        """The gate's word that replies back up: stop reading from the device."""
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        """Replies drained: handle the held lines, then read again if still unblocked."""
+        held, self._held = self._held, []
+        for index, line in enumerate(held):
+            if self._closing:
+                return
+            if self._gate.paused:
+                self._held = held[index:]
+                return
+            self._handle_line(line)
+        self.transport.resumeProducing()
+
+    def _replies_unread(self, reason: str) -> None:
+        _log.info(
+            "dropping TCP device {device}: replies unread for {seconds:g} s",
+            device=self._device,
+            seconds=self.factory.stall_timeout,
+        )
+        self._closing = True
+        self._held = []
+        self.transport.abortConnection()
+
+    def _handle_line(self, line: bytes) -> None:
         if self._closing:
             return
         if line.endswith(b"\r"):
@@ -111,7 +159,7 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
         """The device has sent everything: a last line without ``\n`` still counts."""
         rest = self._take_partial_line()
         if rest and not self._closing:
-            self.lineReceived(rest)
+            self.lineReceived(rest)  # after any held lines
         self._closing = True
         self.transport.loseConnection()  # after the pending replies are written
 
@@ -125,6 +173,8 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
 
     def connectionLost(self, reason=None) -> None:
         self.setTimeout(None)
+        self._gate.close()
+        self._held = []
         self.factory.connection_gone(self)
 
 
@@ -133,11 +183,22 @@ class DeviceLineFactory(Factory):
 
     protocol = DeviceLineProtocol
 
-    def __init__(self, hub: Hub, clock: IReactorTime, *, max_line: int, idle_timeout: float):
+    def __init__(
+        self,
+        hub: Hub,
+        clock: IReactorTime,
+        *,
+        max_line: int,
+        idle_timeout: float,
+        reply_buffer: int = DEFAULT_REPLY_BUFFER,
+        stall_timeout: float = 30.0,
+    ):
         self.hub = hub
         self.clock = clock
         self.max_line = max_line
         self.idle_timeout = idle_timeout
+        self.reply_buffer = reply_buffer
+        self.stall_timeout = stall_timeout
         self.connections: set[DeviceLineProtocol] = set()
         self._gone_waiters: dict[DeviceLineProtocol, defer.Deferred] = {}
 
