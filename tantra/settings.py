@@ -131,6 +131,8 @@ SPECS: tuple[Spec, ...] = (
     Spec("reply-buffer", 65536, _number(1024, integer=True),
          "unwritten bytes per connection before the hub stops reading a client"
          " that does not read its replies (and conflates a dashboard)"),
+    Spec("backlog", 4096, _number(1, integer=True),
+         "listen backlog of the TCP listeners (the kernel caps it at net.core.somaxconn)"),
     Spec("idle-timeout", 300.0, _number(0.1), "seconds of TCP silence before the hub hangs up"),
     Spec("udp-error-rate", 10.0, _number(0), "error replies per second per UDP source address"),
     Spec("dedupe-size", 1024, _number(1, integer=True), "seq numbers remembered per device"),
@@ -154,6 +156,7 @@ class Settings:
     stall_timeout: float
     max_line: int
     reply_buffer: int
+    backlog: int
     idle_timeout: float
     udp_error_rate: float
     dedupe_size: int

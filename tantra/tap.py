@@ -24,7 +24,8 @@ from tantra.dedupe import SeqWindow
 from tantra.hub import Hub
 from tantra.settings import SPECS, Settings, SettingsError, load_toml, resolve
 from tantra.transports.dashboard import DashboardFactory
-from tantra.transports.raw import DeviceDatagramProtocol, DeviceLineFactory
+from tantra.transports.endpoints import with_backlog
+from tantra.transports.raw import UDP_READ_SIZE, DeviceDatagramProtocol, DeviceLineFactory
 from tantra.wamp import WampFactory, build_wamp
 from tantra.web.site import build_site
 
@@ -230,27 +231,32 @@ def build_service(settings: Settings, reactor) -> TantraService:
         reply_buffer=settings.reply_buffer,
     )
     top = TantraService(hub, dashboards, devices, reactor, wamp=wamp)
+    datagrams = DeviceDatagramProtocol(hub, reactor, error_rate=settings.udp_error_rate)
 
     site = build_site(
-        hub, dashboards, {b"wamp": wamp_resource}, {"wamp": wamp.router.stats.as_dict}
+        hub,
+        dashboards,
+        {b"wamp": wamp_resource},
+        {"wamp": wamp.router.stats.as_dict, "udp": datagrams.counters},
     )
     for description in settings.http:
-        endpoint = serverFromString(reactor, description)
+        endpoint = serverFromString(reactor, with_backlog(description, settings.backlog))
         ListenerService(
             "http", description, lambda e=endpoint: e.listen(site), reactor
         ).setServiceParent(top)
     if settings.tcp is not None:
-        endpoint = serverFromString(reactor, settings.tcp)
+        endpoint = serverFromString(reactor, with_backlog(settings.tcp, settings.backlog))
         ListenerService(
             "tcp", settings.tcp, lambda: endpoint.listen(devices), reactor
         ).setServiceParent(top)
     if settings.udp is not None:
-        datagrams = DeviceDatagramProtocol(hub, reactor, error_rate=settings.udp_error_rate)
         udp_port, interface = settings.udp, settings.udp_interface
         ListenerService(
             "udp",
             f"{interface or '*'}:{udp_port}",
-            lambda: reactor.listenUDP(udp_port, datagrams, interface=interface),
+            lambda: reactor.listenUDP(
+                udp_port, datagrams, interface=interface, maxPacketSize=UDP_READ_SIZE
+            ),
             reactor,
         ).setServiceParent(top)
     return top

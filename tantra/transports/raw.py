@@ -28,6 +28,13 @@ from tantra.transports.websocket import DEFAULT_REPLY_BUFFER
 
 LINE_TOO_LONG = "line_too_long"
 IDLE_TIMEOUT = "idle_timeout"
+DATAGRAM_TOO_LONG = "datagram_too_long"
+
+#: The largest UDP payload over IPv4 (65535 - 20 IP - 8 UDP header bytes).
+MAX_DATAGRAM = 65507
+#: What the UDP port reads at once: above any datagram, so none is truncated
+#: (Twisted's default, 8192, silently cut larger ones).
+UDP_READ_SIZE = 65536
 
 _log = Logger()
 
@@ -223,29 +230,51 @@ class DeviceLineFactory(Factory):
 
 
 class DeviceDatagramProtocol(DatagramProtocol):
-    """UDP devices: each datagram is a reading or a batch; replies go to its source."""
+    """UDP devices: each datagram is a reading or a batch; ONE reply datagram goes to its source.
+
+    UDP sources can be forged, so a reply must never amplify a request: at
+    most one reply datagram per request datagram, never larger than it, and
+    error replies limited per source (``--udp-error-rate``).
+    """
 
     def __init__(self, hub: Hub, clock: IReactorTime, *, error_rate: float):
         self.hub = hub
         self.clock = clock
         self.limiter = SourceRateLimiter(error_rate)
+        self.reply_datagrams = 0
+        self.reply_bytes = 0
+
+    def counters(self) -> dict[str, int]:
+        """For ``/stats`` (section ``udp``): what the hub sent back, in packets and bytes."""
+        return {"reply_datagrams": self.reply_datagrams, "reply_bytes": self.reply_bytes}
 
     def datagramReceived(self, data: bytes, addr) -> None:
         host = addr[0]
         if not data or data.isspace():
             return  # an empty datagram is a keep-alive; any reply would be bigger
-        outcome = self.hub.ingest(data, default_device=device_name_for_peer(host))
-        messages = outcome.replies()
-        if outcome.errors and not self.limiter.allow(host, self.clock.seconds()):
+        if len(data) > MAX_DATAGRAM:
+            detail = f"datagram longer than {MAX_DATAGRAM} bytes"
+            self.hub.reject(DATAGRAM_TOO_LONG, source=host, detail=detail)
+            messages = [{"error": DATAGRAM_TOO_LONG, "detail": detail}]
+            has_errors = True
+        else:
+            outcome = self.hub.ingest(data, default_device=device_name_for_peer(host))
+            messages = outcome.replies()
+            has_errors = bool(outcome.errors)
+        if has_errors and not self.limiter.allow(host, self.clock.seconds()):
             kept = [message for message in messages if "error" not in message]
             self.hub.stats.replies_suppressed += len(messages) - len(kept)
             messages = kept
         if not messages:
             return
-        datagrams, dropped = replies.fit_to_budget(messages, len(data))
+        datagram, dropped = replies.one_datagram(messages, len(data))
         self.hub.stats.replies_suppressed += dropped
-        for datagram in datagrams:
-            try:
-                self.transport.write(datagram, addr)
-            except OSError as error:
-                _log.info("could not reply to {addr}: {error}", addr=addr, error=error)
+        if not datagram:
+            return
+        try:
+            self.transport.write(datagram, addr)
+        except OSError as error:
+            _log.info("could not reply to {addr}: {error}", addr=addr, error=error)
+            return
+        self.reply_datagrams += 1
+        self.reply_bytes += len(datagram)
