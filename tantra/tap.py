@@ -203,15 +203,14 @@ def build_service(settings: Settings, reactor) -> TantraService:
         dedupe=SeqWindow(size=settings.dedupe_size, seconds=settings.dedupe_seconds),
         max_sensors=settings.max_sensors,
     )
-    dashboards = DashboardFactory(
-        hub,
-        reactor,
-        ping_interval=settings.ping_interval,
-        ping_timeout=settings.ping_timeout,
-        stall_timeout=settings.stall_timeout,
-        max_message_size=settings.max_line,
-        reply_buffer=settings.reply_buffer,
-    )
+    websocket_options = {
+        "ping_interval": settings.ping_interval,
+        "ping_timeout": settings.ping_timeout,
+        "stall_timeout": settings.stall_timeout,
+        "max_message_size": settings.max_line,
+        "reply_buffer": settings.reply_buffer,
+    }
+    dashboards = DashboardFactory(hub, reactor, **websocket_options)
     devices = DeviceLineFactory(
         hub,
         reactor,
@@ -220,16 +219,7 @@ def build_service(settings: Settings, reactor) -> TantraService:
         reply_buffer=settings.reply_buffer,
         stall_timeout=settings.stall_timeout,
     )
-    wamp, wamp_resource = build_wamp(
-        hub,
-        reactor,
-        realm=settings.realm,
-        ping_interval=settings.ping_interval,
-        ping_timeout=settings.ping_timeout,
-        stall_timeout=settings.stall_timeout,
-        max_message_size=settings.max_line,
-        reply_buffer=settings.reply_buffer,
-    )
+    wamp, wamp_resource = build_wamp(hub, reactor, realm=settings.realm, **websocket_options)
     top = TantraService(hub, dashboards, devices, reactor, wamp=wamp)
     datagrams = DeviceDatagramProtocol(hub, reactor, error_rate=settings.udp_error_rate)
 
