@@ -123,10 +123,10 @@ def test_tcp_idle_connection_is_closed(hub, clock):
     assert clock.getDelayedCalls() == []
 
 
-def test_tcp_close_all_half_closes_ignores_late_lines_and_waits(hub, clock, dashboard):
+def test_tcp_go_away_half_closes_ignores_late_lines_and_waits(hub, clock, dashboard):
     factory, protocol, transport = connect_tcp(hub, clock)
     protocol.dataReceived(b'{"sensor":"a","value":1,"seq":1}\n')
-    closed = factory.close_all()
+    closed = factory.go_away()
     assert transport.value() == b'{"ack":1}\n'
     assert transport.write_closed and not transport.disconnecting, "only our side is shut"
     protocol.dataReceived(b'{"sensor":"late","value":2,"seq":2}\n')
@@ -177,7 +177,7 @@ def test_udp_batch_acks_and_errors_come_in_one_datagram_within_the_request(udp, 
     assert replies[1]["error"] == "invalid_reading" and replies[1]["index"] == 1
     assert len(data) <= len(datagram)
     assert [r.sensor for r in dashboard.readings] == ["a", "c"]
-    assert udp.counters() == {"reply_datagrams": 1, "reply_bytes": len(data)}
+    assert udp.counters.udp.as_dict() == {"reply_datagrams": 1, "reply_bytes": len(data)}
 
 
 def test_udp_bad_batches_get_one_reply_datagram_each(udp, clock, dashboard):
@@ -185,9 +185,9 @@ def test_udp_bad_batches_get_one_reply_datagram_each(udp, clock, dashboard):
     bad_batch = b"[" + b",".join([b"1"] * 4000) + b"]"  # 8 KB, 4000 errors
     for _ in range(20):
         udp.datagramReceived(bad_batch, SOURCE)
-    assert udp.counters()["reply_datagrams"] == 10  # one each, until the error rate limit
+    assert udp.counters.udp.reply_datagrams == 10  # one each, until the error rate limit
     assert all(len(data) <= len(bad_batch) for data, _ in udp.transport.sent)
-    assert udp.counters()["reply_bytes"] <= 10 * len(bad_batch)
+    assert udp.counters.udp.reply_bytes <= 10 * len(bad_batch)
     # Errors that did not fit, and replies over the rate limit, are counted.
     assert udp.hub.stats.replies_suppressed == 20 * 4000 - sum(
         data.count(b"\n") + 1 for data, _ in udp.transport.sent

@@ -44,7 +44,7 @@ class ReplyGate(BoundedSender):
     __slots__ = ("_protocol",)
 
     def __init__(self, protocol, **deadline: Any):
-        """``deadline``: ``clock``, ``stall_timeout``, ``on_give_up``, ``stats``
+        """``deadline``: ``clock``, ``stall_timeout``, ``on_give_up``, ``counters``
         (see :class:`~tantra.outbox.BoundedSender`)."""
         super().__init__(**deadline)
         self._protocol = protocol

@@ -18,7 +18,7 @@ or the HTTP resource tree (``tantra.web.site``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -26,9 +26,11 @@ from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerPr
 from autobahn.websocket.protocol import PreparedMessage
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
 
 from tantra import replies
 from tantra.hub import EVERYTHING, Batch, Filter, Hub, Subscription
+from tantra.lifecycle import IGoodbye
 from tantra.model import NAME_PATTERN, NAME_RULE, Reading, device_name_for_address
 from tantra.outbox import Outbox
 from tantra.transports.sendnow import writer_for
@@ -97,12 +99,14 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
 
     kind = "dashboard"
     factory: DashboardFactory
+    transport: Any  # a TCP, TLS or UNIX transport behind twisted.web (twisted types it loosely)
 
     def __init__(self) -> None:
         super().__init__()
         self._filter: Filter | None = None
         self._device = "unknown"
-        self._send = self._not_connected
+        # Not ``_send``: Autobahn's own ``_send`` drains its send queue.
+        self._write_through: Callable[[bytes], None] = self._not_connected
         self._subscription: Subscription | None = None
 
     def connectionMade(self) -> None:
@@ -112,7 +116,7 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
         # costs 760 bytes even when empty, a list subclass 56. Per idle
         # dashboard that is the difference between beating the Node relay's
         # memory per client and not.
-        self.send_queue = _SendQueue()
+        self.send_queue = _SendQueue()  # type: ignore[assignment]  # deque's popleft only
 
     def onConnect(self, request):
         try:
@@ -135,10 +139,11 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
         A hub holds thousands of idle dashboards: per-client memory is what
         limits it, so nothing is kept that only the handshake needed.
         """
-        self.http_request_data = self.http_response_data = None
+        forgotten: Any = None
+        self.http_request_data = self.http_response_data = forgotten
         self.http_headers = {}
         self.http_request_params = {}
-        self.http_status_line = None
+        self.http_status_line = forgotten
 
     def _not_connected(self, data: bytes) -> None:
         raise RuntimeError("no transport yet")
@@ -146,16 +151,16 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
     def _start(self) -> None:
         """Subscribe with the filter of the handshake; the snapshot goes out first."""
         factory = self.factory
-        self._send = writer_for(self.transport)
+        self._write_through = writer_for(self.transport)
         outbox = Outbox(
             # Straight to the socket: the outbox is closed before any close frame
             # (see HubWebSocketProtocol.sendCloseFrame), so it never writes after one.
-            write=self._send,
+            write=self._write_through,
             encode=encode_text_frames,
             clock=factory.clock,
             stall_timeout=factory.stall_timeout,
             on_give_up=self._give_up,
-            stats=factory.hub.stats,
+            counters=factory.counters,
         )
         self._take_over_producer(outbox)
         self._subscription, snapshot = factory.hub.subscribe(outbox, self._filter or EVERYTHING)
@@ -165,11 +170,11 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
 
     def _write_frames(self, data: bytes) -> None:
         if self.state == _OPEN:
-            self._send(data)
+            self._write_through(data)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         outcome = self.factory.hub.ingest(payload, default_device=self._device)
-        messages = outcome.replies()
+        messages = replies.for_outcome(outcome)
         if messages:
             # Same framing as broadcasts (one text frame per reply), without
             # Autobahn's per-message send path, which costs more than the ingest.
@@ -186,10 +191,11 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
             self._subscription = None
 
 
+@implementer(IGoodbye)
 class DashboardFactory(HubWebSocketFactory, WebSocketServerFactory):
     """Builds dashboard connections and knows the open ones (to close them on stop)."""
 
-    protocol = DashboardProtocol
+    protocol = DashboardProtocol  # type: ignore[assignment]  # twisted's generic Factory
 
     def __init__(self, hub: Hub, clock: IReactorTime, **options: Any):
         """``options``: see :meth:`HubWebSocketFactory._setup`."""

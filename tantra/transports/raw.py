@@ -11,6 +11,8 @@ Does not own: validation or delivery (``tantra.hub``), reply wording
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet import defer
 from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime
 from twisted.internet.protocol import DatagramProtocol, Factory
@@ -20,7 +22,9 @@ from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
 from tantra import replies
+from tantra.counters import Counters
 from tantra.hub import Hub
+from tantra.lifecycle import IGoodbye
 from tantra.model import device_name_for_address, device_name_for_peer
 from tantra.ratelimit import SourceRateLimiter
 from tantra.transports.backpressure import ReplyGate
@@ -54,11 +58,12 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
 
     delimiter = b"\n"
     factory: DeviceLineFactory
+    transport: Any  # TCP, TLS or UNIX: half-closeable (twisted types it as ITransport | None)
 
     def connectionMade(self) -> None:
         factory = self.factory
         self.MAX_LENGTH = factory.max_line
-        self.callLater = factory.clock.callLater
+        self.callLater = factory.clock.callLater  # type: ignore[method-assign,assignment]
         self._device = device_name_for_address(self.transport.getPeer())
         self._closing = False
         self._held: list[bytes] = []  # lines read but not handled while replies back up
@@ -69,7 +74,7 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
             clock=factory.clock,
             stall_timeout=factory.stall_timeout,
             on_give_up=self._replies_unread,
-            stats=factory.hub.stats,
+            counters=factory.counters,
         )
         self.transport.registerProducer(self._gate, True)
         factory.connections.add(self)
@@ -123,7 +128,7 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
         if not line or line.isspace():
             return  # an empty line is a keep-alive
         outcome = self.factory.hub.ingest(line, default_device=self._device)
-        messages = outcome.replies()
+        messages = replies.for_outcome(outcome)
         if messages:
             self.transport.writeSequence(
                 [part for message in messages for part in (replies.encode(message), b"\n")]
@@ -135,7 +140,7 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
         self._close_with_error(LINE_TOO_LONG, detail)
 
     def timeoutConnection(self) -> None:
-        self.factory.hub.stats.clients_dropped[IDLE_TIMEOUT] += 1
+        self.factory.counters.hub.clients_dropped[IDLE_TIMEOUT] += 1
         self._close_with_error(
             IDLE_TIMEOUT, f"no data for {self.factory.idle_timeout:g} s; closing the connection"
         )
@@ -185,10 +190,11 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
         self.factory.connection_gone(self)
 
 
+@implementer(IGoodbye)
 class DeviceLineFactory(Factory):
     """Makes TCP device connections and closes them gracefully on stop."""
 
-    protocol = DeviceLineProtocol
+    protocol = DeviceLineProtocol  # type: ignore[assignment]  # twisted's generic Factory
 
     def __init__(
         self,
@@ -199,9 +205,11 @@ class DeviceLineFactory(Factory):
         idle_timeout: float,
         reply_buffer: int = DEFAULT_REPLY_BUFFER,
         stall_timeout: float = 30.0,
+        counters: Counters | None = None,
     ):
         self.hub = hub
         self.clock = clock
+        self.counters = counters if counters is not None else hub.counters
         self.max_line = max_line
         self.idle_timeout = idle_timeout
         self.reply_buffer = reply_buffer
@@ -215,7 +223,7 @@ class DeviceLineFactory(Factory):
         if waiter is not None:
             waiter.callback(None)
 
-    def close_all(self) -> defer.Deferred:
+    def go_away(self) -> defer.Deferred:
         """Hang up on every device once its pending replies (acks) are written.
 
         Fires when all are gone. See :meth:`DeviceLineProtocol.finish` for why
@@ -234,19 +242,24 @@ class DeviceDatagramProtocol(DatagramProtocol):
 
     UDP sources can be forged, so a reply must never amplify a request: at
     most one reply datagram per request datagram, never larger than it, and
-    error replies limited per source (``--udp-error-rate``).
+    error replies limited per source (``--udp-error-rate``). What it sends
+    back is counted in ``counters.udp`` (``/stats`` section ``udp``).
     """
 
-    def __init__(self, hub: Hub, clock: IReactorTime, *, error_rate: float):
+    transport: Any  # the UDP port once listening (twisted types it as IUDPTransport | None)
+
+    def __init__(
+        self,
+        hub: Hub,
+        clock: IReactorTime,
+        *,
+        error_rate: float,
+        counters: Counters | None = None,
+    ):
         self.hub = hub
         self.clock = clock
+        self.counters = counters if counters is not None else hub.counters
         self.limiter = SourceRateLimiter(error_rate)
-        self.reply_datagrams = 0
-        self.reply_bytes = 0
-
-    def counters(self) -> dict[str, int]:
-        """For ``/stats`` (section ``udp``): what the hub sent back, in packets and bytes."""
-        return {"reply_datagrams": self.reply_datagrams, "reply_bytes": self.reply_bytes}
 
     def datagramReceived(self, data: bytes, addr) -> None:
         host = addr[0]
@@ -259,16 +272,16 @@ class DeviceDatagramProtocol(DatagramProtocol):
             has_errors = True
         else:
             outcome = self.hub.ingest(data, default_device=device_name_for_peer(host))
-            messages = outcome.replies()
+            messages = replies.for_outcome(outcome)
             has_errors = bool(outcome.errors)
         if has_errors and not self.limiter.allow(host, self.clock.seconds()):
             kept = [message for message in messages if "error" not in message]
-            self.hub.stats.replies_suppressed += len(messages) - len(kept)
+            self.counters.hub.replies_suppressed += len(messages) - len(kept)
             messages = kept
         if not messages:
             return
         datagram, dropped = replies.one_datagram(messages, len(data))
-        self.hub.stats.replies_suppressed += dropped
+        self.counters.hub.replies_suppressed += dropped
         if not datagram:
             return
         try:
@@ -276,5 +289,5 @@ class DeviceDatagramProtocol(DatagramProtocol):
         except OSError as error:
             _log.info("could not reply to {addr}: {error}", addr=addr, error=error)
             return
-        self.reply_datagrams += 1
-        self.reply_bytes += len(datagram)
+        self.counters.udp.reply_datagrams += 1
+        self.counters.udp.reply_bytes += len(datagram)

@@ -23,6 +23,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from txaio._common import _BatchedTimer
 
+from tantra.counters import Counters
 from tantra.hub import Hub
 from tantra.outbox import BoundedSender
 from tantra.transports.backpressure import ReadGate
@@ -62,7 +63,10 @@ class HubWebSocketProtocol:
     # Autobahn's attributes this mixin uses (for type checkers).
     state: int
     transport: Any
-    peer: str
+    # Autobahn's own bases type these two differently (with and without None);
+    # as the first base, this mixin's declaration is the one mypy compares.
+    peer: Any
+    _transport_details: Any
     STATE_OPEN: int
     closeHandshakeTimeout: float
 
@@ -86,7 +90,7 @@ class HubWebSocketProtocol:
             self._log.failure(
                 "could not start {kind} client {peer}", kind=self.kind, peer=self.peer
             )
-            self.factory.hub.stats.clients_dropped["internal_error"] += 1
+            self.factory.counters.hub.clients_dropped["internal_error"] += 1
             self.close_with(CLOSE_INTERNAL_ERROR, b"internal error")
 
     def _start(self) -> None:
@@ -151,7 +155,7 @@ class HubWebSocketProtocol:
         return waiter
 
     def onAutoPingTimeout(self) -> None:
-        self.factory.hub.stats.clients_dropped[PING_TIMEOUT] += 1
+        self.factory.counters.hub.clients_dropped[PING_TIMEOUT] += 1
         self._log.info("{kind} client {peer} did not answer a ping", kind=self.kind, peer=self.peer)
         super().onAutoPingTimeout()  # type: ignore[misc]
 
@@ -178,6 +182,7 @@ class HubWebSocketFactory:
     """
 
     hub: Hub
+    counters: Counters
     connections: set
 
     def _setup(
@@ -191,16 +196,19 @@ class HubWebSocketFactory:
         max_message_size: int = 65536,
         reply_buffer: int = DEFAULT_REPLY_BUFFER,
         close_timeout: float = DEFAULT_CLOSE_TIMEOUT,
+        counters: Counters | None = None,
     ) -> None:
         """The options both kinds share (``--ping-interval`` and the other settings).
 
         ``reply_buffer`` bounds a connection's unwritten bytes (Twisted's
         ``bufferSize``: above it the outbox conflates and a client that keeps
         sending is not read); ``close_timeout`` is how long a client has to
-        complete the opening handshake and to read our close frame.
+        complete the opening handshake and to read our close frame;
+        ``counters`` default to the hub's.
         """
         self.hub = hub
         self.clock = clock
+        self.counters = counters if counters is not None else hub.counters
         self.stall_timeout = stall_timeout
         self.reply_buffer = reply_buffer
         self.close_timeout = close_timeout

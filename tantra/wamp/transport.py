@@ -28,6 +28,7 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from tantra.hub import Hub
+from tantra.lifecycle import IGoodbye
 from tantra.transports.websocket import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
@@ -81,6 +82,7 @@ class WampProtocol(HubWebSocketProtocol, WampWebSocketServerProtocol):
 
     kind = "WAMP"
     factory: WampFactory
+    transport: Any  # a TCP, TLS or UNIX transport behind twisted.web (twisted types it loosely)
     # Set once the WebSocket is open (onOpen).
     _router_session: RouterSession | None = None
     _outbox: MessageOutbox | None = None
@@ -101,7 +103,7 @@ class WampProtocol(HubWebSocketProtocol, WampWebSocketServerProtocol):
             clock=factory.clock,
             stall_timeout=factory.stall_timeout,
             on_stalled=self._on_stalled,
-            stats=factory.hub.stats,
+            counters=factory.counters,
             max_held_bytes=factory.max_held_bytes,
         )
         self._take_over_producer(outbox)
@@ -127,7 +129,7 @@ class WampProtocol(HubWebSocketProtocol, WampWebSocketServerProtocol):
                     kind=type(msg).__name__,
                     peer=self.peer,
                 )
-                self.factory.hub.stats.clients_dropped["internal_error"] += 1
+                self.factory.counters.hub.clients_dropped["internal_error"] += 1
                 session.connection_lost()
                 self.close_with(CLOSE_INTERNAL_ERROR)
                 return
@@ -158,6 +160,7 @@ def _no_autobahn_sessions():
     raise RuntimeError("WampProtocol makes its own router sessions")
 
 
+@implementer(IGoodbye)
 class WampFactory(HubWebSocketFactory, WampWebSocketServerFactory):
     """Builds WAMP connections onto one router, and knows the open ones (to close them on stop)."""
 
