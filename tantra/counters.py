@@ -2,11 +2,11 @@
 
 Owns: :class:`Counters`, the one place counts live: a section per part
 (:class:`HubStats` for ingest and delivery, :class:`WampStats` for the
-router), built once in ``tantra.tap`` and passed to the constructors of the
-hub, the transports, the outboxes and the WAMP router. ``/stats`` serves
-:meth:`Counters.as_dict`, and a metrics exporter reads the same object. A new
-part adds a section here (an attrs class with ``as_dict``) rather than a
-counter dict of its own.
+router, :class:`UdpStats` for UDP replies), built once in ``tantra.tap`` and
+passed to the constructors of the hub, the transports, the outboxes and the
+WAMP router. ``/stats`` serves :meth:`Counters.as_dict`, and a metrics
+exporter reads the same object. A new part adds a section here (an attrs
+class with ``as_dict``) rather than a counter dict of its own.
 
 Does not own: gauges that are computed from live state (clients connected,
 sensors cached): ``tantra.web.site`` asks their owners. Pure: plain
@@ -70,12 +70,24 @@ class WampStats:
 
 
 @attrs.define
+class UdpStats:
+    """What the hub sent back over UDP, in packets and bytes (one reply datagram per request)."""
+
+    reply_datagrams: int = 0
+    reply_bytes: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.define
 class Counters:
     """The hub's counters at the top level, each other part's under its own name."""
 
     hub: HubStats = attrs.Factory(HubStats)
     wamp: WampStats = attrs.Factory(WampStats)
+    udp: UdpStats = attrs.Factory(UdpStats)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON ``/stats`` serves: hub counters, then one object per section."""
-        return {**self.hub.as_dict(), "wamp": self.wamp.as_dict()}
+        return {**self.hub.as_dict(), "wamp": self.wamp.as_dict(), "udp": self.udp.as_dict()}

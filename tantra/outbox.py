@@ -61,6 +61,11 @@ class BoundedSender:
         self._closed = False
         self._stall_call: IDelayedCall | None = None
 
+    @property
+    def paused(self) -> bool:
+        """The transport's buffer is full (the read gates of ``backpressure`` ask)."""
+        return self._paused
+
     def pauseProducing(self) -> None:
         if self._paused or self._closed:
             return

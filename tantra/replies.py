@@ -4,8 +4,8 @@ Owns: the reply objects of SPEC "The reading" (``{"ack": 17}``,
 ``{"ack": [17, 18]}``, ``{"error": ..., "detail": ..., "index": ...}``), their
 order (the ack first, then errors in input order), which replies an ingest
 outcome owes (:func:`for_outcome`), their encoding, and how they shrink to fit
-a byte budget (UDP must never answer with more bytes than it was sent). Pure:
-no transports, and the hub never builds replies itself.
+a byte budget (UDP must never answer with more bytes, or more datagrams, than
+it was sent). Pure: no transports, and the hub never builds replies itself.
 """
 
 from __future__ import annotations
@@ -54,21 +54,37 @@ def _shrunk(message: dict[str, Any]) -> list[dict[str, Any]]:
     return [message, bare]
 
 
-def fit_to_budget(messages: Sequence[dict[str, Any]], budget: int) -> tuple[list[bytes], int]:
+def fit_to_budget(
+    messages: Sequence[dict[str, Any]], budget: int, *, separator: bytes = b""
+) -> tuple[list[bytes], int]:
     """Encode ``messages`` in order within ``budget`` bytes in total.
 
     An error that does not fit loses its detail (then its index) before it is
-    dropped. Returns the encoded replies and how many were dropped.
+    dropped. ``separator`` (joining the replies) counts against the budget.
+    Returns the encoded replies and how many were dropped.
     """
     sent: list[bytes] = []
     dropped = 0
     for message in messages:
         for form in _shrunk(message):
             data = encode(form)
-            if len(data) <= budget:
+            cost = len(data) + (len(separator) if sent else 0)
+            if cost <= budget:
                 sent.append(data)
-                budget -= len(data)
+                budget -= cost
                 break
         else:
             dropped += 1
     return sent, dropped
+
+
+def one_datagram(messages: Sequence[dict[str, Any]], budget: int) -> tuple[bytes, int]:
+    """All replies to one datagram in ONE datagram of at most ``budget`` bytes.
+
+    One reply datagram per request, never larger than the request: neither
+    bytes nor packets are amplified. Replies are separated by ``\n`` (an ack
+    alone is one JSON object, as before). Returns the datagram (empty if
+    nothing fits) and how many replies were dropped.
+    """
+    parts, dropped = fit_to_budget(messages, budget, separator=b"\n")
+    return b"\n".join(parts), dropped

@@ -200,6 +200,19 @@ class Settings:
         "longest TCP line / WebSocket message in bytes",
         section="limits",
     )
+    reply_buffer: int = setting(
+        65536,
+        _number(1024, integer=True),
+        "unwritten bytes per connection before the hub stops reading a client"
+        " that does not read its replies (and conflates a dashboard)",
+        section="limits",
+    )
+    backlog: int = setting(
+        4096,
+        _number(1, integer=True),
+        "listen backlog of the TCP listeners (the kernel caps it at net.core.somaxconn)",
+        section="limits",
+    )
     idle_timeout: float = setting(
         300.0, _number(0.1), "seconds of TCP silence before the hub hangs up", section="tcp"
     )

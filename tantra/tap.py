@@ -28,7 +28,8 @@ from tantra.hub import Hub
 from tantra.lifecycle import SHUTDOWN_GRACE_SECONDS, ListenerService, TantraService
 from tantra.settings import SPECS, Settings, SettingsError, load_toml, resolve
 from tantra.transports.dashboard import DashboardFactory
-from tantra.transports.raw import DeviceDatagramProtocol, DeviceLineFactory
+from tantra.transports.endpoints import with_backlog
+from tantra.transports.raw import UDP_READ_SIZE, DeviceDatagramProtocol, DeviceLineFactory
 from tantra.wamp import build_wamp
 from tantra.web.site import build_site
 
@@ -95,23 +96,28 @@ def build_hub(settings: Settings, reactor: Any) -> TantraService:
     return TantraService(hub, reactor)
 
 
+def _websocket_options(settings: Settings) -> dict[str, Any]:
+    """The options dashboards and WAMP connections share (one WebSocket base)."""
+    return {
+        "ping_interval": settings.ping_interval,
+        "ping_timeout": settings.ping_timeout,
+        "stall_timeout": settings.stall_timeout,
+        "max_message_size": settings.max_line,
+        "reply_buffer": settings.reply_buffer,
+    }
+
+
 def build_http(top: TantraService, settings: Settings, reactor: Any) -> None:
     """Dashboards (WebSocket at ``/``), the status page and ``/stats`` on every HTTP endpoint."""
     hub = top.hub
     dashboards = DashboardFactory(
-        hub,
-        reactor,
-        ping_interval=settings.ping_interval,
-        ping_timeout=settings.ping_timeout,
-        stall_timeout=settings.stall_timeout,
-        max_message_size=settings.max_line,
-        counters=hub.counters,
+        hub, reactor, counters=hub.counters, **_websocket_options(settings)
     )
     top.add_component("dashboards", dashboards)
     site = build_site(hub, dashboards)
     top.http_root = site.resource
     for description in settings.http:
-        endpoint = serverFromString(reactor, description)
+        endpoint = serverFromString(reactor, with_backlog(description, settings.backlog))
         top.listen("http", description, partial(endpoint.listen, site))
 
 
@@ -124,10 +130,12 @@ def build_devices(top: TantraService, settings: Settings, reactor: Any) -> None:
             reactor,
             max_line=settings.max_line,
             idle_timeout=settings.idle_timeout,
+            reply_buffer=settings.reply_buffer,
+            stall_timeout=settings.stall_timeout,
             counters=hub.counters,
         )
         top.add_component("devices", devices)
-        endpoint = serverFromString(reactor, settings.tcp)
+        endpoint = serverFromString(reactor, with_backlog(settings.tcp, settings.backlog))
         top.listen("tcp", settings.tcp, lambda: endpoint.listen(devices))
     if settings.udp is not None:
         datagrams = DeviceDatagramProtocol(
@@ -137,20 +145,16 @@ def build_devices(top: TantraService, settings: Settings, reactor: Any) -> None:
         top.listen(
             "udp",
             f"{interface or '*'}:{udp_port}",
-            lambda: reactor.listenUDP(udp_port, datagrams, interface=interface),
+            lambda: reactor.listenUDP(
+                udp_port, datagrams, interface=interface, maxPacketSize=UDP_READ_SIZE
+            ),
         )
 
 
 def build_wamp_part(top: TantraService, settings: Settings, reactor: Any) -> None:
     """The WAMP router bridged to the hub, at ``/wamp`` on the HTTP endpoints."""
     wamp, resource = build_wamp(
-        top.hub,
-        reactor,
-        realm=settings.realm,
-        ping_interval=settings.ping_interval,
-        ping_timeout=settings.ping_timeout,
-        stall_timeout=settings.stall_timeout,
-        max_message_size=settings.max_line,
+        top.hub, reactor, realm=settings.realm, **_websocket_options(settings)
     )
     top.add_component("wamp", wamp)
     top.mount(b"wamp", resource)

@@ -36,9 +36,11 @@ def test_as_dict_is_the_hub_section_with_the_others_by_name():
     counters = Counters()
     counters.hub.accepted = 3
     counters.wamp.calls = 2
+    counters.udp.reply_datagrams = 1
     out = counters.as_dict()
     assert out["accepted"] == 3 and out["rejected_total"] == 0
     assert out["wamp"]["calls"] == 2 and out["wamp"]["errors_sent"] == {}
+    assert out["udp"] == {"reply_datagrams": 1, "reply_bytes": 0}
 
 
 def test_stats_serves_the_counters_and_the_live_gauges():

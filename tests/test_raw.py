@@ -166,15 +166,63 @@ def test_udp_reading_acked_to_source(udp, clock, dashboard):
     assert dashboard.readings[0].device == "ip-192-168-4-2"
 
 
-def test_udp_batch_acks_and_errors_fit_the_request(udp, clock, dashboard):
+def test_udp_batch_acks_and_errors_come_in_one_datagram_within_the_request(udp, clock, dashboard):
     datagram = b'[{"sensor":"a","value":1,"seq":1},{"sensor":"b","value":"x","seq":2},{"sensor":"c","value":3,"seq":3}]'
     udp.datagramReceived(datagram, SOURCE)
     clock.advance(0)
-    replies = [json.loads(data) for data, _ in udp.transport.sent]
+    [(data, to)] = udp.transport.sent
+    replies = [json.loads(line) for line in data.split(b"\n")]
+    assert to == SOURCE
     assert replies[0] == {"ack": [1, 3]}
     assert replies[1]["error"] == "invalid_reading" and replies[1]["index"] == 1
-    assert sum(len(data) for data, _ in udp.transport.sent) <= len(datagram)
+    assert len(data) <= len(datagram)
     assert [r.sensor for r in dashboard.readings] == ["a", "c"]
+    assert udp.counters.udp.as_dict() == {"reply_datagrams": 1, "reply_bytes": len(data)}
+
+
+def test_udp_bad_batches_get_one_reply_datagram_each(udp, clock, dashboard):
+    """Issue 8: 20 requests of 8 KB used to get 968 reply datagrams."""
+    bad_batch = b"[" + b",".join([b"1"] * 4000) + b"]"  # 8 KB, 4000 errors
+    for _ in range(20):
+        udp.datagramReceived(bad_batch, SOURCE)
+    assert udp.counters.udp.reply_datagrams == 10  # one each, until the error rate limit
+    assert all(len(data) <= len(bad_batch) for data, _ in udp.transport.sent)
+    assert udp.counters.udp.reply_bytes <= 10 * len(bad_batch)
+    # Errors that did not fit, and replies over the rate limit, are counted.
+    assert udp.hub.stats.replies_suppressed == 20 * 4000 - sum(
+        data.count(b"\n") + 1 for data, _ in udp.transport.sent
+    )
+    # A good device alongside is acked and delivered.
+    udp.datagramReceived(b'{"sensor":"ok","value":1,"seq":9}', ("192.168.4.9", 1))
+    clock.advance(0)
+    assert udp.transport.sent[-1] == (b'{"ack":9}', ("192.168.4.9", 1))
+    assert [r.sensor for r in dashboard.readings] == ["ok"]
+
+
+def test_udp_datagram_up_to_the_maximum_is_read_whole(udp, clock, dashboard):
+    from tantra.transports.raw import MAX_DATAGRAM, UDP_READ_SIZE
+
+    assert UDP_READ_SIZE > MAX_DATAGRAM
+    readings = b",".join(b'{"sensor":"s%d","value":%d}' % (i, i) for i in range(2000))
+    datagram = (b"[" + readings + b"]").ljust(MAX_DATAGRAM)
+    assert len(datagram) == MAX_DATAGRAM
+    udp.datagramReceived(datagram, SOURCE)
+    clock.advance(0)
+    assert len(dashboard.readings) == 2000
+
+
+def test_udp_datagram_over_the_maximum_gets_the_documented_error(udp, clock, dashboard):
+    from tantra.transports.raw import MAX_DATAGRAM
+
+    udp.datagramReceived(b'{"sensor":"s","value":1}'.ljust(MAX_DATAGRAM + 1), SOURCE)
+    [(data, _)] = udp.transport.sent
+    assert json.loads(data) == {
+        "error": "datagram_too_long",
+        "detail": f"datagram longer than {MAX_DATAGRAM} bytes",
+    }
+    assert udp.hub.stats.rejected == {"datagram_too_long": 1}
+    clock.advance(0)
+    assert dashboard.readings == []
 
 
 def test_udp_small_bad_datagram_gets_a_shrunk_error(udp):

@@ -11,34 +11,34 @@ readings skip Autobahn's per-message path: every reading is framed once
 per filter, and each client gets one ``transport.write`` per turn.
 
 Does not own: validation, the cache, fan-out (``tantra.hub``), back-pressure
-policy (``tantra.outbox``), or the HTTP resource tree (``tantra.web.site``).
+policy (``tantra.outbox``), closing, producers and factory options (the
+WebSocket base both WebSocket kinds share, ``tantra.transports.websocket``),
+or the HTTP resource tree (``tantra.web.site``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import PreparedMessage
 from autobahn.websocket.types import ConnectionDeny
-from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 from zope.interface import implementer
 
 from tantra import replies
-from tantra.counters import Counters
 from tantra.hub import EVERYTHING, Batch, Filter, Hub, Subscription
 from tantra.lifecycle import IGoodbye
 from tantra.model import NAME_PATTERN, NAME_RULE, Reading, device_name_for_address
 from tantra.outbox import Outbox
 from tantra.transports.sendnow import writer_for
-
-# Close codes (RFC 6455 1001; 4000-4999 are ours; docs/protocol.md lists them).
-CLOSE_GOING_AWAY = 1001
-CLOSE_INTERNAL_ERROR = 1011
-CLOSE_SLOW_CONSUMER = 4001
+from tantra.transports.websocket import (
+    CLOSE_SLOW_CONSUMER,
+    HubWebSocketFactory,
+    HubWebSocketProtocol,
+)
 
 FILTER_PARAMETERS = ("device", "sensor")
 _OPEN = WebSocketServerProtocol.STATE_OPEN
@@ -56,6 +56,15 @@ def encode_text_frames(readings: Sequence[Reading]) -> bytes:
     :meth:`Batch.encoded` and a turn's frames are built once per filter.
     """
     return b"".join([frame_text(reading.json) for reading in readings])
+
+
+def query_of(uri: str) -> dict[str, list[str]]:
+    """The query parameters of a request URI, blank and valueless ones kept.
+
+    ``?device=`` and ``?device`` come back as ``{"device": [""]}``, so the
+    filter check refuses them instead of reading them as "no filter".
+    """
+    return parse_qs(urlsplit(uri).query, keep_blank_values=True)
 
 
 def filter_from_query(params: Mapping[str, Sequence[str]]) -> Filter:
@@ -85,12 +94,10 @@ class _SendQueue(list):
         return self.pop(0)
 
 
-class DashboardProtocol(WebSocketServerProtocol):
+class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
     """One WebSocket client: a filtered subscriber and a publisher of readings."""
 
-    # Autobahn owns ``self.log``.
-    _log = Logger()
-
+    kind = "dashboard"
     factory: DashboardFactory
     transport: Any  # a TCP, TLS or UNIX transport behind twisted.web (twisted types it loosely)
 
@@ -98,12 +105,9 @@ class DashboardProtocol(WebSocketServerProtocol):
         super().__init__()
         self._filter: Filter | None = None
         self._device = "unknown"
-        self._outbox: Outbox | None = None
         # Not ``_send``: Autobahn's own ``_send`` drains its send queue.
         self._write_through: Callable[[bytes], None] = self._not_connected
         self._subscription: Subscription | None = None
-        self._is_closed = False
-        self._close_waiters: list[defer.Deferred] | None = None  # made on demand
 
     def connectionMade(self) -> None:
         super().connectionMade()
@@ -116,7 +120,9 @@ class DashboardProtocol(WebSocketServerProtocol):
 
     def onConnect(self, request):
         try:
-            self._filter = filter_from_query(request.params)
+            # Autobahn's request.params drops blank values (``?device=``), which
+            # would subscribe to everything: parse the raw query ourselves.
+            self._filter = filter_from_query(query_of(self.http_request_uri))
         except ValueError as error:
             self.factory.hub.reject("bad_subscription", source=str(request.peer), detail=str(error))
             raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, str(error)) from None
@@ -124,11 +130,7 @@ class DashboardProtocol(WebSocketServerProtocol):
         return None
 
     def onOpen(self) -> None:
-        try:
-            self._start_subscription()
-        except Exception:
-            self._log.failure("could not start WebSocket client {peer}", peer=self.peer)
-            self.sendCloseFrame(CLOSE_INTERNAL_ERROR, b"internal error", isReply=False)
+        super().onOpen()
         self._forget_handshake()
 
     def _forget_handshake(self) -> None:
@@ -146,12 +148,13 @@ class DashboardProtocol(WebSocketServerProtocol):
     def _not_connected(self, data: bytes) -> None:
         raise RuntimeError("no transport yet")
 
-    def _start_subscription(self) -> None:
+    def _start(self) -> None:
+        """Subscribe with the filter of the handshake; the snapshot goes out first."""
         factory = self.factory
         self._write_through = writer_for(self.transport)
         outbox = Outbox(
             # Straight to the socket: the outbox is closed before any close frame
-            # (see sendCloseFrame), so it never writes after one.
+            # (see HubWebSocketProtocol.sendCloseFrame), so it never writes after one.
             write=self._write_through,
             encode=encode_text_frames,
             clock=factory.clock,
@@ -159,21 +162,11 @@ class DashboardProtocol(WebSocketServerProtocol):
             on_give_up=self._give_up,
             counters=factory.counters,
         )
-        # Behind twisted.web the HTTP channel is still the registered producer.
-        if _registered_producer(self.transport) is not None:
-            self.transport.unregisterProducer()
-        self.transport.registerProducer(outbox, True)
-        self._outbox = outbox
+        self._take_over_producer(outbox)
         self._subscription, snapshot = factory.hub.subscribe(outbox, self._filter or EVERYTHING)
-        factory.clients.add(self)
+        factory.connections.add(self)
         if snapshot:
             outbox.deliver(Batch(snapshot))
-
-    def sendCloseFrame(self, code=None, reasonUtf8=None, isReply=False) -> None:
-        """Every close frame, ours or Autobahn's, ends the broadcast stream first."""
-        if self._outbox is not None:
-            self._outbox.close()
-        super().sendCloseFrame(code=code, reasonUtf8=reasonUtf8, isReply=isReply)
 
     def _write_frames(self, data: bytes) -> None:
         if self.state == _OPEN:
@@ -186,83 +179,30 @@ class DashboardProtocol(WebSocketServerProtocol):
             # Same framing as broadcasts (one text frame per reply), without
             # Autobahn's per-message send path, which costs more than the ingest.
             self._write_frames(b"".join([frame_text(replies.encode(m)) for m in messages]))
+            self._replies_written()
 
     def _give_up(self, reason: str) -> None:
         self._log.info("closing WebSocket client {peer}: {reason}", peer=self.peer, reason=reason)
-        self.sendCloseFrame(CLOSE_SLOW_CONSUMER, b"slow consumer", isReply=False)
+        self.close_with(CLOSE_SLOW_CONSUMER, b"slow consumer")
 
-    def onAutoPingTimeout(self) -> None:
-        self.factory.counters.hub.clients_dropped["ping_timeout"] += 1
-        self._log.info("WebSocket client {peer} did not answer a ping", peer=self.peer)
-        super().onAutoPingTimeout()
-
-    def go_away(self) -> defer.Deferred:
-        """Close with 1001 (the hub is stopping); fires once the connection is gone."""
-        if self.state == self.STATE_OPEN:
-            # Autobahn's sendClose() refuses 1001, so use the frame-level call.
-            self.sendCloseFrame(CLOSE_GOING_AWAY, b"hub shutting down", isReply=False)
-        return self.when_closed()
-
-    def when_closed(self) -> defer.Deferred:
-        if self._is_closed:
-            return defer.succeed(None)
-        waiter: defer.Deferred = defer.Deferred()
-        if self._close_waiters is None:
-            self._close_waiters = []
-        self._close_waiters.append(waiter)
-        return waiter
-
-    def onClose(self, wasClean: bool, code, reason) -> None:
+    def _connection_gone(self) -> None:
         if self._subscription is not None:
             self.factory.hub.unsubscribe(self._subscription)
             self._subscription = None
-        if self._outbox is not None:
-            self._outbox.close()
-        self.factory.clients.discard(self)
-        self._is_closed = True
-        waiters, self._close_waiters = self._close_waiters or [], None
-        for waiter in waiters:
-            waiter.callback(None)
 
 
 @implementer(IGoodbye)
-class DashboardFactory(WebSocketServerFactory):
+class DashboardFactory(HubWebSocketFactory, WebSocketServerFactory):
     """Builds dashboard connections and knows the open ones (to close them on stop)."""
 
     protocol = DashboardProtocol  # type: ignore[assignment]  # twisted's generic Factory
 
-    def __init__(
-        self,
-        hub: Hub,
-        clock: IReactorTime,
-        *,
-        ping_interval: float = 30.0,
-        ping_timeout: float = 10.0,
-        stall_timeout: float = 30.0,
-        max_message_size: int = 65536,
-        counters: Counters | None = None,
-    ):
-        super().__init__(server="Tantra")
-        self.hub = hub
-        self.clock = clock
-        self.counters = counters if counters is not None else hub.counters
-        self.stall_timeout = stall_timeout
-        self.clients: set[DashboardProtocol] = set()
-        self.setProtocolOptions(
-            autoPingInterval=ping_interval,
-            autoPingTimeout=ping_timeout,
-            maxMessagePayloadSize=max_message_size,
-            maxFramePayloadSize=max_message_size,
-            # Tell a client why it is being disconnected (1002/1007/1009)
-            # instead of dropping the TCP connection silently.
-            failByDrop=False,
-        )
+    def __init__(self, hub: Hub, clock: IReactorTime, **options: Any):
+        """``options``: see :meth:`HubWebSocketFactory._setup`."""
+        super().__init__(server="Tantra", reactor=clock)
+        self._setup(hub, clock, **options)
 
-    def go_away(self) -> defer.Deferred:
-        """Close every client with 1001; fires when all are gone."""
-        return defer.DeferredList([client.go_away() for client in list(self.clients)])
-
-
-def _registered_producer(transport):
-    """The producer a transport has, if any (TCP says ``producer``, TLS ``_producer``)."""
-    return getattr(transport, "producer", None) or getattr(transport, "_producer", None)
+    @property
+    def clients(self) -> set[DashboardProtocol]:
+        """The open dashboards (``/stats`` counts them)."""
+        return self.connections

@@ -27,9 +27,18 @@ from tantra.hub import Hub
 from tantra.lifecycle import IGoodbye
 from tantra.model import device_name_for_address, device_name_for_peer
 from tantra.ratelimit import SourceRateLimiter
+from tantra.transports.backpressure import ReplyGate
+from tantra.transports.websocket import DEFAULT_REPLY_BUFFER
 
 LINE_TOO_LONG = "line_too_long"
 IDLE_TIMEOUT = "idle_timeout"
+DATAGRAM_TOO_LONG = "datagram_too_long"
+
+#: The largest UDP payload over IPv4 (65535 - 20 IP - 8 UDP header bytes).
+MAX_DATAGRAM = 65507
+#: What the UDP port reads at once: above any datagram, so none is truncated
+#: (Twisted's default, 8192, silently cut larger ones).
+UDP_READ_SIZE = 65536
 
 _log = Logger()
 
@@ -52,12 +61,24 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
     transport: Any  # TCP, TLS or UNIX: half-closeable (twisted types it as ITransport | None)
 
     def connectionMade(self) -> None:
-        self.MAX_LENGTH = self.factory.max_line
-        self.callLater = self.factory.clock.callLater  # type: ignore[method-assign,assignment]
+        factory = self.factory
+        self.MAX_LENGTH = factory.max_line
+        self.callLater = factory.clock.callLater  # type: ignore[method-assign,assignment]
         self._device = device_name_for_address(self.transport.getPeer())
         self._closing = False
-        self.factory.connections.add(self)
-        self.setTimeout(self.factory.idle_timeout)
+        self._held: list[bytes] = []  # lines read but not handled while replies back up
+        # Replies the device does not read stop us reading from it (see backpressure).
+        self.transport.bufferSize = factory.reply_buffer
+        self._gate = ReplyGate(
+            self,
+            clock=factory.clock,
+            stall_timeout=factory.stall_timeout,
+            on_give_up=self._replies_unread,
+            counters=factory.counters,
+        )
+        self.transport.registerProducer(self._gate, True)
+        factory.connections.add(self)
+        self.setTimeout(factory.idle_timeout)
 
     def dataReceived(self, data: bytes) -> None:
         if self._closing:
@@ -66,6 +87,40 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
         super().dataReceived(data)
 
     def lineReceived(self, line: bytes) -> None:
+        if self._gate.paused or self._held:
+            # The device has not read its replies: keep the rest of this read
+            # (at most one read, ``--reply-buffer`` bytes) for when it has.
+            self._held.append(line)
+            return
+        self._handle_line(line)
+
+    def pauseProducing(self) -> None:
+        """The gate's word that replies back up: stop reading from the device."""
+        self.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        """Replies drained: handle the held lines, then read again if still unblocked."""
+        held, self._held = self._held, []
+        for index, line in enumerate(held):
+            if self._closing:
+                return
+            if self._gate.paused:
+                self._held = held[index:]
+                return
+            self._handle_line(line)
+        self.transport.resumeProducing()
+
+    def _replies_unread(self, reason: str) -> None:
+        _log.info(
+            "dropping TCP device {device}: replies unread for {seconds:g} s",
+            device=self._device,
+            seconds=self.factory.stall_timeout,
+        )
+        self._closing = True
+        self._held = []
+        self.transport.abortConnection()
+
+    def _handle_line(self, line: bytes) -> None:
         if self._closing:
             return
         if line.endswith(b"\r"):
@@ -116,7 +171,7 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
         """The device has sent everything: a last line without ``\n`` still counts."""
         rest = self._take_partial_line()
         if rest and not self._closing:
-            self.lineReceived(rest)
+            self.lineReceived(rest)  # after any held lines
         self._closing = True
         self.transport.loseConnection()  # after the pending replies are written
 
@@ -130,6 +185,8 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
 
     def connectionLost(self, reason=None) -> None:
         self.setTimeout(None)
+        self._gate.close()
+        self._held = []
         self.factory.connection_gone(self)
 
 
@@ -146,6 +203,8 @@ class DeviceLineFactory(Factory):
         *,
         max_line: int,
         idle_timeout: float,
+        reply_buffer: int = DEFAULT_REPLY_BUFFER,
+        stall_timeout: float = 30.0,
         counters: Counters | None = None,
     ):
         self.hub = hub
@@ -153,6 +212,8 @@ class DeviceLineFactory(Factory):
         self.counters = counters if counters is not None else hub.counters
         self.max_line = max_line
         self.idle_timeout = idle_timeout
+        self.reply_buffer = reply_buffer
+        self.stall_timeout = stall_timeout
         self.connections: set[DeviceLineProtocol] = set()
         self._gone_waiters: dict[DeviceLineProtocol, defer.Deferred] = {}
 
@@ -177,7 +238,13 @@ class DeviceLineFactory(Factory):
 
 
 class DeviceDatagramProtocol(DatagramProtocol):
-    """UDP devices: each datagram is a reading or a batch; replies go to its source."""
+    """UDP devices: each datagram is a reading or a batch; ONE reply datagram goes to its source.
+
+    UDP sources can be forged, so a reply must never amplify a request: at
+    most one reply datagram per request datagram, never larger than it, and
+    error replies limited per source (``--udp-error-rate``). What it sends
+    back is counted in ``counters.udp`` (``/stats`` section ``udp``).
+    """
 
     transport: Any  # the UDP port once listening (twisted types it as IUDPTransport | None)
 
@@ -198,18 +265,29 @@ class DeviceDatagramProtocol(DatagramProtocol):
         host = addr[0]
         if not data or data.isspace():
             return  # an empty datagram is a keep-alive; any reply would be bigger
-        outcome = self.hub.ingest(data, default_device=device_name_for_peer(host))
-        messages = replies.for_outcome(outcome)
-        if outcome.errors and not self.limiter.allow(host, self.clock.seconds()):
+        if len(data) > MAX_DATAGRAM:
+            detail = f"datagram longer than {MAX_DATAGRAM} bytes"
+            self.hub.reject(DATAGRAM_TOO_LONG, source=host, detail=detail)
+            messages = [{"error": DATAGRAM_TOO_LONG, "detail": detail}]
+            has_errors = True
+        else:
+            outcome = self.hub.ingest(data, default_device=device_name_for_peer(host))
+            messages = replies.for_outcome(outcome)
+            has_errors = bool(outcome.errors)
+        if has_errors and not self.limiter.allow(host, self.clock.seconds()):
             kept = [message for message in messages if "error" not in message]
             self.counters.hub.replies_suppressed += len(messages) - len(kept)
             messages = kept
         if not messages:
             return
-        datagrams, dropped = replies.fit_to_budget(messages, len(data))
+        datagram, dropped = replies.one_datagram(messages, len(data))
         self.counters.hub.replies_suppressed += dropped
-        for datagram in datagrams:
-            try:
-                self.transport.write(datagram, addr)
-            except OSError as error:
-                _log.info("could not reply to {addr}: {error}", addr=addr, error=error)
+        if not datagram:
+            return
+        try:
+            self.transport.write(datagram, addr)
+        except OSError as error:
+            _log.info("could not reply to {addr}: {error}", addr=addr, error=error)
+            return
+        self.counters.udp.reply_datagrams += 1
+        self.counters.udp.reply_bytes += len(datagram)

@@ -25,20 +25,23 @@ from autobahn.wamp.exception import ProtocolError
 from autobahn.wamp.serializer import CBORSerializer, JsonSerializer, MsgPackSerializer
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
-from twisted.logger import Logger
 from zope.interface import implementer
 
-from tantra.counters import Counters
 from tantra.hub import Hub
 from tantra.lifecycle import IGoodbye
-from tantra.transports.dashboard import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER
+from tantra.transports.websocket import (
+    CLOSE_GOING_AWAY,
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_NORMAL,
+    CLOSE_SLOW_CONSUMER,
+    HubWebSocketFactory,
+    HubWebSocketProtocol,
+)
 from tantra.wamp.options import keeping_disclosure
 from tantra.wamp.outbox import DEFAULT_MAX_HELD_BYTES, MessageOutbox
 from tantra.wamp.peer import IWampConnection
 from tantra.wamp.router import Router
 from tantra.wamp.session import RouterSession
-
-CLOSE_NORMAL = 1000
 
 
 def serializers() -> list:
@@ -71,24 +74,18 @@ class _Connection:
 
     def close(self, going_away: bool = False) -> None:
         self._outbox.flush()
-        self._protocol.close_websocket(CLOSE_GOING_AWAY if going_away else CLOSE_NORMAL)
+        self._protocol.close_with(CLOSE_GOING_AWAY if going_away else CLOSE_NORMAL)
 
 
-class WampProtocol(WampWebSocketServerProtocol):
+class WampProtocol(HubWebSocketProtocol, WampWebSocketServerProtocol):
     """One WAMP client connection."""
 
-    # Autobahn owns ``self.log``.
-    _log = Logger()
-
+    kind = "WAMP"
     factory: WampFactory
     transport: Any  # a TCP, TLS or UNIX transport behind twisted.web (twisted types it loosely)
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._router_session: RouterSession | None = None
-        self._outbox: MessageOutbox | None = None
-        self._is_closed = False
-        self._close_waiters: list[defer.Deferred] = []
+    # Set once the WebSocket is open (onOpen).
+    _router_session: RouterSession | None = None
+    _outbox: MessageOutbox | None = None
 
     def onConnect(self, request):
         # Autobahn picks the serializer (or refuses clients that speak no WAMP).
@@ -96,16 +93,9 @@ class WampProtocol(WampWebSocketServerProtocol):
         self._serializer = keeping_disclosure(self._serializer)
         return chosen
 
-    def onOpen(self) -> None:
-        # Not Autobahn's onOpen: that would build an Autobahn client-style session.
-        try:
-            self._start_session()
-        except Exception:
-            self._log.failure("could not start WAMP session for {peer}", peer=self.peer)
-            self.factory.counters.hub.clients_dropped["internal_error"] += 1
-            self.close_websocket(CLOSE_INTERNAL_ERROR)
-
-    def _start_session(self) -> None:
+    def _start(self) -> None:
+        """Our router session on a bounded outbox (the base's onOpen, not Autobahn's,
+        which would build an Autobahn client-style session)."""
         factory = self.factory
         outbox = MessageOutbox(
             write=self._write_message,
@@ -116,9 +106,7 @@ class WampProtocol(WampWebSocketServerProtocol):
             counters=factory.counters,
             max_held_bytes=factory.max_held_bytes,
         )
-        # Behind twisted.web the HTTP channel is still the registered producer.
-        self.transport.unregisterProducer()
-        self.transport.registerProducer(outbox, True)
+        self._take_over_producer(outbox)
         self._outbox = outbox
         self._router_session = RouterSession(factory.router, _Connection(self, outbox))
         factory.connections.add(self)
@@ -143,7 +131,7 @@ class WampProtocol(WampWebSocketServerProtocol):
                 )
                 self.factory.counters.hub.clients_dropped["internal_error"] += 1
                 session.connection_lost()
-                self.close_websocket(CLOSE_INTERNAL_ERROR)
+                self.close_with(CLOSE_INTERNAL_ERROR)
                 return
 
     def _write_message(self, payload: bytes, is_binary: bool) -> None:
@@ -154,43 +142,18 @@ class WampProtocol(WampWebSocketServerProtocol):
         self._log.info("closing slow WAMP client {peer} ({reason})", peer=self.peer, reason=reason)
         if self._router_session is not None:
             self._router_session.connection_lost()
-        self.close_websocket(CLOSE_SLOW_CONSUMER)
-
-    def onAutoPingTimeout(self) -> None:
-        self.factory.counters.hub.clients_dropped["ping_timeout"] += 1
-        self._log.info("WAMP client {peer} did not answer a ping", peer=self.peer)
-        super().onAutoPingTimeout()
-
-    def close_websocket(self, code: int) -> None:
-        if self.state == self.STATE_OPEN:
-            # Autobahn's sendClose() refuses 1001 and 1011; use the frame-level call.
-            self.sendCloseFrame(code, isReply=False)
+        self.close_with(CLOSE_SLOW_CONSUMER)
 
     def go_away(self) -> defer.Deferred:
         """The hub is stopping: GOODBYE was sent by the router; close with 1001."""
         if self._outbox is not None:
             self._outbox.flush()
-        self.close_websocket(CLOSE_GOING_AWAY)
-        return self.when_closed()
+        return super().go_away()
 
-    def when_closed(self) -> defer.Deferred:
-        if self._is_closed:
-            return defer.succeed(None)
-        waiter: defer.Deferred = defer.Deferred()
-        self._close_waiters.append(waiter)
-        return waiter
-
-    def onClose(self, wasClean: bool, code, reason) -> None:
+    def _connection_gone(self) -> None:
         if self._router_session is not None:
             self._router_session.connection_lost()
             self._router_session = None
-        if self._outbox is not None:
-            self._outbox.close()
-        self.factory.connections.discard(self)
-        self._is_closed = True
-        waiters, self._close_waiters = self._close_waiters, []
-        for waiter in waiters:
-            waiter.callback(None)
 
 
 def _no_autobahn_sessions():
@@ -198,7 +161,7 @@ def _no_autobahn_sessions():
 
 
 @implementer(IGoodbye)
-class WampFactory(WampWebSocketServerFactory):
+class WampFactory(HubWebSocketFactory, WampWebSocketServerFactory):
     """Builds WAMP connections onto one router, and knows the open ones (to close them on stop)."""
 
     protocol = WampProtocol
@@ -209,29 +172,18 @@ class WampFactory(WampWebSocketServerFactory):
         router: Router,
         clock: IReactorTime,
         *,
-        ping_interval: float = 30.0,
-        ping_timeout: float = 10.0,
-        stall_timeout: float = 30.0,
-        max_message_size: int = 65536,
         max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
-        counters: Counters | None = None,
+        **options: Any,
     ):
-        super().__init__(_no_autobahn_sessions, serializers=serializers(), server="Tantra")
-        self.hub = hub
-        self.counters = counters if counters is not None else hub.counters
-        self.router = router
-        self.clock = clock
-        self.stall_timeout = stall_timeout
-        self.max_held_bytes = max_held_bytes
-        self.connections: set[WampProtocol] = set()
-        self.setProtocolOptions(
-            autoPingInterval=ping_interval,
-            autoPingTimeout=ping_timeout,
-            maxMessagePayloadSize=max_message_size,
-            maxFramePayloadSize=max_message_size,
+        """``options``: see :meth:`HubWebSocketFactory._setup`."""
+        super().__init__(
+            _no_autobahn_sessions, serializers=serializers(), server="Tantra", reactor=clock
         )
+        self._setup(hub, clock, **options)
+        self.router = router
+        self.max_held_bytes = max_held_bytes
 
     def go_away(self) -> defer.Deferred:
         """Say GOODBYE to every session and close every connection with 1001."""
         self.router.shut_down()
-        return defer.DeferredList([c.go_away() for c in list(self.connections)])
+        return super().go_away()
