@@ -134,6 +134,16 @@ SPECS: tuple[Spec, ...] = (
     Spec("dedupe-seconds", 300.0, _number(0.1), "seconds a seq number is remembered"),
     Spec("max-sensors", 100_000, _number(1, integer=True), "sensors kept in the last-value cache"),
     Spec("realm", "tantra", _uri, "WAMP realm served at /wamp"),
+    Spec("wamp-max-subscriptions", 1000, _number(1, integer=True),
+         "subscriptions one WAMP session may hold"),
+    Spec("wamp-max-registrations", 100, _number(1, integer=True),
+         "procedures one WAMP session may register"),
+    Spec("wamp-max-pending-calls", 1000, _number(1, integer=True),
+         "calls one WAMP session may have waiting for a callee"),
+    Spec("wamp-call-timeout", 60.0, _number(0),
+         "seconds a WAMP callee has to answer (wamp.error.timeout; 0: no limit)"),
+    Spec("wamp-max-outgoing", 1048576, _number(1024, integer=True),
+         "largest WAMP message sent to a client, in bytes (larger: an ERROR)"),
 )  # fmt: skip
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
@@ -156,6 +166,11 @@ class Settings:
     dedupe_seconds: float
     max_sensors: int
     realm: str
+    wamp_max_subscriptions: int
+    wamp_max_registrations: int
+    wamp_max_pending_calls: int
+    wamp_call_timeout: float
+    wamp_max_outgoing: int
 
 
 def load_toml(path: str) -> dict[str, Any]:

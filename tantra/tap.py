@@ -25,7 +25,7 @@ from tantra.hub import Hub
 from tantra.settings import SPECS, Settings, SettingsError, load_toml, resolve
 from tantra.transports.dashboard import DashboardFactory
 from tantra.transports.raw import DeviceDatagramProtocol, DeviceLineFactory
-from tantra.wamp import WampFactory, build_wamp
+from tantra.wamp import WampFactory, WampLimits, build_wamp
 from tantra.web.site import build_site
 
 _log = Logger()
@@ -217,6 +217,13 @@ def build_service(settings: Settings, reactor) -> TantraService:
         hub,
         reactor,
         realm=settings.realm,
+        limits=WampLimits(
+            max_subscriptions=settings.wamp_max_subscriptions,
+            max_registrations=settings.wamp_max_registrations,
+            max_pending_calls=settings.wamp_max_pending_calls,
+            call_timeout=settings.wamp_call_timeout,
+            max_outgoing_bytes=settings.wamp_max_outgoing,
+        ),
         ping_interval=settings.ping_interval,
         ping_timeout=settings.ping_timeout,
         stall_timeout=settings.stall_timeout,

@@ -149,6 +149,10 @@ class ObservationMap(Generic[Observer]):
     def of_observer(self, observer: Observer) -> list[Observation[Observer]]:
         return list(self._by_observer.get(observer, {}).values())
 
+    def count_of(self, observer: Observer) -> int:
+        """How many observations ``observer`` is part of (without copying them)."""
+        return len(self._by_observer.get(observer, ()))
+
     def add(
         self, pattern: str, policy: str, observer: Observer
     ) -> tuple[Observation[Observer], bool, bool]:

@@ -46,7 +46,7 @@ class IWampConnection(Interface):
     peer = Attribute("Printable address of the client, for log lines.")
 
     def send(msg: message.Message, conflation_key: Hashable | None = None) -> None:
-        """Queue ``msg`` for the client.
+        """Queue ``msg`` for the client, or raise :class:`PayloadTooLarge`.
 
         ``conflation_key`` marks a message a newer one with the same key may
         replace while the client is slow (one reading per sensor and
@@ -55,6 +55,25 @@ class IWampConnection(Interface):
 
     def close(going_away: bool = False) -> None:
         """Close the transport (after an ABORT or GOODBYE was queued)."""
+
+    def internal_error() -> None:
+        """The router failed on this client's input: count it and close (1011)."""
+
+    def pause_reading() -> None:
+        """Stop reading the client's input (its session has a backlog of work)."""
+
+    def resume_reading() -> None:
+        """Read the client's input again."""
+
+
+class PayloadTooLarge(Exception):
+    """Raised by :meth:`IWampConnection.send`: the message exceeds the outgoing limit; nothing
+    was sent. The caller answers with ``wamp.error.payload_size_exceeded`` or drops it."""
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(f"{size} bytes, over the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
 
 
 class IWampPeer(Interface):
@@ -82,6 +101,11 @@ class WampStats:
     events_sent: int = 0
     calls: int = 0
     retained_evicted: int = 0
+    #: Messages not sent because they exceeded the outgoing limit, by message kind.
+    too_large: Counter[str] = attrs.Factory(Counter)
+    #: Requests refused for a per-session bound, by bound.
+    limits_hit: Counter[str] = attrs.Factory(Counter)
+    calls_timed_out: int = 0
     errors_sent: Counter[str] = attrs.Factory(Counter)
     aborts_sent: Counter[str] = attrs.Factory(Counter)
 
@@ -89,6 +113,8 @@ class WampStats:
         out = attrs.asdict(self)
         out["errors_sent"] = dict(self.errors_sent)
         out["aborts_sent"] = dict(self.aborts_sent)
+        out["too_large"] = dict(self.too_large)
+        out["limits_hit"] = dict(self.limits_hit)
         return out
 
 
