@@ -28,7 +28,8 @@ from hypothesis import strategies as st
 from twisted.internet import task
 from zope.interface import implementer
 
-from tantra.hub import EVERYTHING, Hub, HubStats, ISink
+from tantra.counters import Counters
+from tantra.hub import EVERYTHING, Hub, ISink
 from tantra.model import Reading
 from tantra.wamp.bridge import HubBridge
 from tantra.wamp.limits import LIMIT_EXCEEDED, TIMEOUT, TOO_LARGE, LogThrottle, WampLimits
@@ -62,7 +63,7 @@ class OutboxConnection:
             clock=clock,
             stall_timeout=30.0,
             on_stalled=lambda reason: None,
-            stats=HubStats(),
+            counters=Counters(),
             max_message_bytes=max_message_bytes,
         )
         self.received: list[list] = []  # raw WAMP messages as the client decodes them

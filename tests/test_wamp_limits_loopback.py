@@ -16,7 +16,7 @@ from test_wamp_loopback import (
     RawWamp,
     RunningHub,
     eventually,
-    start_hub,
+    run_hub,
     stop_hub,
     within,
 )
@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 
 @pytest_twisted.async_yield_fixture
 async def running():
-    hub = await start_hub()
+    hub = await run_hub()
     try:
         yield hub
     finally:
@@ -84,7 +84,7 @@ async def test_invalid_uris_get_error_over_the_wire_and_others_lose_nothing(runn
 
 @pytest_twisted.ensureDeferred
 async def test_tantra_latest_beyond_64k_is_answered_whole_in_pages_and_in_pieces():
-    hub = await start_hub(**{"wamp-max-outgoing": 65536})
+    hub = await run_hub(**{"wamp-max-outgoing": 65536})
     try:
         lines = [
             {"device": f"d{n % 10}", "sensor": f"s{n}", "value": n, "unit": "%"}

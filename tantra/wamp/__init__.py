@@ -26,7 +26,7 @@ def build_wamp(
     hub: Hub, clock: IReactorTime, *, realm: str, limits: WampLimits | None = None, **options
 ) -> tuple[WampFactory, WebSocketResource]:
     """A router for ``realm`` bridged to ``hub``: its factory and the resource for /wamp."""
-    router = Router(realm, limits=limits, clock=clock)
+    router = Router(realm, counters=hub.counters, limits=limits, clock=clock)
     HubBridge(hub, router.broker, router.dealer, router.stats).start()
     factory = WampFactory(hub, router, clock, **options)
     return factory, WebSocketResource(factory)

@@ -93,11 +93,12 @@ class _Trie(Generic[Observer]):
         self.root: _Node[Observer] = _Node()
 
     def get(self, path: list[str] | str) -> Observation[Observer] | None:
-        node: _Node[Observer] | None = self.root
+        node = self.root
         for key in path:
-            node = node.children.get(key)
-            if node is None:
+            child = node.children.get(key)
+            if child is None:
                 return None
+            node = child
         return node.observation
 
     def put(self, path: list[str] | str, observation: Observation[Observer]) -> None:
@@ -231,9 +232,6 @@ class ObservationMap(Generic[Observer]):
 
     def __len__(self) -> int:
         return len(self._by_id)
-
-    def __iter__(self) -> Iterator[Observation[Observer]]:
-        return iter(list(self._by_id.values()))
 
     def get(self, observation_id: int) -> Observation[Observer] | None:
         return self._by_id.get(observation_id)

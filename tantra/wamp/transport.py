@@ -20,6 +20,7 @@ uses), the hub (``tantra.wamp.bridge``), the HTTP tree (``tantra.web.site``).
 from __future__ import annotations
 
 from collections.abc import Hashable
+from typing import Any
 
 from autobahn.twisted.websocket import WampWebSocketServerFactory, WampWebSocketServerProtocol
 from autobahn.wamp import message
@@ -29,7 +30,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from tantra.counters import Counters
 from tantra.hub import Hub
+from tantra.lifecycle import IGoodbye
 from tantra.transports.dashboard import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER
 from tantra.wamp.options import keeping_disclosure
 from tantra.wamp.outbox import DEFAULT_MAX_HELD_BYTES, MessageOutbox
@@ -74,7 +77,7 @@ class _Connection:
         self._protocol.close_websocket(CLOSE_GOING_AWAY if going_away else CLOSE_NORMAL)
 
     def internal_error(self) -> None:
-        self._protocol.factory.hub.stats.clients_dropped["internal_error"] += 1
+        self._protocol.factory.counters.hub.clients_dropped["internal_error"] += 1
         self._protocol.close_websocket(CLOSE_INTERNAL_ERROR)
 
     def pause_reading(self) -> None:
@@ -95,6 +98,8 @@ class WampProtocol(WampWebSocketServerProtocol):
     _log = Logger()
 
     factory: WampFactory
+    transport: Any  # a TCP, TLS or UNIX transport behind twisted.web (twisted types it loosely)
+    maxMessagePayloadSize: int  # copied from the factory's options by Autobahn (untyped there)
 
     def __init__(self) -> None:
         super().__init__()
@@ -115,7 +120,7 @@ class WampProtocol(WampWebSocketServerProtocol):
             self._start_session()
         except Exception:
             self._log.failure("could not start WAMP session for {peer}", peer=self.peer)
-            self.factory.hub.stats.clients_dropped["internal_error"] += 1
+            self.factory.counters.hub.clients_dropped["internal_error"] += 1
             self.close_websocket(CLOSE_INTERNAL_ERROR)
 
     def _start_session(self) -> None:
@@ -126,7 +131,7 @@ class WampProtocol(WampWebSocketServerProtocol):
             clock=factory.clock,
             stall_timeout=factory.stall_timeout,
             on_stalled=self._on_stalled,
-            stats=factory.hub.stats,
+            counters=factory.counters,
             max_held_bytes=factory.max_held_bytes,
             max_message_bytes=factory.router.limits.max_outgoing_bytes,
         )
@@ -161,7 +166,7 @@ class WampProtocol(WampWebSocketServerProtocol):
         self.close_websocket(CLOSE_SLOW_CONSUMER)
 
     def onAutoPingTimeout(self) -> None:
-        self.factory.hub.stats.clients_dropped["ping_timeout"] += 1
+        self.factory.counters.hub.clients_dropped["ping_timeout"] += 1
         self._log.info("WAMP client {peer} did not answer a ping", peer=self.peer)
         super().onAutoPingTimeout()
 
@@ -201,6 +206,7 @@ def _no_autobahn_sessions():
     raise RuntimeError("WampProtocol makes its own router sessions")
 
 
+@implementer(IGoodbye)
 class WampFactory(WampWebSocketServerFactory):
     """Builds WAMP connections onto one router, and knows the open ones (to close them on stop)."""
 
@@ -217,9 +223,11 @@ class WampFactory(WampWebSocketServerFactory):
         stall_timeout: float = 30.0,
         max_message_size: int = 65536,
         max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
+        counters: Counters | None = None,
     ):
         super().__init__(_no_autobahn_sessions, serializers=serializers(), server="Tantra")
         self.hub = hub
+        self.counters = counters if counters is not None else hub.counters
         self.router = router
         self.clock = clock
         self.stall_timeout = stall_timeout
