@@ -59,6 +59,11 @@ class WampStats:
     events_sent: int = 0
     calls: int = 0
     retained_evicted: int = 0
+    #: Messages not sent because they exceeded the outgoing limit, by message kind.
+    too_large: Counter[str] = attrs.Factory(Counter)
+    #: Requests refused for a per-session bound, by bound.
+    limits_hit: Counter[str] = attrs.Factory(Counter)
+    calls_timed_out: int = 0
     errors_sent: Counter[str] = attrs.Factory(Counter)
     aborts_sent: Counter[str] = attrs.Factory(Counter)
 
@@ -66,6 +71,8 @@ class WampStats:
         out = attrs.asdict(self)
         out["errors_sent"] = dict(self.errors_sent)
         out["aborts_sent"] = dict(self.aborts_sent)
+        out["too_large"] = dict(self.too_large)
+        out["limits_hit"] = dict(self.limits_hit)
         return out
 
 

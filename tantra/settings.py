@@ -229,6 +229,36 @@ class Settings:
         100_000, _number(1, integer=True), "sensors kept in the last-value cache", section="limits"
     )
     realm: str = setting("tantra", _uri, "WAMP realm served at /wamp", section="wamp")
+    wamp_max_subscriptions: int = setting(
+        1000,
+        _number(1, integer=True),
+        "subscriptions one WAMP session may hold",
+        section="wamp",
+    )
+    wamp_max_registrations: int = setting(
+        100,
+        _number(1, integer=True),
+        "procedures one WAMP session may register",
+        section="wamp",
+    )
+    wamp_max_pending_calls: int = setting(
+        1000,
+        _number(1, integer=True),
+        "calls one WAMP session may have waiting for a callee",
+        section="wamp",
+    )
+    wamp_call_timeout: float = setting(
+        60.0,
+        _number(0),
+        "seconds a WAMP callee has to answer (wamp.error.timeout; 0: no limit)",
+        section="wamp",
+    )
+    wamp_max_outgoing: int = setting(
+        1048576,
+        _number(1024, integer=True),
+        "largest WAMP message sent to a client, in bytes (larger: an ERROR)",
+        section="wamp",
+    )
 
 
 def _spec_of(field: attrs.Attribute) -> Spec:

@@ -30,7 +30,7 @@ from tantra.settings import SPECS, Settings, SettingsError, load_toml, resolve
 from tantra.transports.dashboard import DashboardFactory
 from tantra.transports.endpoints import with_backlog
 from tantra.transports.raw import UDP_READ_SIZE, DeviceDatagramProtocol, DeviceLineFactory
-from tantra.wamp import build_wamp
+from tantra.wamp import WampLimits, build_wamp
 from tantra.web.site import build_site
 
 __all__ = ["SHUTDOWN_GRACE_SECONDS", "ListenerService", "Options", "TantraService", "makeService"]
@@ -154,7 +154,17 @@ def build_devices(top: TantraService, settings: Settings, reactor: Any) -> None:
 def build_wamp_part(top: TantraService, settings: Settings, reactor: Any) -> None:
     """The WAMP router bridged to the hub, at ``/wamp`` on the HTTP endpoints."""
     wamp, resource = build_wamp(
-        top.hub, reactor, realm=settings.realm, **_websocket_options(settings)
+        top.hub,
+        reactor,
+        realm=settings.realm,
+        limits=WampLimits(
+            max_subscriptions=settings.wamp_max_subscriptions,
+            max_registrations=settings.wamp_max_registrations,
+            max_pending_calls=settings.wamp_max_pending_calls,
+            call_timeout=settings.wamp_call_timeout,
+            max_outgoing_bytes=settings.wamp_max_outgoing,
+        ),
+        **_websocket_options(settings),
     )
     top.add_component("wamp", wamp)
     top.mount(b"wamp", resource)

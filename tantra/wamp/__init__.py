@@ -15,17 +15,18 @@ from twisted.internet.interfaces import IReactorTime
 
 from tantra.hub import Hub
 from tantra.wamp.bridge import HubBridge
+from tantra.wamp.limits import WampLimits
 from tantra.wamp.router import Router
 from tantra.wamp.transport import WampFactory
 
-__all__ = ["WampFactory", "build_wamp"]
+__all__ = ["WampFactory", "WampLimits", "build_wamp"]
 
 
 def build_wamp(
-    hub: Hub, clock: IReactorTime, *, realm: str, **options
+    hub: Hub, clock: IReactorTime, *, realm: str, limits: WampLimits | None = None, **options
 ) -> tuple[WampFactory, WebSocketResource]:
     """A router for ``realm`` bridged to ``hub``: its factory and the resource for /wamp."""
-    router = Router(realm, counters=hub.counters)
+    router = Router(realm, counters=hub.counters, limits=limits, clock=clock)
     HubBridge(hub, router.broker, router.dealer, router.stats).start()
     factory = WampFactory(hub, router, clock, **options)
     return factory, WebSocketResource(factory)

@@ -15,7 +15,10 @@ Owns the ``tantra.reading.`` topic namespace and the ``tantra.latest`` /
   travels with the reading as its origin (``Hub.accept(origin=...)``,
   ``Batch.origins``), so the bridge keeps no map of what it sent;
 - retained events in the namespace *are* the hub's last-value cache, so WAMP
-  ``get_retained`` and the dashboard snapshot always agree.
+  ``get_retained`` and the dashboard snapshot always agree. They are found
+  through :class:`_SensorIndex` (device -> its sensors), so a join costs what
+  it sends: an exact topic is one lookup, ``tantra.reading.<device>.`` the
+  device's sensors, never a scan of the whole cache.
 
 Does not own: validation rules (``tantra.model``), the cache and fan-out
 (``tantra.hub``), event routing (``tantra.wamp.broker``). No I/O.
@@ -23,7 +26,8 @@ Does not own: validation rules (``tantra.model``), the cache and fan-out
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+import heapq
+from collections.abc import Hashable, Iterable, Iterator
 from typing import Any
 
 from autobahn.wamp import message
@@ -42,7 +46,7 @@ from tantra.model import (
 )
 from tantra.wamp.broker import Broker, ITopicNamespace, Publication
 from tantra.wamp.dealer import CallError, Dealer
-from tantra.wamp.match import matches
+from tantra.wamp.match import EXACT, PREFIX, WILDCARD, matches
 from tantra.wamp.peer import INVALID_ARGUMENT, IWampPeer, WampStats, error_reply
 
 _log = Logger()
@@ -50,6 +54,8 @@ _log = Logger()
 READING_PREFIX = "tantra.reading."
 LATEST = "tantra.latest"
 SENSORS = "tantra.sensors"
+#: Most readings one ``tantra.latest(limit=...)`` page may ask for.
+MAX_PAGE = 10_000
 
 
 def reading_topic(reading: Reading) -> str:
@@ -69,6 +75,71 @@ def parse_reading_topic(topic: str) -> tuple[str, str] | str:
     return device, sensor
 
 
+class _SensorIndex:
+    """Which sensors each device has in the hub's last-value cache, for retained lookups.
+
+    Fed from every batch the bridge delivers; readings themselves are always
+    read from the hub's cache, so an evicted sensor is never handed out (it
+    is pruned when met), and the index is rebuilt from the cache when it has
+    grown to twice the cache's size, so it stays bounded.
+
+    Why here and not in ``tantra.hub``: the hub gains indexed last-value
+    lookups separately; this class is the one place to switch to them
+    (:meth:`reading` and :meth:`_cache_size` are the only two that read the
+    hub's private cache).
+    """
+
+    def __init__(self, hub: Hub):
+        self._hub = hub
+        self._sensors: dict[str, dict[str, None]] = {}
+        self._size = 0
+
+    def add(self, readings: Iterable[Reading]) -> None:
+        sensors = self._sensors
+        for reading in readings:
+            mine = sensors.get(reading.device)
+            if mine is None:
+                mine = sensors[reading.device] = {}
+            if reading.sensor not in mine:
+                mine[reading.sensor] = None
+                self._size += 1
+        if self._size > 2 * self._cache_size() + 1024:
+            self._rebuild()
+
+    def reading(self, device: str, sensor: str) -> Reading | None:
+        """The cached reading of one sensor (the only lookup into the hub's cache)."""
+        found = self._hub._latest.get((device, sensor))
+        if found is None:
+            mine = self._sensors.get(device)
+            if mine is not None and mine.pop(sensor, 0) is None:
+                self._size -= 1
+                if not mine:
+                    del self._sensors[device]
+        return found
+
+    def of_device(self, device: str, sensor: str | None = None) -> Iterator[Reading]:
+        if sensor is not None:
+            found = self.reading(device, sensor)
+            if found is not None:
+                yield found
+            return
+        for name in list(self._sensors.get(device, ())):
+            found = self.reading(device, name)
+            if found is not None:
+                yield found
+
+    def devices(self) -> list[str]:
+        return list(self._sensors)
+
+    def _cache_size(self) -> int:
+        return len(self._hub._latest)
+
+    def _rebuild(self) -> None:
+        self._sensors.clear()
+        self._size = 0
+        self.add(self._hub.latest())
+
+
 @implementer(ISink, ITopicNamespace)
 class HubBridge:
     """Connects one hub to one router's broker and dealer."""
@@ -78,16 +149,20 @@ class HubBridge:
         self._broker = broker
         self._dealer = dealer
         self._stats = stats
+        self._index = _SensorIndex(hub)
 
     def start(self) -> None:
         self._broker.add_namespace(self)
         self._dealer.add_builtin(LATEST, self.latest)
         self._dealer.add_builtin(SENSORS, self.sensors)
-        self._hub.subscribe(self)  # for the hub's lifetime: the router lives as long
+        # For the hub's lifetime: the router lives as long.
+        _, snapshot = self._hub.subscribe(self)
+        self._index.add(snapshot)
 
     # -- hub -> WAMP ------------------------------------------------------------
 
     def deliver(self, batch: Batch) -> None:
+        self._index.add(batch.readings)
         if not self._broker.subscriptions:
             # Nobody subscribed to anything: no event to build. Retained readings
             # come from the hub's cache, so nothing is lost for later subscribers.
@@ -174,22 +249,78 @@ class HubBridge:
         )
 
     def retained(self, pattern: str, policy: str) -> Iterable[tuple[str, list[Any], Hashable]]:
-        for reading in self._hub.latest():
+        for reading in self._candidates(pattern, policy):
             topic = reading_topic(reading)
             if matches(pattern, policy, topic):
                 yield topic, [reading.to_dict()], reading.key
 
+    def _candidates(self, pattern: str, policy: str) -> Iterable[Reading]:
+        """Cached readings that may match, found by device and sensor where the pattern names
+        them: an exact topic is one lookup, a device prefix that device's sensors."""
+        index = self._index
+        if policy == EXACT:
+            where = parse_reading_topic(pattern) if pattern.startswith(READING_PREFIX) else None
+            return () if not isinstance(where, tuple) else index.of_device(*where)
+        if policy == PREFIX:
+            if READING_PREFIX.startswith(pattern):
+                return self._hub.latest()  # everything: what it sends is the whole cache
+            if not pattern.startswith(READING_PREFIX):
+                return ()
+            device, dot, _ = pattern[len(READING_PREFIX) :].partition(".")
+            if dot:
+                return index.of_device(device)
+            return (r for d in index.devices() if d.startswith(device) for r in index.of_device(d))
+        if policy == WILDCARD:
+            parts = pattern.split(".")
+            if len(parts) != 4 or parts[0] not in ("", "tantra") or parts[1] not in ("", "reading"):
+                return ()
+            device, sensor = parts[2], parts[3] or None
+            devices = [device] if device else index.devices()
+            return (r for d in devices for r in index.of_device(d, sensor))
+        return ()
+
     # -- built-in procedures ------------------------------------------------------------
 
     def latest(self, args: list[Any], kwargs: dict[str, Any]) -> list[dict[str, Any]]:
-        """``tantra.latest(device=None, sensor=None)``: last readings, the dashboards' objects."""
-        chosen = _arguments(LATEST, ("device", "sensor"), args, kwargs)
-        for name, value in chosen.items():
+        """``tantra.latest(device=None, sensor=None, limit=None, after=None)``: last readings.
+
+        Without ``limit``/``after``: every matching reading, oldest first (the
+        dashboards' snapshot). With them: a page of at most ``limit`` readings
+        in (device, sensor) order, starting after the sensor ``after``
+        (``"<device>.<sensor>"``, the last one of the previous page), so a
+        result never has to exceed the outgoing message limit.
+        """
+        chosen = _arguments(LATEST, ("device", "sensor", "limit", "after"), args, kwargs)
+        for name in ("device", "sensor"):
+            value = chosen.get(name)
             if value is not None and not (isinstance(value, str) and NAME_PATTERN.fullmatch(value)):
                 raise CallError(INVALID_ARGUMENT, f"{name} must be {NAME_RULE} or null")
         device, sensor = chosen.get("device"), chosen.get("sensor")
-        filter_ = Filter.of([device] if device else [], [sensor] if sensor else [])
-        return [reading.to_dict() for reading in self._hub.latest(filter_)]
+        limit, after = chosen.get("limit"), chosen.get("after")
+        if limit is not None and (
+            isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE
+        ):
+            raise CallError(INVALID_ARGUMENT, f"limit must be a whole number from 1 to {MAX_PAGE}")
+        after_key: tuple[str, str] | None = None
+        if after is not None:
+            where = parse_reading_topic(READING_PREFIX + after) if isinstance(after, str) else None
+            if not isinstance(where, tuple):
+                raise CallError(INVALID_ARGUMENT, "after must be '<device>.<sensor>' or null")
+            after_key = where
+        if device and sensor:
+            found = self._index.reading(device, sensor)
+            readings: list[Reading] = [] if found is None else [found]
+        elif device and (limit is not None or after_key is not None):
+            readings = list(self._index.of_device(device))
+        else:  # the whole cache, oldest first as in the dashboards' snapshot
+            filter_ = Filter.of([device] if device else [], [sensor] if sensor else [])
+            readings = self._hub.latest(filter_)
+        if limit is not None or after_key is not None:
+            if after_key is not None:
+                readings = [r for r in readings if r.key > after_key]
+            count = len(readings) if limit is None else limit
+            readings = heapq.nsmallest(count, readings, key=lambda r: r.key)
+        return [reading.to_dict() for reading in readings]
 
     def sensors(self, args: list[Any], kwargs: dict[str, Any]) -> list[dict[str, Any]]:
         """``tantra.sensors()``: one ``{device, sensor, unit, ts}`` per known sensor."""

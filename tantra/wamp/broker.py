@@ -23,6 +23,7 @@ from autobahn.wamp import message
 from twisted.logger import Logger
 from zope.interface import Interface
 
+from tantra.wamp.limits import LIMIT_EXCEEDED, WampLimits
 from tantra.wamp.match import EXACT, ObservationMap, matches
 from tantra.wamp.options import disclose_requested
 from tantra.wamp.peer import (
@@ -30,6 +31,7 @@ from tantra.wamp.peer import (
     NO_SUCH_SUBSCRIPTION,
     NOT_AUTHORIZED,
     IWampPeer,
+    PayloadTooLarge,
     WampStats,
     error_reply,
 )
@@ -156,7 +158,9 @@ class Broker:
         new_publication_id: Callable[[], int],
         stats: WampStats,
         max_retained: int = DEFAULT_MAX_RETAINED,
+        limits: WampLimits | None = None,
     ):
+        self._limits = limits if limits is not None else WampLimits()
         self.subscriptions: ObservationMap[IWampPeer] = ObservationMap(new_subscription_id)
         self._new_publication_id = new_publication_id
         self._stats = stats
@@ -181,6 +185,18 @@ class Broker:
                 f"{msg.topic!r} has an empty component; use match='wildcard' for patterns",
             )
             return
+        existing = self.subscriptions.find(msg.topic, msg.match)
+        if existing is None or peer not in existing.observers:
+            held = self.subscriptions.count_of(peer)
+            if held >= self._limits.max_subscriptions:
+                self._stats.limits_hit["subscriptions"] += 1
+                self._refuse(
+                    peer,
+                    msg,
+                    LIMIT_EXCEEDED,
+                    f"a session may hold {self._limits.max_subscriptions} subscriptions",
+                )
+                return
         subscription, _, _ = self.subscriptions.add(msg.topic, msg.match, peer)
         peer.send(message.Subscribed(msg.request, subscription.id))
         if msg.get_retained:
@@ -248,7 +264,17 @@ class Broker:
         self, peer: IWampPeer, event: message.Event, subscription_id: int, pub: Publication
     ) -> None:
         key = None if pub.conflation_key is None else (subscription_id, pub.conflation_key)
-        peer.send(event, key)
+        try:
+            peer.send(event, key)
+        except PayloadTooLarge as error:
+            # An event has no request to answer: it is dropped for this client and counted.
+            self._stats.too_large["event"] += 1
+            _log.debug(
+                "event on {topic} not sent to session {session}: {error}",
+                topic=pub.topic,
+                session=peer.session_id,
+                error=error,
+            )
 
     # -- retained events ------------------------------------------------------------
 
@@ -270,13 +296,20 @@ class Broker:
                 )
 
     def _retained_for(self, pattern: str, policy: str) -> list[Publication]:
-        """Retained events of every topic the subscription matches (not only its exact topic)."""
+        """Retained events of every topic the subscription matches (not only its exact topic).
 
-        found = [
-            publication
-            for topic, publication in self._retained.items()
-            if matches(pattern, policy, topic)
-        ]
+        An exact topic is one lookup; a pattern scans the plain retained topics
+        (at most ``max_retained``); namespaces find theirs by their own index.
+        """
+        if policy == EXACT:
+            one = self._retained.get(pattern)
+            found = [] if one is None else [one]
+        else:
+            found = [
+                publication
+                for topic, publication in self._retained.items()
+                if matches(pattern, policy, topic)
+            ]
         for namespace in self._namespaces:
             for topic, args, key in namespace.retained(pattern, policy):
                 found.append(

@@ -4,7 +4,10 @@ Owns: REGISTER / UNREGISTER / CALL / YIELD / ERROR (for an INVOCATION) /
 CANCEL for one realm; built-in procedures the hub offers (``tantra.latest``
 & co., added by whoever knows the hub); the calls in flight, and failing
 them with ``wamp.error.canceled`` when their callee leaves, so no caller
-hangs.
+hangs, or with ``wamp.error.timeout`` after ``call_timeout``; the bounds
+on registrations and calls in flight per session; answers too large to
+send (built-in results go out in pieces as progressive results when the
+caller asked for them, otherwise ``wamp.error.payload_size_exceeded``).
 
 One callee per procedure, exact URIs only: the ``tantra.`` and ``wamp.``
 namespaces are the hub's.
@@ -15,13 +18,16 @@ the built-in procedures do. Pure.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 from autobahn.wamp import message
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from tantra.wamp.limits import LIMIT_EXCEEDED, TIMEOUT, TOO_LARGE, WampLimits
 from tantra.wamp.match import EXACT
 from tantra.wamp.options import disclose_requested
 from tantra.wamp.peer import (
@@ -33,6 +39,7 @@ from tantra.wamp.peer import (
     PROCEDURE_ALREADY_EXISTS,
     RUNTIME_ERROR,
     IWampPeer,
+    PayloadTooLarge,
     WampStats,
     error_reply,
     is_reserved,
@@ -81,6 +88,8 @@ class PendingCall:
     callee: IWampPeer
     registration: Registration
     receive_progress: bool
+    #: Clock time after which the caller gets ``wamp.error.timeout`` (inf: never).
+    deadline: float = math.inf
 
 
 class Dealer:
@@ -92,15 +101,24 @@ class Dealer:
         new_registration_id: Callable[[], int],
         new_request_id: Callable[[], int],
         stats: WampStats,
+        limits: WampLimits | None = None,
+        clock: IReactorTime | None = None,
     ):
         self._new_registration_id = new_registration_id
         self._new_request_id = new_request_id
         self._stats = stats
+        self._limits = limits if limits is not None else WampLimits()
+        self._clock = clock
         self._builtins: dict[str, Builtin] = {}
         self._by_procedure: dict[str, Registration] = {}
         self._by_id: dict[int, Registration] = {}
-        self._pending: dict[int, PendingCall] = {}  # by invocation request id
-        self._by_caller: dict[tuple[IWampPeer, int], PendingCall] = {}
+        # Every index is per session too, so a session leaving costs what it held.
+        self._registrations_of: dict[IWampPeer, dict[int, Registration]] = {}
+        # By invocation id, which grows: oldest first, so the oldest deadline is first.
+        self._pending: dict[int, PendingCall] = {}
+        self._calls_of_caller: dict[IWampPeer, dict[int, PendingCall]] = {}
+        self._calls_of_callee: dict[IWampPeer, dict[int, PendingCall]] = {}
+        self._timeout_call: IDelayedCall | None = None
 
     def add_builtin(self, procedure: str, function: Builtin) -> None:
         self._builtins[procedure] = function
@@ -108,6 +126,10 @@ class Dealer:
     @property
     def procedures(self) -> list[str]:
         return [*self._builtins, *self._by_procedure]
+
+    @property
+    def pending_calls(self) -> int:
+        return len(self._pending)
 
     # -- callee side ------------------------------------------------------------
 
@@ -130,9 +152,20 @@ class Dealer:
                 f"{msg.procedure}: wamp. and tantra. are reserved",
             )
             return
+        mine = self._registrations_of.get(peer, {})
+        if len(mine) >= self._limits.max_registrations:
+            self._stats.limits_hit["registrations"] += 1
+            self._refuse(
+                peer,
+                msg,
+                LIMIT_EXCEEDED,
+                f"a session may hold {self._limits.max_registrations} registrations",
+            )
+            return
         registration = Registration(self._new_registration_id(), msg.procedure, peer)
         self._by_procedure[msg.procedure] = registration
         self._by_id[registration.id] = registration
+        self._registrations_of.setdefault(peer, {})[registration.id] = registration
         peer.send(message.Registered(msg.request, registration.id))
 
     def unregister(self, peer: IWampPeer, msg: message.Unregister) -> None:
@@ -149,28 +182,36 @@ class Dealer:
             return  # the call was canceled or its caller left: nobody to tell
         if msg.progress:
             if call.receive_progress:
-                call.caller.send(
+                self._answer(
+                    call.caller,
+                    call.caller_request,
                     message.Result(
                         call.caller_request, args=msg.args, kwargs=msg.kwargs, progress=True
-                    )
+                    ),
                 )
             return
         self._finish(call)
-        call.caller.send(message.Result(call.caller_request, args=msg.args, kwargs=msg.kwargs))
+        self._answer(
+            call.caller,
+            call.caller_request,
+            message.Result(call.caller_request, args=msg.args, kwargs=msg.kwargs),
+        )
 
     def invocation_error(self, peer: IWampPeer, msg: message.Error) -> None:
         call = self._pending.get(msg.request)
         if call is None or call.callee is not peer:
             return
         self._finish(call)
-        call.caller.send(
+        self._answer(
+            call.caller,
+            call.caller_request,
             message.Error(
                 message.Call.MESSAGE_TYPE,
                 call.caller_request,
                 msg.error,
                 args=msg.args,
                 kwargs=msg.kwargs,
-            )
+            ),
         )
 
     # -- caller side ------------------------------------------------------------
@@ -178,8 +219,11 @@ class Dealer:
     def call(self, peer: IWampPeer, msg: message.Call) -> None:
         self._stats.calls += 1
         builtin = self._builtins.get(msg.procedure)
+        receive_progress = bool(msg.receive_progress) and peer.has_feature(
+            "caller", "progressive_call_results"
+        )
         if builtin is not None:
-            self._call_builtin(peer, msg, builtin)
+            self._call_builtin(peer, msg, builtin, receive_progress)
             return
         registration = self._by_procedure.get(msg.procedure)
         if registration is None:
@@ -188,33 +232,49 @@ class Dealer:
         if msg.payload is not None:
             self._refuse(peer, msg, NOT_AUTHORIZED, "payload transparency is not supported")
             return
+        mine = self._calls_of_caller.get(peer, {})
+        if len(mine) >= self._limits.max_pending_calls:
+            self._stats.limits_hit["pending_calls"] += 1
+            self._refuse(
+                peer,
+                msg,
+                LIMIT_EXCEEDED,
+                f"a session may have {self._limits.max_pending_calls} calls waiting for an answer",
+            )
+            return
+        if msg.request in mine:
+            self._refuse(peer, msg, INVALID_ARGUMENT, f"request {msg.request} is still running")
+            return
         callee = registration.callee
-        receive_progress = bool(msg.receive_progress) and peer.has_feature(
-            "caller", "progressive_call_results"
-        )
         call = PendingCall(
             self._new_request_id(), peer, msg.request, callee, registration, receive_progress
         )
-        self._pending[call.invocation] = call
-        self._by_caller[(peer, msg.request)] = call
         disclose = disclose_requested(msg)
-        callee.send(
-            message.Invocation(
-                call.invocation,
-                registration.id,
-                args=msg.args,
-                kwargs=msg.kwargs,
-                receive_progress=True if receive_progress else None,
-                caller=peer.session_id if disclose else None,
-                caller_authid=peer.authid if disclose else None,
-                caller_authrole=peer.authrole if disclose else None,
-                # Only registrations by pattern need it; harmless and helpful otherwise.
-                procedure=None,
-            )
+        invocation = message.Invocation(
+            call.invocation,
+            registration.id,
+            args=msg.args,
+            kwargs=msg.kwargs,
+            receive_progress=True if receive_progress else None,
+            caller=peer.session_id if disclose else None,
+            caller_authid=peer.authid if disclose else None,
+            caller_authrole=peer.authrole if disclose else None,
+            # Only registrations by pattern need it; harmless and helpful otherwise.
+            procedure=None,
         )
+        try:
+            callee.send(invocation)
+        except PayloadTooLarge as error:
+            self._stats.too_large["invocation"] += 1
+            self._refuse(peer, msg, TOO_LARGE, f"the invocation for the callee is {error}")
+            return
+        self._pending[call.invocation] = call
+        self._calls_of_caller.setdefault(peer, {})[msg.request] = call
+        self._calls_of_callee.setdefault(callee, {})[call.invocation] = call
+        self._start_timer(call)
 
     def cancel(self, peer: IWampPeer, msg: message.Cancel) -> None:
-        call = self._by_caller.get((peer, msg.request))
+        call = self._calls_of_caller.get(peer, {}).get(msg.request)
         if call is None:
             return  # already answered
         mode = msg.mode or CANCEL_KILL
@@ -230,37 +290,89 @@ class Dealer:
     # -- sessions leaving ------------------------------------------------------------
 
     def detach(self, peer: IWampPeer) -> None:
-        """Forget a session's registrations; fail calls it was serving; drop calls it made."""
-        for registration in [r for r in self._by_id.values() if r.callee is peer]:
+        """Forget a session's registrations; fail calls it was serving; drop calls it made.
+
+        Costs what the session held (its own indices), not every call in the realm.
+        """
+        for registration in list(self._registrations_of.get(peer, {}).values()):
             self._forget(registration)
-        for call in list(self._pending.values()):
-            if call.callee is peer:
-                self._finish(call)
-                self._stats.errors_sent[CANCELED] += 1
-                call.caller.send(
-                    error_reply(
-                        message.Call.MESSAGE_TYPE,
-                        call.caller_request,
-                        CANCELED,
-                        f"the callee of {call.registration.procedure} left",
-                    )
+        for call in list(self._calls_of_callee.get(peer, {}).values()):
+            self._finish(call)
+            self._stats.errors_sent[CANCELED] += 1
+            call.caller.send(
+                error_reply(
+                    message.Call.MESSAGE_TYPE,
+                    call.caller_request,
+                    CANCELED,
+                    f"the callee of {call.registration.procedure} left",
                 )
-            elif call.caller is peer:
-                self._finish(call)
-                if call.callee.has_feature("callee", "call_canceling"):
-                    call.callee.send(message.Interrupt(call.invocation, mode=CANCEL_KILL_NO_WAIT))
+            )
+        for call in list(self._calls_of_caller.get(peer, {}).values()):
+            self._finish(call)
+            if call.callee.has_feature("callee", "call_canceling"):
+                call.callee.send(message.Interrupt(call.invocation, mode=CANCEL_KILL_NO_WAIT))
+
+    # -- call timeouts ------------------------------------------------------------
+
+    def _start_timer(self, call: PendingCall) -> None:
+        """One timer for the whole dealer, set for the oldest call's deadline."""
+        if self._clock is None or not self._limits.call_timeout > 0:
+            return
+        call.deadline = self._clock.seconds() + self._limits.call_timeout
+        if self._timeout_call is None:
+            self._timeout_call = self._clock.callLater(self._limits.call_timeout, self._expire)
+
+    def _expire(self) -> None:
+        self._timeout_call = None
+        assert self._clock is not None
+        now = self._clock.seconds()
+        pending = self._pending
+        while pending:
+            call = next(iter(pending.values()))
+            if call.deadline > now:
+                self._timeout_call = self._clock.callLater(call.deadline - now, self._expire)
+                return
+            self._finish(call)
+            self._stats.calls_timed_out += 1
+            self._stats.errors_sent[TIMEOUT] += 1
+            if call.callee.has_feature("callee", "call_canceling"):
+                call.callee.send(message.Interrupt(call.invocation, mode=CANCEL_KILL_NO_WAIT))
+            call.caller.send(
+                error_reply(
+                    message.Call.MESSAGE_TYPE,
+                    call.caller_request,
+                    TIMEOUT,
+                    f"{call.registration.procedure} did not answer within"
+                    f" {self._limits.call_timeout:g}s",
+                )
+            )
 
     # -- internals ------------------------------------------------------------
 
     def _forget(self, registration: Registration) -> None:
         del self._by_id[registration.id]
         del self._by_procedure[registration.procedure]
+        _pop_from(self._registrations_of, registration.callee, registration.id)
 
     def _finish(self, call: PendingCall) -> None:
         self._pending.pop(call.invocation, None)
-        self._by_caller.pop((call.caller, call.caller_request), None)
+        _pop_from(self._calls_of_caller, call.caller, call.caller_request)
+        _pop_from(self._calls_of_callee, call.callee, call.invocation)
 
-    def _call_builtin(self, peer: IWampPeer, msg: message.Call, builtin: Builtin) -> None:
+    def _answer(self, caller: IWampPeer, request: int, answer: message.Message) -> None:
+        """Send a RESULT or ERROR; one too large to send becomes a small ERROR."""
+        try:
+            caller.send(answer)
+        except PayloadTooLarge as error:
+            self._stats.too_large[type(answer).__name__.lower()] += 1
+            self._stats.errors_sent[TOO_LARGE] += 1
+            caller.send(
+                error_reply(message.Call.MESSAGE_TYPE, request, TOO_LARGE, f"the answer is {error}")
+            )
+
+    def _call_builtin(
+        self, peer: IWampPeer, msg: message.Call, builtin: Builtin, receive_progress: bool
+    ) -> None:
         try:
             result = builtin(list(msg.args or ()), dict(msg.kwargs or {}))
         except CallError as error:
@@ -278,7 +390,52 @@ class Dealer:
                 )
             )
             return
-        peer.send(message.Result(msg.request, args=[result]))
+        try:
+            peer.send(message.Result(msg.request, args=[result]))
+        except PayloadTooLarge as error:
+            if receive_progress and isinstance(result, list) and len(result) > 1:
+                pieces = math.ceil(error.size / (0.8 * error.limit))
+                self._send_in_pieces(peer, msg.request, result, pieces)
+                return
+            self._stats.too_large["result"] += 1
+            self._refuse(
+                peer,
+                msg,
+                TOO_LARGE,
+                f"the result is {error}; ask for less (e.g. limit= and after=) or call with"
+                " receive_progress to get it in pieces",
+            )
+
+    def _send_in_pieces(self, peer: IWampPeer, request: int, items: list[Any], pieces: int) -> None:
+        """``items`` as progressive RESULTs of at most the outgoing limit, the last one final.
+
+        Each RESULT carries ``args=[list]``; the caller concatenates them in order.
+        A piece still too large is halved; a single item too large ends the call
+        with ``wamp.error.payload_size_exceeded``.
+        """
+        size = math.ceil(len(items) / max(1, pieces))
+        todo = [items[start : start + size] for start in range(0, len(items), size)]
+        todo.reverse()  # a stack: the next piece to send is last
+        while todo:
+            piece = todo.pop()
+            final = not todo
+            try:
+                peer.send(message.Result(request, args=[piece], progress=None if final else True))
+            except PayloadTooLarge as error:
+                if len(piece) == 1:
+                    self._stats.too_large["result"] += 1
+                    self._stats.errors_sent[TOO_LARGE] += 1
+                    peer.send(
+                        error_reply(
+                            message.Call.MESSAGE_TYPE,
+                            request,
+                            TOO_LARGE,
+                            f"one item of the result is {error}",
+                        )
+                    )
+                    return
+                half = len(piece) // 2
+                todo.extend([piece[half:], piece[:half]])
 
     def _refuse(self, peer: IWampPeer, msg: Any, uri: str, text: str) -> None:
         self._stats.errors_sent[uri] += 1
@@ -290,3 +447,12 @@ class Dealer:
             text=text,
         )
         peer.send(error_reply(msg.MESSAGE_TYPE, msg.request, uri, text))
+
+
+def _pop_from(index: dict[IWampPeer, dict[int, Any]], peer: IWampPeer, key: int) -> None:
+    """Remove ``key`` from ``peer``'s entry of a per-session index; drop the entry when empty."""
+    mine = index.get(peer)
+    if mine is not None:
+        mine.pop(key, None)
+        if not mine:
+            del index[peer]

@@ -15,6 +15,11 @@ never be dropped or merged (RPC results, invocations, plain events), and
 ``Outbox`` holds readings only. Those are held too, and bounded in bytes: past
 ``max_held_bytes`` the client is given up at once (``clients_dropped["backlog"]``).
 
+Every message is measured once serialized: one over ``max_message_bytes``
+is not sent and :class:`~tantra.wamp.peer.PayloadTooLarge` is raised to the
+router, which answers the request it belonged to with an ERROR (the
+connection stays open; Autobahn's own check would have closed it 1011).
+
 Does not own: serialization (``serialize`` is the connection's Autobahn
 serializer) or closing the connection (``on_stalled``).
 """
@@ -29,8 +34,11 @@ from twisted.internet.interfaces import IReactorTime
 
 from tantra.counters import Counters
 from tantra.outbox import STALLED, BoundedSender
+from tantra.wamp.limits import WampLimits
+from tantra.wamp.peer import PayloadTooLarge
 
 DEFAULT_MAX_HELD_BYTES = 8 * 1024 * 1024
+DEFAULT_MAX_MESSAGE_BYTES = WampLimits().max_outgoing_bytes
 
 BACKLOG = "backlog"
 __all__ = ["BACKLOG", "STALLED", "MessageOutbox"]
@@ -49,6 +57,7 @@ class MessageOutbox(BoundedSender):
         on_stalled: Callable[[str], None],
         counters: Counters,
         max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
     ):
         super().__init__(
             clock=clock, stall_timeout=stall_timeout, on_give_up=on_stalled, counters=counters
@@ -56,6 +65,7 @@ class MessageOutbox(BoundedSender):
         self._write = write
         self._serialize = serialize
         self._max_held_bytes = max_held_bytes
+        self._max_message_bytes = max_message_bytes
         self._held: dict[Hashable, tuple[bytes, bool]] = {}
         self._held_bytes = 0
         self._unkeyed = itertools.count()
@@ -71,6 +81,8 @@ class MessageOutbox(BoundedSender):
         # Autobahn caches the bytes per serializer on the message, so an event
         # shared by many subscribers is encoded once per serializer kind.
         payload, is_binary = self._serialize(msg)
+        if len(payload) > self._max_message_bytes:
+            raise PayloadTooLarge(len(payload), self._max_message_bytes)
         if not self._paused:
             self._write(payload, is_binary)
             return

@@ -47,7 +47,7 @@ class IWampConnection(Interface):
     peer = Attribute("Printable address of the client, for log lines.")
 
     def send(msg: message.Message, conflation_key: Hashable | None = None) -> None:
-        """Queue ``msg`` for the client.
+        """Queue ``msg`` for the client, or raise :class:`PayloadTooLarge`.
 
         ``conflation_key`` marks a message a newer one with the same key may
         replace while the client is slow (one reading per sensor and
@@ -56,6 +56,25 @@ class IWampConnection(Interface):
 
     def close(going_away: bool = False) -> None:
         """Close the transport (after an ABORT or GOODBYE was queued)."""
+
+    def internal_error() -> None:
+        """The router failed on this client's input: count it and close (1011)."""
+
+    def pause_reading() -> None:
+        """Stop reading the client's input (its session has a backlog of work)."""
+
+    def resume_reading() -> None:
+        """Read the client's input again."""
+
+
+class PayloadTooLarge(Exception):
+    """Raised by :meth:`IWampConnection.send`: the message exceeds the outgoing limit; nothing
+    was sent. The caller answers with ``wamp.error.payload_size_exceeded`` or drops it."""
+
+    def __init__(self, size: int, limit: int):
+        super().__init__(f"{size} bytes, over the limit of {limit} bytes")
+        self.size = size
+        self.limit = limit
 
 
 class IWampPeer(Interface):

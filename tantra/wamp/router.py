@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from autobahn import util
 from autobahn.wamp.role import RoleBrokerFeatures, RoleDealerFeatures
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from tantra.counters import Counters
@@ -26,6 +27,7 @@ from tantra.wamp import dealer as wamp_dealer
 from tantra.wamp.auth import AnonymousAuthenticator, IAuthenticator
 from tantra.wamp.broker import Broker
 from tantra.wamp.dealer import Dealer
+from tantra.wamp.limits import LogThrottle, WampLimits
 from tantra.wamp.peer import IWampPeer
 
 _log = Logger()
@@ -49,11 +51,20 @@ class Router:
         new_global_id: Callable[[], int] = util.id,
         max_retained: int = wamp_broker.DEFAULT_MAX_RETAINED,
         counters: Counters | None = None,
+        limits: WampLimits | None = None,
+        clock: IReactorTime | None = None,
     ):
+        """``clock`` runs call timeouts and spreads a session's work over reactor
+        turns; without one (pure tests) every message is handled at once and calls
+        never time out."""
         self.realm = realm
         self.authenticator = authenticator or AnonymousAuthenticator()
         #: The router counts into the ``wamp`` section (the hub's own is ``hub``).
         self.stats = (counters if counters is not None else Counters()).wamp
+        self.limits = limits if limits is not None else WampLimits()
+        self.clock = clock
+        #: Log lines about bad client input: at most one per second per kind.
+        self.log_throttle = LogThrottle(clock.seconds if clock is not None else None)
         self._new_global_id = new_global_id
         router_scope = itertools.count(1).__next__
         self.broker = Broker(
@@ -61,11 +72,14 @@ class Router:
             new_publication_id=new_global_id,
             stats=self.stats,
             max_retained=max_retained,
+            limits=self.limits,
         )
         self.dealer = Dealer(
             new_registration_id=router_scope,
             new_request_id=itertools.count(1).__next__,
             stats=self.stats,
+            limits=self.limits,
+            clock=clock,
         )
         self.sessions: dict[int, IJoinedSession] = {}
 

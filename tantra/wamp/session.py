@@ -16,6 +16,7 @@ Does not own: bytes or serializers (``tantra.wamp`` hands it parsed
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -24,6 +25,8 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from tantra.wamp import auth as wamp_auth
+from tantra.wamp.limits import shorten
+from tantra.wamp.parse import Item, Refusal, Violation
 from tantra.wamp.peer import (
     GOODBYE_AND_OUT,
     NO_SUCH_REALM,
@@ -31,6 +34,7 @@ from tantra.wamp.peer import (
     SYSTEM_SHUTDOWN,
     IWampConnection,
     IWampPeer,
+    error_reply,
 )
 from tantra.wamp.router import IJoinedSession, Router
 
@@ -57,6 +61,10 @@ class RouterSession:
         self.authid = ""
         self.authrole = ""
         self._client_roles: dict[str, Any] = {}
+        self._inbox: deque[Item] = deque()
+        self._later: Any = None  # the DelayedCall that drains the inbox on a later turn
+        self._work = 0  # messages handled + sent since the current turn's drain began
+        self._reading_paused = False
         broker, dealer = router.broker, router.dealer
         self._joined_handlers: dict[type, Callable[[Any], None]] = {
             message.Subscribe: lambda msg: broker.subscribe(self, msg),
@@ -78,12 +86,92 @@ class RouterSession:
 
     def send(self, msg: message.Message, conflation_key: Hashable | None = None) -> None:
         if self.state is not State.CLOSED:
+            self._work += 1
             self._connection.send(msg, conflation_key)
 
     def has_feature(self, role: str, feature: str) -> bool:
         return getattr(self._client_roles.get(role), feature, None) is True
 
     # -- input from the transport ------------------------------------------------------------
+
+    def receive(self, items: list[Item]) -> None:
+        """Handle one WebSocket message's items in order, at most ``turn_budget`` work a turn.
+
+        Work is messages handled plus messages sent (a SUBSCRIBE with
+        ``get_retained`` costs what it sends). Past the budget the rest waits
+        for a later reactor turn and the connection stops reading, so one
+        batched message of a thousand joins cannot starve ingest, and a client
+        sending faster than it is served is held back by TCP, not by memory.
+        """
+        self._inbox.extend(items)
+        if self._later is None:
+            self._drain()
+
+    def _drain(self) -> None:
+        self._later = None
+        self._work = 0
+        clock, budget = self._router.clock, self._router.limits.turn_budget
+        inbox = self._inbox
+        while inbox:
+            if self.state is State.CLOSED:
+                inbox.clear()
+                break
+            if clock is not None and self._work >= budget:
+                self._later = clock.callLater(0, self._drain)
+                if not self._reading_paused:
+                    self._reading_paused = True
+                    self._connection.pause_reading()
+                return
+            self._work += 1
+            item = inbox.popleft()
+            try:
+                self._handle(item)
+            except Exception:
+                self._internal_error(item)
+                return
+        if self._reading_paused and self.state is not State.CLOSED:
+            self._reading_paused = False
+            self._connection.resume_reading()
+
+    def _handle(self, item: Item) -> None:
+        if isinstance(item, Violation):
+            self.protocol_violation(item.detail)
+        elif isinstance(item, Refusal):
+            self._on_refusal(item)
+        else:
+            self.on_message(item)
+
+    def _internal_error(self, item: Item) -> None:
+        """A bug in the router: log it (throttled), and close this connection only (1011)."""
+        held_back = self._router.log_throttle.allow("internal_error")
+        if held_back is not None:
+            _log.failure(
+                "WAMP router failed on {kind} from {peer} ({held_back} more not logged)",
+                kind=type(item).__name__,
+                peer=self._connection.peer,
+                held_back=held_back,
+            )
+        self.connection_lost()
+        self._connection.internal_error()
+
+    def _on_refusal(self, refusal: Refusal) -> None:
+        if self.state is not State.JOINED:
+            self.protocol_violation(f"message type {refusal.request_type} before joining")
+            return
+        self._router.stats.errors_sent[refusal.uri] += 1
+        held_back = self._router.log_throttle.allow("refused")
+        if held_back is not None:
+            _log.info(
+                "refused a request of session {session} from {peer}: {uri} {text}"
+                " ({held_back} such lines held back)",
+                session=self.session_id,
+                peer=self._connection.peer,
+                uri=refusal.uri,
+                text=refusal.text,
+                held_back=held_back,
+            )
+        if not refusal.silent:
+            self.send(error_reply(refusal.request_type, refusal.request, refusal.uri, refusal.text))
 
     def on_message(self, msg: message.Message) -> None:
         state = self.state
@@ -113,17 +201,26 @@ class RouterSession:
         if self.state is State.CLOSED:
             return
         self._router.stats.protocol_violations += 1
-        _log.warn(
-            "WAMP protocol violation by {peer} (session {session}): {detail}",
-            peer=self._connection.peer,
-            session=self.session_id or "-",
-            detail=detail,
-        )
+        detail = shorten(detail, 200)
+        held_back = self._router.log_throttle.allow("protocol_violation")
+        if held_back is not None:
+            _log.warn(
+                "WAMP protocol violation by {peer} (session {session}): {detail}"
+                " ({held_back} more not logged; count at /stats)",
+                peer=self._connection.peer,
+                session=self.session_id or "-",
+                detail=detail,
+                held_back=held_back,
+            )
         self._abort(PROTOCOL_VIOLATION, detail, logged=True)
 
     def connection_lost(self) -> None:
         self._leave_realm()
         self.state = State.CLOSED
+        self._inbox.clear()
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
 
     # -- input from the router ------------------------------------------------------------
 
@@ -139,7 +236,8 @@ class RouterSession:
         realm = msg.realm or self._router.realm
         if realm != self._router.realm:
             self._abort(
-                NO_SUCH_REALM, f"no realm {realm!r} here; this hub serves {self._router.realm!r}"
+                NO_SUCH_REALM,
+                f"no realm {shorten(realm)!r} here; this hub serves {self._router.realm!r}",
             )
             return
         self._client_roles = dict(msg.roles or {})
@@ -198,12 +296,14 @@ class RouterSession:
 
     def _abort(self, reason: str, text: str, *, logged: bool = False) -> None:
         self._router.stats.aborts_sent[reason] += 1
-        if not logged:
+        held_back = None if logged else self._router.log_throttle.allow("abort")
+        if held_back is not None:
             _log.info(
-                "WAMP session from {peer} aborted: {reason} {text}",
+                "WAMP session from {peer} aborted: {reason} {text} ({held_back} more not logged)",
                 peer=self._connection.peer,
                 reason=reason,
                 text=text,
+                held_back=held_back,
             )
         self._connection.send(message.Abort(reason, message=text))
         self._leave_realm()

@@ -7,8 +7,11 @@ subprotocol negotiation (``wamp.2.cbor.batched``, ``wamp.2.cbor``,
 turns bytes into ``autobahn.wamp.message`` objects for its
 :class:`~tantra.wamp.session.RouterSession`, and sends that session's
 messages through a bounded :class:`~tantra.wamp.outbox.MessageOutbox`.
-A payload Autobahn cannot parse as WAMP is a protocol violation (ABORT), not
-a bare WebSocket close as in Autobahn's own transport.
+A payload that is not WAMP is a protocol violation (ABORT), not a bare
+WebSocket close as in Autobahn's own transport; ``tantra.wamp.parse`` decides
+what each message of a payload gets. The incoming message limit is
+Autobahn's (``maxMessagePayloadSize``, close 1009); the outgoing one is the
+outbox's (``max_outgoing_bytes``), so a large answer fails as a WAMP ERROR.
 
 Does not own: WAMP semantics (``tantra.wamp.session`` and the modules it
 uses), the hub (``tantra.wamp.bridge``), the HTTP tree (``tantra.web.site``).
@@ -21,7 +24,6 @@ from typing import Any
 
 from autobahn.twisted.websocket import WampWebSocketServerFactory, WampWebSocketServerProtocol
 from autobahn.wamp import message
-from autobahn.wamp.exception import ProtocolError
 from autobahn.wamp.serializer import CBORSerializer, JsonSerializer, MsgPackSerializer
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -39,6 +41,7 @@ from tantra.transports.websocket import (
 )
 from tantra.wamp.options import keeping_disclosure
 from tantra.wamp.outbox import DEFAULT_MAX_HELD_BYTES, MessageOutbox
+from tantra.wamp.parse import parse
 from tantra.wamp.peer import IWampConnection
 from tantra.wamp.router import Router
 from tantra.wamp.session import RouterSession
@@ -76,6 +79,20 @@ class _Connection:
         self._outbox.flush()
         self._protocol.close_with(CLOSE_GOING_AWAY if going_away else CLOSE_NORMAL)
 
+    def internal_error(self) -> None:
+        self._protocol.factory.counters.hub.clients_dropped["internal_error"] += 1
+        self._protocol.close_with(CLOSE_INTERNAL_ERROR)
+
+    def pause_reading(self) -> None:
+        transport = self._protocol.transport
+        if transport is not None:
+            transport.pauseProducing()
+
+    def resume_reading(self) -> None:
+        transport = self._protocol.transport
+        if transport is not None:
+            transport.resumeProducing()
+
 
 class WampProtocol(HubWebSocketProtocol, WampWebSocketServerProtocol):
     """One WAMP client connection."""
@@ -86,6 +103,7 @@ class WampProtocol(HubWebSocketProtocol, WampWebSocketServerProtocol):
     # Set once the WebSocket is open (onOpen).
     _router_session: RouterSession | None = None
     _outbox: MessageOutbox | None = None
+    maxMessagePayloadSize: int  # copied from the factory's options by Autobahn (untyped there)
 
     def onConnect(self, request):
         # Autobahn picks the serializer (or refuses clients that speak no WAMP).
@@ -105,6 +123,7 @@ class WampProtocol(HubWebSocketProtocol, WampWebSocketServerProtocol):
             on_stalled=self._on_stalled,
             counters=factory.counters,
             max_held_bytes=factory.max_held_bytes,
+            max_message_bytes=factory.router.limits.max_outgoing_bytes,
         )
         self._take_over_producer(outbox)
         self._outbox = outbox
@@ -115,28 +134,18 @@ class WampProtocol(HubWebSocketProtocol, WampWebSocketServerProtocol):
         session = self._router_session
         if session is None:
             return
-        try:
-            messages = self._serializer.unserialize(payload, isBinary)
-        except ProtocolError as error:
-            session.protocol_violation(str(error))
-            return
-        for msg in messages:
-            try:
-                session.on_message(msg)
-            except Exception:
-                self._log.failure(
-                    "WAMP router failed on {kind} from {peer}",
-                    kind=type(msg).__name__,
-                    peer=self.peer,
-                )
-                self.factory.counters.hub.clients_dropped["internal_error"] += 1
-                session.connection_lost()
-                self.close_with(CLOSE_INTERNAL_ERROR)
-                return
+        max_uri_bytes = self.factory.router.limits.max_uri_bytes
+        session.receive(parse(self._serializer, payload, isBinary, max_uri_bytes=max_uri_bytes))
 
     def _write_message(self, payload: bytes, is_binary: bool) -> None:
         if self.state == self.STATE_OPEN:
-            self.sendMessage(payload, is_binary)
+            # Autobahn checks outgoing messages against its *incoming* limit; the
+            # outbox has already applied the outgoing one (max_outgoing_bytes).
+            incoming_limit, self.maxMessagePayloadSize = self.maxMessagePayloadSize, 0
+            try:
+                self.sendMessage(payload, is_binary)
+            finally:
+                self.maxMessagePayloadSize = incoming_limit
 
     def _on_stalled(self, reason: str) -> None:
         self._log.info("closing slow WAMP client {peer} ({reason})", peer=self.peer, reason=reason)
