@@ -26,7 +26,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from tantra import replies
-from tantra.hub import EVERYTHING, Batch, Filter, Hub, Subscription
+from tantra.hub import EVERYTHING, Filter, Hub, Subscription
 from tantra.model import NAME_PATTERN, NAME_RULE, Reading, device_name_for_address
 from tantra.outbox import Outbox
 from tantra.transports.sendnow import writer_for
@@ -49,9 +49,12 @@ def encode_text_frames(readings: Sequence[Reading]) -> bytes:
     """All readings of a batch as consecutive text frames, one reading per frame.
 
     A module-level function, so every dashboard shares the memo in
-    :meth:`Batch.encoded` and a turn's frames are built once per filter.
+    :meth:`Batch.encoded` and a turn's frames are built once per filter. Each
+    reading's frame is built once too (:meth:`Reading.framed`): a dashboard
+    joining a hub with 100k sensors joins cached frames instead of framing
+    the whole cache again.
     """
-    return b"".join([frame_text(reading.json) for reading in readings])
+    return b"".join([reading.framed(frame_text) for reading in readings])
 
 
 def filter_from_query(params: Mapping[str, Sequence[str]]) -> Filter:
@@ -160,7 +163,7 @@ class DashboardProtocol(WebSocketServerProtocol):
         self._subscription, snapshot = factory.hub.subscribe(outbox, self._filter or EVERYTHING)
         factory.clients.add(self)
         if snapshot:
-            outbox.deliver(Batch(snapshot))
+            outbox.send_snapshot(snapshot)
 
     def sendCloseFrame(self, code=None, reasonUtf8=None, isReply=False) -> None:
         """Every close frame, ours or Autobahn's, ends the broadcast stream first."""
