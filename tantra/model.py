@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from functools import lru_cache
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import attrs
