@@ -131,7 +131,10 @@ SPECS: tuple[Spec, ...] = (
     Spec("idle-timeout", 300.0, _number(0.1), "seconds of TCP silence before the hub hangs up"),
     Spec("udp-error-rate", 10.0, _number(0), "error replies per second per UDP source address"),
     Spec("dedupe-size", 1024, _number(1, integer=True), "seq numbers remembered per device"),
-    Spec("dedupe-seconds", 300.0, _number(0.1), "seconds a seq number is remembered"),
+    Spec("dedupe-seconds", 300.0, _number(0.1),
+         "seconds of silence after which a device's seq window is forgotten"),
+    Spec("dedupe-devices", 500_000, _number(1, integer=True),
+         "devices tracked for de-duplication (~200-450 bytes each)"),
     Spec("max-sensors", 100_000, _number(1, integer=True), "sensors kept in the last-value cache"),
     Spec("realm", "tantra", _uri, "WAMP realm served at /wamp"),
 )  # fmt: skip
@@ -154,6 +157,7 @@ class Settings:
     udp_error_rate: float
     dedupe_size: int
     dedupe_seconds: float
+    dedupe_devices: int
     max_sensors: int
     realm: str
 

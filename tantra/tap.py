@@ -199,7 +199,11 @@ def build_service(settings: Settings, reactor) -> TantraService:
     """Wire every part of the hub from checked settings."""
     hub = Hub(
         reactor,
-        dedupe=SeqWindow(size=settings.dedupe_size, seconds=settings.dedupe_seconds),
+        dedupe=SeqWindow(
+            size=settings.dedupe_size,
+            seconds=settings.dedupe_seconds,
+            max_devices=settings.dedupe_devices,
+        ),
         max_sensors=settings.max_sensors,
     )
     dashboards = DashboardFactory(
