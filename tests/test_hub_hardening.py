@@ -210,7 +210,7 @@ def test_distinct_filters_are_routed_by_index_not_tested_one_by_one(hub, clock):
     assert calls == [], "no group is tested reading by reading"
     assert [r.value for r in sinks[7][0].readings] == [1]
     assert sum(len(sink.readings) for sink, _ in sinks.values()) == 1
-    for sink, subscription in sinks.values():
+    for _sink, subscription in sinks.values():
         hub.unsubscribe(subscription)
     assert hub._device_routes == {} and hub._groups == {}
 
