@@ -160,11 +160,12 @@ class Hub:
         self._max_sensors = max_sensors
         self.stats = HubStats()
         # The last-value cache, in update order (oldest first), and its two
-        # indices: device -> {sensor: stamp} and sensor -> {device: stamp},
-        # where a stamp numbers updates so filtered snapshots keep that order.
+        # indices: device -> {sensor: stamp} (a stamp numbers updates, so
+        # filtered snapshots keep that order) and sensor -> its device, or
+        # {device: None} once several devices have that sensor.
         self._latest: OrderedDict[tuple[str, str], Reading] = OrderedDict()
         self._by_device: dict[str, dict[str, int]] = {}
-        self._by_sensor: dict[str, dict[str, int]] = {}
+        self._by_sensor: dict[str, str | dict[str, None]] = {}
         self._stamp = 0
         # filter -> {sink: subscription}; equal filters share one batch per turn.
         self._groups: dict[Filter, dict[ISink, Subscription]] = {}
@@ -340,7 +341,6 @@ class Hub:
                 latest.move_to_end(key)
                 latest[key] = reading
                 by_device[device][sensor] = stamp
-                by_sensor[sensor][device] = stamp
                 continue
             latest[key] = reading
             sensors = by_device.get(device)
@@ -349,22 +349,28 @@ class Hub:
             sensors[sensor] = stamp
             devices = by_sensor.get(sensor)
             if devices is None:
-                devices = by_sensor[sensor] = {}
-            devices[device] = stamp
+                by_sensor[sensor] = device  # most sensor names belong to one device
+            elif type(devices) is str:
+                by_sensor[sensor] = {devices: None, device: None}
+            else:
+                devices[device] = None
             if len(latest) > self._max_sensors:
                 self._evict_oldest()
         self._stamp = stamp
 
     def _evict_oldest(self) -> None:
         (device, sensor), _ = self._latest.popitem(last=False)
-        for index, outer, inner in (
-            (self._by_device, device, sensor),
-            (self._by_sensor, sensor, device),
-        ):
-            entries = index[outer]
-            del entries[inner]
-            if not entries:
-                del index[outer]
+        sensors = self._by_device[device]
+        del sensors[sensor]
+        if not sensors:
+            del self._by_device[device]
+        devices = self._by_sensor[sensor]
+        if type(devices) is str:
+            del self._by_sensor[sensor]
+        else:
+            del devices[device]
+            if not devices:
+                del self._by_sensor[sensor]
         self.stats.sensors_evicted += 1
         if self.stats.sensors_evicted % 10_000 == 1:  # log the first, then a sample
             _log.warn(
@@ -455,14 +461,14 @@ class Hub:
                     )
         else:
             assert sensors is not None
+            by_device = self._by_device
             for sensor in sensors:
-                entries = self._by_sensor.get(sensor)
-                if entries:
-                    found.extend(
-                        (stamp, (device, sensor))
-                        for device, stamp in entries.items()
-                        if devices is None or device in devices
-                    )
+                owners = self._by_sensor.get(sensor)
+                if owners is None:
+                    continue
+                for device in (owners,) if type(owners) is str else owners:
+                    if devices is None or device in devices:
+                        found.append((by_device[device][sensor], (device, sensor)))
         found.sort()
         latest = self._latest
         return [latest[key] for _, key in found]

@@ -249,23 +249,27 @@ def _json_type(value: Any) -> str:
 
 
 # Names already found valid. Readings repeat a handful of device and sensor
-# names, so a set lookup replaces the regular expression on the hot path; the
-# set is emptied when full, so it stays bounded whatever devices send.
-_valid_names: set[str] = set()
+# names, so a dict lookup replaces the regular expression on the hot path and
+# hands back one shared copy of the name (every cached reading of a device
+# then shares its name instead of holding the decoder's copy); the dict is
+# emptied when full, so it stays bounded whatever devices send.
+_valid_names: dict[str, str] = {}
 _VALID_NAMES_LIMIT = 65_536
 
 
-def _is_valid_name(value: Any) -> bool:
+def _valid_name(value: Any) -> str | None:
+    """``value`` (as a shared copy) when it is a valid name, else None."""
     if type(value) is not str:
-        return False
-    if value in _valid_names:
-        return True
+        return None
+    known = _valid_names.get(value)
+    if known is not None:
+        return known
     if NAME_PATTERN.fullmatch(value) is None:
-        return False
+        return None
     if len(_valid_names) >= _VALID_NAMES_LIMIT:
         _valid_names.clear()
-    _valid_names.add(value)
-    return True
+    _valid_names[value] = value
+    return value
 
 
 _LARGEST_DOUBLE = 1.7976931348623157e308
@@ -328,8 +332,8 @@ def validate_reading(
         if name not in obj:
             return _reject(index, f"missing required field {name!r}")
 
-    sensor = obj["sensor"]
-    if not _is_valid_name(sensor):
+    sensor = _valid_name(obj["sensor"])
+    if sensor is None:
         return _reject(index, f"sensor must be {NAME_RULE}")
     value = obj["value"]
     if not _is_finite_value(value):
@@ -341,8 +345,8 @@ def validate_reading(
         and (unit.isascii() or _is_encodable(unit))
     ):
         return _reject(index, f"unit must be a text string of at most {MAX_UNIT_LENGTH} characters")
-    device = obj.get("device", default_device)
-    if not _is_valid_name(device):
+    device = _valid_name(obj.get("device", default_device))
+    if device is None:
         return _reject(index, f"device must be {NAME_RULE}")
     seq = obj.get("seq")
     if (seq is not None or "seq" in obj) and not (type(seq) is int and 0 <= seq <= MAX_SEQ):
