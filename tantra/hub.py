@@ -1,7 +1,8 @@
 """The fan-out core: one ingest path for every transport, one delivery path to every sink.
 
 Owns: the pipeline after parsing (de-duplicate, collect, fan out), the
-last-value cache, the subscriber registry with its filters, and the counters.
+last-value cache, the subscriber registry with its filters. It counts into
+the ``hub`` section of the :class:`~tantra.counters.Counters` it is given.
 Readings accepted during one reactor turn are delivered together on the next
 turn (``clock.callLater(0, ...)``), so a sink writes once per turn however many
 readings arrived, and every sink sees them in the same order.
@@ -12,8 +13,8 @@ and implement :class:`ISink`), nor the clock (injected; never ``time.time()``).
 
 from __future__ import annotations
 
-from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 import attrs
@@ -21,9 +22,9 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface
 
+from tantra.counters import Counters, HubStats
 from tantra.dedupe import SeqWindow
 from tantra.model import ParsedPayload, Reading, Rejection, parse_payload
-from tantra.replies import reply_messages
 
 _log = Logger()
 T = TypeVar("T")
@@ -70,21 +71,34 @@ EVERYTHING = Filter()
 
 
 class Batch:
-    """The readings of one turn for one filter, with per-encoder memo.
+    """The readings of one turn for one filter, where they came from, and a per-encoder memo.
 
     Sinks of the same kind (say, every WebSocket dashboard) encode a batch with
     the same function; :meth:`encoded` runs it once and hands every sink the
     same bytes.
+
+    ``origins`` is ``None`` when no reading of the turn was accepted with an
+    origin (the common case: devices), else a list parallel to ``readings``
+    holding each reading's origin or ``None``. A component that feeds the hub
+    and is also a sink (the WAMP bridge, an MQTT bus) finds its own readings
+    with :meth:`with_origins` and need not keep a map of what it sent.
     """
 
-    __slots__ = ("_encodings", "readings")
+    __slots__ = ("_encodings", "origins", "readings")
 
-    def __init__(self, readings: Sequence[Reading]):
+    def __init__(self, readings: Sequence[Reading], origins: Sequence[object] | None = None):
         self.readings = readings
+        self.origins = origins
         self._encodings: dict[Callable[[Sequence[Reading]], Any], Any] = {}
 
     def __len__(self) -> int:
         return len(self.readings)
+
+    def with_origins(self) -> Iterable[tuple[Reading, object]]:
+        """Each reading with its origin (``None`` when it was accepted without one)."""
+        if self.origins is None:
+            return ((reading, None) for reading in self.readings)
+        return zip(self.readings, self.origins, strict=True)
 
     def encoded(self, encoder: Callable[[Sequence[Reading]], T]) -> T:
         try:
@@ -94,49 +108,14 @@ class Batch:
             return result
 
 
-@attrs.define
-class HubStats:
-    """Counters a person running the hub wants to see (served at ``/stats``)."""
-
-    accepted: int = 0
-    duplicates: int = 0
-    delivered: int = 0
-    conflated: int = 0
-    rejected: Counter[str] = attrs.Factory(Counter)
-    clients_dropped: Counter[str] = attrs.Factory(Counter)
-    replies_suppressed: int = 0
-    sensors_evicted: int = 0
-    #: Devices the de-dup window forgot because it was full (see docs/protocol.md).
-    dedupe_evicted: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "accepted": self.accepted,
-            "duplicates": self.duplicates,
-            "delivered": self.delivered,
-            "conflated": self.conflated,
-            "rejected": dict(self.rejected),
-            "rejected_total": sum(self.rejected.values()),
-            "clients_dropped": dict(self.clients_dropped),
-            "replies_suppressed": self.replies_suppressed,
-            "sensors_evicted": self.sensors_evicted,
-            "dedupe_evicted": self.dedupe_evicted,
-        }
-
-
 class IngestOutcome(NamedTuple):
-    """What became of one payload; transports turn it into replies (one per payload)."""
+    """What became of one payload; transports turn it into replies (``tantra.replies``)."""
 
     accepted: Sequence[Reading]
     duplicates: Sequence[Reading]
     errors: Sequence[Rejection]
     acks: Sequence[int]
     is_batch: bool
-
-    def replies(self) -> list[dict[str, Any]]:
-        if not self.acks and not self.errors:
-            return []  # the common case for devices that do not ask for acks
-        return reply_messages(self.acks, self.errors, is_batch=self.is_batch)
 
 
 @attrs.define(eq=False, slots=True)
@@ -154,11 +133,15 @@ class Hub:
         *,
         dedupe: SeqWindow | None = None,
         max_sensors: int = 100_000,
+        counters: Counters | None = None,
     ):
         self._clock = clock
         self._dedupe = dedupe if dedupe is not None else SeqWindow()
         self._max_sensors = max_sensors
-        self.stats = HubStats()
+        #: Every counter of the running hub; transports default to this object.
+        self.counters = counters if counters is not None else Counters()
+        #: The hub's own section of :attr:`counters`.
+        self.stats: HubStats = self.counters.hub
         # The last-value cache, in update order (oldest first), and its two
         # indices: device -> {sensor: stamp} (a stamp numbers updates, so
         # filtered snapshots keep that order) and sensor -> its device, or
@@ -174,6 +157,8 @@ class Hub:
         self._device_routes: dict[str, dict[Filter, None]] = {}
         self._sensor_routes: dict[str, dict[Filter, None]] = {}
         self._pending: list[Reading] = []
+        # Parallel to _pending, made only in a turn where some reading has an origin.
+        self._pending_origins: list[object] | None = None
         self._flush_call: IDelayedCall | None = None
         self._last_rejection_log = float("-inf")
         self._rejections_unlogged = 0
@@ -190,12 +175,20 @@ class Hub:
         return self.accept(parsed, source=default_device, now=now)
 
     def accept(
-        self, parsed: ParsedPayload, *, source: str = "?", now: float | None = None
+        self,
+        parsed: ParsedPayload,
+        *,
+        source: str = "?",
+        origin: object = None,
+        now: float | None = None,
     ) -> IngestOutcome:
         """Queue already validated readings (WAMP builds them from a topic + kwargs).
 
         ``source`` names the sender in log lines about its rejected input;
-        ``now`` saves a clock read when the caller has just made one.
+        ``origin`` travels with the accepted readings to every sink
+        (:attr:`Batch.origins`), so a component that is both a source and a
+        sink recognises its own readings; ``now`` saves a clock read when the
+        caller has just made one.
         """
         if parsed.errors:
             for error in parsed.errors:
@@ -219,13 +212,25 @@ class Hub:
             self.stats.duplicates += len(duplicates)
         if accepted:
             self.stats.accepted += len(accepted)
+            if origin is not None or self._pending_origins is not None:
+                self._tag_origins(origin, len(accepted))
             self._pending.extend(accepted)
             if self._flush_call is None:
                 self._flush_call = self._clock.callLater(0, self._scheduled_flush)
         return IngestOutcome(accepted, duplicates, parsed.errors, acks, parsed.is_batch)
 
+    def _tag_origins(self, origin: object, count: int) -> None:
+        """Record the origin of the next ``count`` pending readings (off the device path)."""
+        if self._pending_origins is None:
+            self._pending_origins = [None] * len(self._pending)
+        self._pending_origins.extend([origin] * count)
+
     def reject(self, reason: str, count: int = 1, *, source: str = "?", detail: str = "") -> None:
-        """Count input a transport refused before it could be parsed (framing errors)."""
+        """Count input refused outside :func:`parse_payload`, naming its source.
+
+        Framing errors of the raw transports, bad subscriptions, and readings a
+        WAMP client published that its topic or arguments make invalid.
+        """
         self.stats.rejected[reason] += count
         self._log_rejection(source, Rejection(reason, detail), count)
 
@@ -265,22 +270,27 @@ class Hub:
             self._flush_call.cancel()
             self._flush_call = None
         pending, self._pending = self._pending, []
+        origins, self._pending_origins = self._pending_origins, None
         if not pending:
             return
         self._remember(pending)
         delivered = 0
         members = self._groups.get(EVERYTHING)
         if members:
-            delivered += self._deliver(members, pending)
+            delivered += self._deliver(members, Batch(pending, origins))
         if self._device_routes or self._sensor_routes:
-            for filter_, readings in self._route(pending).items():
+            if origins is None:
+                routed = self._route(pending)
+            else:  # each routed reading keeps its origin (the WAMP bridge relies on it)
+                routed = self._route_with_origins(pending, origins)
+            for filter_, batch in routed.items():
                 members = self._groups.get(filter_)
                 if members:
-                    delivered += self._deliver(members, readings)
+                    delivered += self._deliver(members, batch)
         self.stats.delivered += delivered
 
-    def _route(self, pending: Sequence[Reading]) -> dict[Filter, list[Reading]]:
-        """The readings of each filtered group, in arrival order; only groups with any."""
+    def _route(self, pending: Sequence[Reading]) -> dict[Filter, Batch]:
+        """The batch of each filtered group, in arrival order; only groups with any."""
         routed: dict[Filter, list[Reading]] = {}
         device_routes = self._device_routes
         sensor_routes = self._sensor_routes
@@ -303,12 +313,42 @@ class Hub:
                         routed[filter_] = [reading]
                     else:
                         found.append(reading)
-        return routed
+        return {filter_: Batch(readings) for filter_, readings in routed.items()}
+
+    def _route_with_origins(
+        self, pending: Sequence[Reading], origins: Sequence[object]
+    ) -> dict[Filter, Batch]:
+        """:meth:`_route` for a turn with origins: each routed reading keeps its own.
+
+        Off the device path (only turns in which some reading was accepted
+        with an origin, such as a WAMP publication, come here), so the
+        groups wanting a reading come from :meth:`_wanting`.
+        """
+        routed: dict[Filter, tuple[list[Reading], list[object]]] = {}
+        for reading, origin in zip(pending, origins, strict=True):
+            for filter_ in self._wanting(reading):
+                found = routed.get(filter_)
+                if found is None:
+                    routed[filter_] = ([reading], [origin])
+                else:
+                    found[0].append(reading)
+                    found[1].append(origin)
+        return {filter_: Batch(readings, tags) for filter_, (readings, tags) in routed.items()}
+
+    def _wanting(self, reading: Reading) -> Iterator[Filter]:
+        """The filtered groups that want ``reading`` (what :meth:`_route` inlines)."""
+        groups = self._device_routes.get(reading.device)
+        if groups:
+            for filter_ in groups:
+                if filter_.sensors is None or reading.sensor in filter_.sensors:
+                    yield filter_
+        groups = self._sensor_routes.get(reading.sensor)
+        if groups:
+            yield from groups
 
     @staticmethod
-    def _deliver(members: dict[ISink, Subscription], readings: Sequence[Reading]) -> int:
+    def _deliver(members: dict[ISink, Subscription], batch: Batch) -> int:
         """One batch to every sink of a group; a failing sink costs only itself."""
-        batch = Batch(readings)
         sinks = list(members)  # a sink may unsubscribe while it is delivered to
         failed = 0
         for sink in sinks:
@@ -317,7 +357,7 @@ class Hub:
             except Exception:
                 failed += 1
                 _log.failure("sink {sink!r} failed to take a batch", sink=sink)
-        return len(readings) * (len(sinks) - failed)
+        return len(batch) * (len(sinks) - failed)
 
     def _remember(self, readings: Sequence[Reading]) -> None:
         """Update the last-value cache: the reading received last wins.
@@ -350,7 +390,7 @@ class Hub:
             devices = by_sensor.get(sensor)
             if devices is None:
                 by_sensor[sensor] = device  # most sensor names belong to one device
-            elif type(devices) is str:
+            elif isinstance(devices, str):
                 by_sensor[sensor] = {devices: None, device: None}
             else:
                 devices[device] = None
@@ -365,7 +405,7 @@ class Hub:
         if not sensors:
             del self._by_device[device]
         devices = self._by_sensor[sensor]
-        if type(devices) is str:
+        if isinstance(devices, str):
             del self._by_sensor[sensor]
         else:
             del devices[device]
@@ -466,7 +506,7 @@ class Hub:
                 owners = self._by_sensor.get(sensor)
                 if owners is None:
                     continue
-                for device in (owners,) if type(owners) is str else owners:
+                for device in (owners,) if isinstance(owners, str) else owners:
                     if devices is None or device in devices:
                         found.append((by_device[device][sensor], (device, sensor)))
         found.sort()

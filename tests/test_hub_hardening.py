@@ -14,13 +14,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.internet.task import Clock
+from twisted.web.test.requesthelper import DummyRequest
 
+from tantra.counters import Counters
 from tantra.dedupe import SeqWindow
-from tantra.hub import EVERYTHING, Filter, Hub, HubStats
+from tantra.hub import EVERYTHING, Batch, Filter, Hub
 from tantra.model import INT_MAX, INT_MIN, Reading, parse_payload, validate_reading
 from tantra.outbox import SNAPSHOT_CHUNK, Outbox
-from tantra.transports.dashboard import encode_text_frames
+from tantra.transports.dashboard import DashboardFactory, encode_text_frames
 from tantra.transports.raw import DeviceDatagramProtocol
+from tantra.web.site import StatsResource
 from tests.support.fakes import START, RecordingSink
 from tests.test_raw import SOURCE, FakeDatagramTransport, connect_tcp, lines
 
@@ -193,6 +196,40 @@ def test_routing_and_snapshots_match_a_brute_force_filter(filters_, before, afte
         )
 
 
+origins_of = st.lists(st.sampled_from([None, "bridge", "bus"]), max_size=40)
+
+
+@settings(max_examples=60)
+@given(st.lists(filters, min_size=1, max_size=6), readings_of, origins_of)
+def test_routed_batches_keep_each_readings_origin(filters_, sent, tags):
+    """The WAMP bridge knows its own publications by origin, in filtered batches too."""
+    clock = Clock()
+    clock.advance(START)
+    hub = Hub(clock)
+    sinks = []
+    for filter_ in [*filters_, EVERYTHING]:
+        sink = RecordingSink()
+        hub.subscribe(sink, filter_)
+        sinks.append((sink, filter_))
+    expected_pairs = []
+    for index, (device, sensor) in enumerate(sent):
+        origin = tags[index] if index < len(tags) else None
+        outcome = hub.accept(parse_payload(b'{"device":"%s","sensor":"%s","value":%d}'
+                                           % (device.encode(), sensor.encode(), index),
+                                           default_device="x", now_ms=NOW_MS),
+                             origin=origin)  # fmt: skip
+        expected_pairs.extend((reading, origin) for reading in outcome.accepted)
+    hub.flush()
+    turn_has_origins = any(origin is not None for _, origin in expected_pairs)
+    for sink, filter_ in sinks:
+        wanted = [(r, o) for r, o in expected_pairs if filter_.matches(r)]
+        got = [pair for batch in sink.batches for pair in batch.with_origins()]
+        assert [(r.key, r.value, o) for r, o in got] == [(r.key, r.value, o) for r, o in wanted]
+        for batch in sink.batches:
+            assert (batch.origins is not None) == turn_has_origins
+            assert all(a is b for a, (b, _) in zip(batch.readings, wanted, strict=False))
+
+
 def test_distinct_filters_are_routed_by_index_not_tested_one_by_one(hub, clock):
     sinks = {}
     for index in range(2000):
@@ -259,7 +296,7 @@ class ChunkHarness:
             clock=self.clock,
             stall_timeout=30.0,
             on_give_up=lambda reason: None,
-            stats=HubStats(),
+            counters=Counters(),
         )
 
     def sensors(self) -> list[str]:
@@ -267,8 +304,6 @@ class ChunkHarness:
 
 
 def test_a_large_snapshot_goes_out_a_chunk_a_turn_and_live_readings_follow_it():
-    from tantra.hub import Batch
-
     h = ChunkHarness()
     snapshot = [Reading("d", f"s{i}", i, 0) for i in range(SNAPSHOT_CHUNK * 3 + 1)]
     h.outbox.send_snapshot(snapshot)
@@ -316,5 +351,7 @@ def test_a_cardinality_flood_evicts_the_least_recently_active_and_is_counted(clo
     clock.advance(0)
     assert retry.acks == [2] and len(retry.duplicates) == 1, "still remembered: recently active"
     assert hub.stats.dedupe_evicted == 11
-    assert hub.stats.as_dict()["dedupe_evicted"] == 11
     assert [r.value for r in live.readings if r.device == "real"] == [1, 2]
+    stats = json.loads(StatsResource(hub, DashboardFactory(hub, clock)).render(DummyRequest([b""])))
+    assert stats["dedupe_evicted"] == 11
+    assert stats["sensors"] == hub.sensor_count() == 61

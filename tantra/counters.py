@@ -1,0 +1,84 @@
+"""Every counter of the hub, in one object handed to whoever counts.
+
+Owns: :class:`Counters`, the one place counts live: a section per part
+(:class:`HubStats` for ingest and delivery, :class:`WampStats` for the
+router), built once in ``tantra.tap`` and passed to the constructors of the
+hub, the transports, the outboxes and the WAMP router. ``/stats`` serves
+:meth:`Counters.as_dict`, and a metrics exporter reads the same object. A new
+part adds a section here (an attrs class with ``as_dict``) rather than a
+counter dict of its own.
+
+Does not own: gauges that are computed from live state (clients connected,
+sensors cached): ``tantra.web.site`` asks their owners. Pure: plain
+integers and ``Counter`` s, no Twisted.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import attrs
+
+
+@attrs.define
+class HubStats:
+    """Counters a person running the hub wants to see (top level of ``/stats``)."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    delivered: int = 0
+    conflated: int = 0
+    rejected: Counter[str] = attrs.Factory(Counter)
+    clients_dropped: Counter[str] = attrs.Factory(Counter)
+    replies_suppressed: int = 0
+    sensors_evicted: int = 0
+    #: Devices the de-dup window forgot because it was full (see docs/protocol.md).
+    dedupe_evicted: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "delivered": self.delivered,
+            "conflated": self.conflated,
+            "rejected": dict(self.rejected),
+            "rejected_total": sum(self.rejected.values()),
+            "clients_dropped": dict(self.clients_dropped),
+            "replies_suppressed": self.replies_suppressed,
+            "sensors_evicted": self.sensors_evicted,
+            "dedupe_evicted": self.dedupe_evicted,
+        }
+
+
+@attrs.define
+class WampStats:
+    """Counters of the router, beside the hub's (a reading rejected over WAMP counts there)."""
+
+    sessions_opened: int = 0
+    sessions_closed: int = 0
+    protocol_violations: int = 0
+    publications: int = 0
+    events_sent: int = 0
+    calls: int = 0
+    retained_evicted: int = 0
+    errors_sent: Counter[str] = attrs.Factory(Counter)
+    aborts_sent: Counter[str] = attrs.Factory(Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = attrs.asdict(self)
+        out["errors_sent"] = dict(self.errors_sent)
+        out["aborts_sent"] = dict(self.aborts_sent)
+        return out
+
+
+@attrs.define
+class Counters:
+    """The hub's counters at the top level, each other part's under its own name."""
+
+    hub: HubStats = attrs.Factory(HubStats)
+    wamp: WampStats = attrs.Factory(WampStats)
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON ``/stats`` serves: hub counters, then one object per section."""
+        return {**self.hub.as_dict(), "wamp": self.wamp.as_dict()}
