@@ -33,6 +33,8 @@ class HubStats:
     clients_dropped: Counter[str] = attrs.Factory(Counter)
     replies_suppressed: int = 0
     sensors_evicted: int = 0
+    #: Devices the de-dup window forgot because it was full (see docs/protocol.md).
+    dedupe_evicted: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +47,7 @@ class HubStats:
             "clients_dropped": dict(self.clients_dropped),
             "replies_suppressed": self.replies_suppressed,
             "sensors_evicted": self.sensors_evicted,
+            "dedupe_evicted": self.dedupe_evicted,
         }
 
 

@@ -13,7 +13,8 @@ and implement :class:`ISink`), nor the clock (injected; never ``time.time()``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 import attrs
@@ -141,9 +142,20 @@ class Hub:
         self.counters = counters if counters is not None else Counters()
         #: The hub's own section of :attr:`counters`.
         self.stats: HubStats = self.counters.hub
-        self._latest: dict[tuple[str, str], Reading] = {}
+        # The last-value cache, in update order (oldest first), and its two
+        # indices: device -> {sensor: stamp} (a stamp numbers updates, so
+        # filtered snapshots keep that order) and sensor -> its device, or
+        # {device: None} once several devices have that sensor.
+        self._latest: OrderedDict[tuple[str, str], Reading] = OrderedDict()
+        self._by_device: dict[str, dict[str, int]] = {}
+        self._by_sensor: dict[str, str | dict[str, None]] = {}
+        self._stamp = 0
         # filter -> {sink: subscription}; equal filters share one batch per turn.
         self._groups: dict[Filter, dict[ISink, Subscription]] = {}
+        # The routing index: a filtered group is listed under each device it
+        # names, or (naming no device) under each sensor it names.
+        self._device_routes: dict[str, dict[Filter, None]] = {}
+        self._sensor_routes: dict[str, dict[Filter, None]] = {}
         self._pending: list[Reading] = []
         # Parallel to _pending, made only in a turn where some reading has an origin.
         self._pending_origins: list[object] | None = None
@@ -194,6 +206,8 @@ class Hub:
                     duplicates.append(reading)
                     continue
             accepted.append(reading)
+        if acks:
+            self.stats.dedupe_evicted = self._dedupe.evicted
         if duplicates:
             self.stats.duplicates += len(duplicates)
         if accepted:
@@ -244,7 +258,14 @@ class Hub:
         self.flush()
 
     def flush(self) -> None:
-        """Deliver every queued reading now (normally called on the next turn)."""
+        """Deliver every queued reading now (normally called on the next turn).
+
+        Each reading goes to the groups that want it through the routing
+        index (device -> groups, sensor -> groups), so a turn costs what it
+        delivers, not one filter test per group and reading: 2000 dashboards
+        with 2000 different ``?device=`` filters cost a reading two dict
+        look-ups plus its own group.
+        """
         if self._flush_call is not None:
             self._flush_call.cancel()
             self._flush_call = None
@@ -254,54 +275,152 @@ class Hub:
             return
         self._remember(pending)
         delivered = 0
-        for filter_, members in list(self._groups.items()):
-            if filter_ == EVERYTHING:
-                batch = Batch(pending, origins)
-            elif origins is None:
-                readings = [reading for reading in pending if filter_.matches(reading)]
-                if not readings:
-                    continue
-                batch = Batch(readings)
-            else:
-                chosen = [pair for pair in zip(pending, origins, strict=True)
-                          if filter_.matches(pair[0])]  # fmt: skip
-                if not chosen:
-                    continue
-                batch = Batch([reading for reading, _ in chosen], [tag for _, tag in chosen])
-            sinks = list(members)  # a sink may unsubscribe while it is delivered to
-            failed = 0
-            for sink in sinks:
-                try:
-                    sink.deliver(batch)
-                except Exception:
-                    failed += 1
-                    _log.failure("sink {sink!r} failed to take a batch", sink=sink)
-            delivered += len(batch) * (len(sinks) - failed)
+        members = self._groups.get(EVERYTHING)
+        if members:
+            delivered += self._deliver(members, Batch(pending, origins))
+        if self._device_routes or self._sensor_routes:
+            if origins is None:
+                routed = self._route(pending)
+            else:  # each routed reading keeps its origin (the WAMP bridge relies on it)
+                routed = self._route_with_origins(pending, origins)
+            for filter_, batch in routed.items():
+                members = self._groups.get(filter_)
+                if members:
+                    delivered += self._deliver(members, batch)
         self.stats.delivered += delivered
 
+    def _route(self, pending: Sequence[Reading]) -> dict[Filter, Batch]:
+        """The batch of each filtered group, in arrival order; only groups with any."""
+        routed: dict[Filter, list[Reading]] = {}
+        device_routes = self._device_routes
+        sensor_routes = self._sensor_routes
+        for reading in pending:
+            groups = device_routes.get(reading.device)
+            if groups:
+                for filter_ in groups:
+                    sensors = filter_.sensors
+                    if sensors is None or reading.sensor in sensors:
+                        found = routed.get(filter_)
+                        if found is None:
+                            routed[filter_] = [reading]
+                        else:
+                            found.append(reading)
+            groups = sensor_routes.get(reading.sensor)
+            if groups:
+                for filter_ in groups:
+                    found = routed.get(filter_)
+                    if found is None:
+                        routed[filter_] = [reading]
+                    else:
+                        found.append(reading)
+        return {filter_: Batch(readings) for filter_, readings in routed.items()}
+
+    def _route_with_origins(
+        self, pending: Sequence[Reading], origins: Sequence[object]
+    ) -> dict[Filter, Batch]:
+        """:meth:`_route` for a turn with origins: each routed reading keeps its own.
+
+        Off the device path (only turns in which some reading was accepted
+        with an origin, such as a WAMP publication, come here), so the
+        groups wanting a reading come from :meth:`_wanting`.
+        """
+        routed: dict[Filter, tuple[list[Reading], list[object]]] = {}
+        for reading, origin in zip(pending, origins, strict=True):
+            for filter_ in self._wanting(reading):
+                found = routed.get(filter_)
+                if found is None:
+                    routed[filter_] = ([reading], [origin])
+                else:
+                    found[0].append(reading)
+                    found[1].append(origin)
+        return {filter_: Batch(readings, tags) for filter_, (readings, tags) in routed.items()}
+
+    def _wanting(self, reading: Reading) -> Iterator[Filter]:
+        """The filtered groups that want ``reading`` (what :meth:`_route` inlines)."""
+        groups = self._device_routes.get(reading.device)
+        if groups:
+            for filter_ in groups:
+                if filter_.sensors is None or reading.sensor in filter_.sensors:
+                    yield filter_
+        groups = self._sensor_routes.get(reading.sensor)
+        if groups:
+            yield from groups
+
+    @staticmethod
+    def _deliver(members: dict[ISink, Subscription], batch: Batch) -> int:
+        """One batch to every sink of a group; a failing sink costs only itself."""
+        sinks = list(members)  # a sink may unsubscribe while it is delivered to
+        failed = 0
+        for sink in sinks:
+            try:
+                sink.deliver(batch)
+            except Exception:
+                failed += 1
+                _log.failure("sink {sink!r} failed to take a batch", sink=sink)
+        return len(batch) * (len(sinks) - failed)
+
     def _remember(self, readings: Sequence[Reading]) -> None:
-        """Update the last-value cache: newest ``ts`` wins; oldest-updated sensor evicted."""
+        """Update the last-value cache: the reading received last wins.
+
+        "Latest" is hub receive order, not device ``ts``: a device clock up
+        to a minute fast (still a plausible ``ts``) must not pin a sensor's
+        value against the readings that follow it (issue 8, item 15). The
+        sensor updated longest ago is evicted first, in O(1)
+        (``OrderedDict.popitem``; a plain dict's ``next(iter())`` scans the
+        slots of every entry deleted before it).
+        """
         latest = self._latest
+        by_device = self._by_device
+        by_sensor = self._by_sensor
+        stamp = self._stamp
         for reading in readings:
             key = reading.key
-            previous = latest.pop(key, None)
-            if previous is not None and previous.ts > reading.ts:
-                latest[key] = previous
+            device, sensor = key
+            stamp += 1
+            if key in latest:
+                latest.move_to_end(key)
+                latest[key] = reading
+                by_device[device][sensor] = stamp
                 continue
             latest[key] = reading
+            sensors = by_device.get(device)
+            if sensors is None:
+                sensors = by_device[device] = {}
+            sensors[sensor] = stamp
+            devices = by_sensor.get(sensor)
+            if devices is None:
+                by_sensor[sensor] = device  # most sensor names belong to one device
+            elif isinstance(devices, str):
+                by_sensor[sensor] = {devices: None, device: None}
+            else:
+                devices[device] = None
             if len(latest) > self._max_sensors:
-                evicted = next(iter(latest))
-                del latest[evicted]
-                self.stats.sensors_evicted += 1
-                if self.stats.sensors_evicted % 10_000 == 1:  # log the first, then a sample
-                    _log.warn(
-                        "last-value cache full ({limit} sensors): forgot {device}/{sensor}"
-                        " ({count} forgotten so far)",
-                        limit=self._max_sensors,
-                        device=evicted[0],
-                        sensor=evicted[1],
-                        count=self.stats.sensors_evicted,
-                    )
+                self._evict_oldest()
+        self._stamp = stamp
+
+    def _evict_oldest(self) -> None:
+        (device, sensor), _ = self._latest.popitem(last=False)
+        sensors = self._by_device[device]
+        del sensors[sensor]
+        if not sensors:
+            del self._by_device[device]
+        devices = self._by_sensor[sensor]
+        if isinstance(devices, str):
+            del self._by_sensor[sensor]
+        else:
+            del devices[device]
+            if not devices:
+                del self._by_sensor[sensor]
+        self.stats.sensors_evicted += 1
+        if self.stats.sensors_evicted % 10_000 == 1:  # log the first, then a sample
+            _log.warn(
+                "last-value cache full ({limit} sensors): forgot {device}/{sensor}"
+                " ({count} forgotten so far)",
+                limit=self._max_sensors,
+                device=device,
+                sensor=sensor,
+                count=self.stats.sensors_evicted,
+            )
 
     # -- subscribers ------------------------------------------------------------
 
@@ -315,7 +434,11 @@ class Hub:
         sees every reading once: either in the snapshot or live, never both.
         """
         subscription = Subscription(sink, filter_)
-        self._groups.setdefault(filter_, {})[sink] = subscription
+        members = self._groups.get(filter_)
+        if members is None:
+            members = self._groups[filter_] = {}
+            self._add_routes(filter_)
+        members[sink] = subscription
         return subscription, self.latest(filter_)
 
     def unsubscribe(self, subscription: Subscription) -> None:
@@ -324,6 +447,31 @@ class Hub:
             return
         if not members:
             del self._groups[subscription.filter]
+            self._remove_routes(subscription.filter)
+
+    def _route_keys(self, filter_: Filter) -> tuple[dict[str, dict[Filter, None]], Iterable[str]]:
+        """Where a group is indexed: under its devices, else under its sensors."""
+        if filter_.devices is not None:
+            return self._device_routes, filter_.devices
+        assert filter_.sensors is not None
+        return self._sensor_routes, filter_.sensors
+
+    def _add_routes(self, filter_: Filter) -> None:
+        if filter_ == EVERYTHING:
+            return
+        routes, names = self._route_keys(filter_)
+        for name in names:
+            routes.setdefault(name, {})[filter_] = None
+
+    def _remove_routes(self, filter_: Filter) -> None:
+        if filter_ == EVERYTHING:
+            return
+        routes, names = self._route_keys(filter_)
+        for name in names:
+            groups = routes[name]
+            del groups[filter_]
+            if not groups:
+                del routes[name]
 
     @property
     def subscriber_count(self) -> int:
@@ -332,10 +480,54 @@ class Hub:
     # -- queries ------------------------------------------------------------
 
     def latest(self, filter_: Filter = EVERYTHING) -> list[Reading]:
-        """Last known reading of every sensor that ``filter_`` matches, oldest first."""
+        """Last known reading of every sensor that ``filter_`` matches, oldest update first.
+
+        Costs what it returns: a filtered query walks the cache's device (or
+        sensor) index, never the whole cache. This is the query for dashboard
+        snapshots, ``tantra.latest`` and WAMP ``get_retained``.
+        """
         if filter_ == EVERYTHING:
             return list(self._latest.values())
-        return [reading for reading in self._latest.values() if filter_.matches(reading)]
+        devices, sensors = filter_.devices, filter_.sensors
+        found: list[tuple[int, tuple[str, str]]] = []
+        if devices is not None and (sensors is None or len(devices) <= len(sensors)):
+            for device in devices:
+                entries = self._by_device.get(device)
+                if entries:
+                    found.extend(
+                        (stamp, (device, sensor))
+                        for sensor, stamp in entries.items()
+                        if sensors is None or sensor in sensors
+                    )
+        else:
+            assert sensors is not None
+            by_device = self._by_device
+            for sensor in sensors:
+                owners = self._by_sensor.get(sensor)
+                if owners is None:
+                    continue
+                for device in (owners,) if isinstance(owners, str) else owners:
+                    if devices is None or device in devices:
+                        found.append((by_device[device][sensor], (device, sensor)))
+        found.sort()
+        latest = self._latest
+        return [latest[key] for _, key in found]
+
+    def latest_for_device(self, device: str) -> list[Reading]:
+        """Last reading of each sensor of one device, oldest update first (a WAMP prefix helper)."""
+        return self.latest(Filter(frozenset((device,)), None))
+
+    def devices(self) -> Iterable[str]:
+        """Names of the devices with a sensor in the cache (a live view; copy to keep).
+
+        For queries the filters cannot express, such as a WAMP prefix
+        subscription ``tantra.reading.farm`` (devices ``farm``, ``farm-1``...):
+        pick devices here, then :meth:`latest_for_device` each.
+        """
+        return self._by_device.keys()
+
+    def sensor_count(self) -> int:
+        return len(self._latest)
 
     def sensors(self) -> list[dict[str, Any]]:
         """One entry per known sensor: ``{device, sensor, unit, ts}``."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any, NamedTuple, TypeGuard
 
@@ -37,9 +38,21 @@ EMPTY_BATCH = "empty_batch"
 INVALID_READING = "invalid_reading"
 
 
+#: Integers orjson (the encoder of every reading) can write: signed or unsigned 64 bit.
+INT_MIN = -(2**63)
+INT_MAX = 2**64 - 1
+
+
 @attrs.frozen(slots=True)
 class Reading:
-    """One accepted measurement, exactly as the hub sends it out."""
+    """One accepted measurement, exactly as the hub sends it out.
+
+    Its JSON is built when the reading is made, so a reading that could not be
+    encoded never exists: it cannot fail later, in a batch or a snapshot shared
+    with other readings and other clients (issue 8, item 1). Only the bytes
+    are kept: orjson's output object holds a ~4 KB buffer whatever its length,
+    which the cache would keep once per sensor.
+    """
 
     device: str
     sensor: str
@@ -47,7 +60,16 @@ class Reading:
     ts: int
     unit: str | None = None
     seq: int | None = None
-    _json: bytes | None = attrs.field(default=None, init=False, repr=False, eq=False)
+    json: bytes = attrs.field(init=False, repr=False, eq=False)
+    _frame: bytes | None = attrs.field(default=None, init=False, repr=False, eq=False)
+
+    def __attrs_post_init__(self) -> None:
+        try:
+            encoded = orjson.dumps(self.to_dict())
+        except TypeError as error:  # orjson.JSONEncodeError; e.g. an int beyond 64 bits
+            raise ValueError(f"reading cannot be encoded: {error}") from None
+        # bytes(memoryview(...)) is an exact-size copy; orjson's object is freed.
+        object.__setattr__(self, "json", bytes(memoryview(encoded)))
 
     @property
     def key(self) -> tuple[str, str]:
@@ -64,17 +86,19 @@ class Reading:
             out["seq"] = self.seq
         return out
 
-    @property
-    def json(self) -> bytes:
-        """UTF-8 JSON of :meth:`to_dict`, computed once however many clients get it.
+    def framed(self, frame: Callable[[bytes], bytes]) -> bytes:
+        """``frame(self.json)``, computed once per reading however many clients get it.
 
-        A hand-made cache rather than ``functools.cached_property``: on a slotted
-        attrs class the latter costs ten times the encoding on first access.
+        One transport frames single readings (WebSocket dashboards: one text
+        frame each), so one memo suffices; it makes a dashboard's join cost a
+        join of cached bytes instead of framing the whole cache again. A
+        hand-made cache rather than ``functools.cached_property``: on a
+        slotted attrs class the latter costs ten times the framing.
         """
-        data = self._json
+        data = self._frame
         if data is None:
-            data = orjson.dumps(self.to_dict())
-            object.__setattr__(self, "_json", data)  # a cache, not a change of value
+            data = frame(self.json)
+            object.__setattr__(self, "_frame", data)  # a cache, not a change of value
         return data
 
 
@@ -151,11 +175,28 @@ def _decode_document(data: bytes | str) -> Any | Rejection:
     if not text.strip():
         return Rejection(INVALID_JSON, "payload is empty; send a JSON reading or a JSON array")
     try:
-        return json.loads(text)
+        return json.loads(text, parse_int=_parse_int)
     except RecursionError:
         return Rejection(INVALID_JSON, "payload is not valid JSON: nested too deeply")
     except ValueError as error:
         return Rejection(INVALID_JSON, f"payload is not valid JSON: {error or fast_detail}")
+
+
+def _parse_int(text: str) -> int | float:
+    """An integer token as orjson reads it: ``int`` within 64 bits, ``float`` beyond.
+
+    Without this hook the standard library makes any integer an ``int`` and
+    refuses one of more than 4300 digits for the whole document (Python's
+    ``int_max_str_digits``), which would cost a batch its good elements; as a
+    float it is judged per element like ``1e400`` (not finite: rejected).
+    """
+    if len(text) < 19:
+        return int(text)
+    if len(text) <= 21:
+        number = int(text)
+        if INT_MIN <= number <= INT_MAX:
+            return number
+    return float(text)
 
 
 def parse_payload(data: bytes | str, *, default_device: str, now_ms: int) -> ParsedPayload:
@@ -208,23 +249,27 @@ def _json_type(value: Any) -> str:
 
 
 # Names already found valid. Readings repeat a handful of device and sensor
-# names, so a set lookup replaces the regular expression on the hot path; the
-# set is emptied when full, so it stays bounded whatever devices send.
-_valid_names: set[str] = set()
+# names, so a dict lookup replaces the regular expression on the hot path and
+# hands back one shared copy of the name (every cached reading of a device
+# then shares its name instead of holding the decoder's copy); the dict is
+# emptied when full, so it stays bounded whatever devices send.
+_valid_names: dict[str, str] = {}
 _VALID_NAMES_LIMIT = 65_536
 
 
-def _is_valid_name(value: Any) -> bool:
+def _valid_name(value: Any) -> str | None:
+    """``value`` (as a shared copy) when it is a valid name, else None."""
     if type(value) is not str:
-        return False
-    if value in _valid_names:
-        return True
+        return None
+    known = _valid_names.get(value)
+    if known is not None:
+        return known
     if NAME_PATTERN.fullmatch(value) is None:
-        return False
+        return None
     if len(_valid_names) >= _VALID_NAMES_LIMIT:
         _valid_names.clear()
-    _valid_names.add(value)
-    return True
+    _valid_names[value] = value
+    return value
 
 
 _LARGEST_DOUBLE = 1.7976931348623157e308
@@ -238,6 +283,19 @@ def _is_finite_value(value: Any) -> bool:
         # A JSON integer too large for a double would reach JavaScript as Infinity.
         return -_LARGEST_DOUBLE <= value <= _LARGEST_DOUBLE
     return kind is bool
+
+
+def _as_number(value: int | float | bool) -> int | float | bool:
+    """An integer beyond 64 bits becomes the float JSON readers make of it anyway.
+
+    orjson (the fast path) already reads such a token as a float and cannot
+    write it as an integer; CBOR bignums reach :func:`validate_reading`
+    through WAMP as Python ints. One rule for every path: the value is kept,
+    as the double a JavaScript dashboard would have read.
+    """
+    if type(value) is int and not INT_MIN <= value <= INT_MAX:
+        return float(value)
+    return value
 
 
 def _is_encodable(text: str) -> bool:
@@ -274,8 +332,8 @@ def validate_reading(
         if name not in obj:
             return _reject(index, f"missing required field {name!r}")
 
-    sensor = obj["sensor"]
-    if not _is_valid_name(sensor):
+    sensor = _valid_name(obj["sensor"])
+    if sensor is None:
         return _reject(index, f"sensor must be {NAME_RULE}")
     value = obj["value"]
     if not _is_finite_value(value):
@@ -287,8 +345,8 @@ def validate_reading(
         and (unit.isascii() or _is_encodable(unit))
     ):
         return _reject(index, f"unit must be a text string of at most {MAX_UNIT_LENGTH} characters")
-    device = obj.get("device", default_device)
-    if not _is_valid_name(device):
+    device = _valid_name(obj.get("device", default_device))
+    if device is None:
         return _reject(index, f"device must be {NAME_RULE}")
     seq = obj.get("seq")
     if (seq is not None or "seq" in obj) and not (type(seq) is int and 0 <= seq <= MAX_SEQ):
@@ -296,7 +354,7 @@ def validate_reading(
     ts = obj.get("ts")
     if not plausible_ts(ts, now_ms):
         ts = now_ms
-    return Reading(device=device, sensor=sensor, value=value, ts=ts, unit=unit, seq=seq)
+    return Reading(device=device, sensor=sensor, value=_as_number(value), ts=ts, unit=unit, seq=seq)
 
 
 def _reject(index: int, detail: str) -> Rejection:

@@ -110,11 +110,16 @@ class BoundedSender:
         raise NotImplementedError
 
 
+#: Readings of a snapshot written per chunk (~25 KB of frames); see :meth:`Outbox.send_snapshot`.
+SNAPSHOT_CHUNK = 256
+
+
 @implementer(ISink)
 class Outbox(BoundedSender):
     """One dashboard's bounded queue between the hub and its transport: readings only."""
 
-    __slots__ = ("_conflated", "_encode", "_write")
+    __slots__ = ("_conflated", "_encode", "_snapshot", "_snapshot_at", "_snapshot_call",
+                 "_write")  # fmt: skip
 
     def __init__(
         self,
@@ -131,17 +136,64 @@ class Outbox(BoundedSender):
         )
         self._write = write
         self._encode = encode
-        self._conflated: dict[tuple[str, str], Reading] = {}  # filled only while paused
+        # Filled only while paused or while a snapshot is being sent.
+        self._conflated: dict[tuple[str, str], Reading] = {}
+        self._snapshot: Sequence[Reading] | None = None
+        self._snapshot_at = 0
+        self._snapshot_call: IDelayedCall | None = None
 
     @property
     def backlog(self) -> int:
         """Readings held back for this subscriber (one per sensor at most)."""
         return len(self._conflated)
 
+    def send_snapshot(self, readings: Sequence[Reading]) -> None:
+        """Write the join snapshot, in chunks when it is large, before any live reading.
+
+        A snapshot of the whole cache (100k sensors: ~10 MB of frames) written
+        at once would sit in the transport's buffer whatever the client reads,
+        and a burst of joins would hold the reactor for as long as it takes to
+        build them. So past :data:`SNAPSHOT_CHUNK` readings it goes out a
+        chunk per reactor turn, and only while the transport takes it (the
+        producer signals); live readings for this client wait meanwhile,
+        conflated per sensor exactly as when the client is slow, and follow
+        the last chunk. A client that stops reading mid-snapshot is given up
+        after ``stall_timeout`` like any other.
+        """
+        if self._closed or not readings:
+            return
+        if len(readings) <= SNAPSHOT_CHUNK and not self._paused:
+            self._write(self._encode(readings))
+            return
+        self._snapshot = readings
+        self._snapshot_at = 0
+        if not self._paused:
+            self._send_snapshot_chunk()
+
+    def _send_snapshot_chunk(self) -> None:
+        self._snapshot_call = None
+        snapshot = self._snapshot
+        if snapshot is None or self._closed or self._paused:
+            return  # resumeProducing continues
+        start = self._snapshot_at
+        self._snapshot_at = start + SNAPSHOT_CHUNK
+        self._write(self._encode(snapshot[start : start + SNAPSHOT_CHUNK]))
+        if self._snapshot_at < len(snapshot):
+            # Yield to the reactor: ingest and other clients run between chunks.
+            self._snapshot_call = self._clock.callLater(0, self._send_snapshot_chunk)
+            return
+        self._snapshot = None
+        if not self._paused and not self._closed:
+            self._release_conflated()
+
+    @property
+    def sending_snapshot(self) -> bool:
+        return self._snapshot is not None
+
     def deliver(self, batch: Batch) -> None:
         if self._closed:
             return
-        if self._paused:
+        if self._paused or self._snapshot is not None:
             self._hold(batch.readings)
         else:
             self._write(batch.encoded(self._encode))
@@ -158,6 +210,13 @@ class Outbox(BoundedSender):
         self._stats.conflated += replaced
 
     def _release_held(self) -> None:
+        if self._snapshot is not None:
+            if self._snapshot_call is None:
+                self._send_snapshot_chunk()  # the rest follows turn by turn
+            return
+        self._release_conflated()
+
+    def _release_conflated(self) -> None:
         if self._conflated:
             held = list(self._conflated.values())
             self._conflated.clear()
@@ -165,3 +224,8 @@ class Outbox(BoundedSender):
 
     def _hold_nothing_more(self) -> None:
         self._conflated.clear()
+        self._snapshot = None
+        if self._snapshot_call is not None:
+            if self._snapshot_call.active():
+                self._snapshot_call.cancel()
+            self._snapshot_call = None

@@ -223,7 +223,16 @@ class Settings:
         1024, _number(1, integer=True), "seq numbers remembered per device", section="dedupe"
     )
     dedupe_seconds: float = setting(
-        300.0, _number(0.1), "seconds a seq number is remembered", section="dedupe"
+        300.0,
+        _number(0.1),
+        "seconds of silence after which a device's seq window is forgotten",
+        section="dedupe",
+    )
+    dedupe_devices: int = setting(
+        500_000,
+        _number(1, integer=True),
+        "devices tracked for de-duplication (~200-450 bytes each)",
+        section="dedupe",
     )
     max_sensors: int = setting(
         100_000, _number(1, integer=True), "sensors kept in the last-value cache", section="limits"

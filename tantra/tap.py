@@ -89,7 +89,11 @@ def build_hub(settings: Settings, reactor: Any) -> TantraService:
     """The hub with its counters, in the top service every other part is added to."""
     hub = Hub(
         reactor,
-        dedupe=SeqWindow(size=settings.dedupe_size, seconds=settings.dedupe_seconds),
+        dedupe=SeqWindow(
+            size=settings.dedupe_size,
+            seconds=settings.dedupe_seconds,
+            max_devices=settings.dedupe_devices,
+        ),
         max_sensors=settings.max_sensors,
         counters=Counters(),
     )

@@ -105,10 +105,27 @@ def test_snapshot_honours_filter_and_keeps_one_value_per_sensor(hub, clock):
     ]
 
 
-def test_cache_keeps_the_newest_by_device_time(hub, clock):
+def test_cache_keeps_the_reading_received_last_not_the_largest_ts(hub, clock):
+    """Item 15: a device clock a minute fast must not pin the snapshot."""
     now = int(START * 1000)
-    send(hub, b'{"sensor":"a","value":1,"ts":%d}' % now)
-    send(hub, b'{"sensor":"a","value":0,"ts":%d}' % (now - 5000))  # late re-send of an older one
+    send(hub, b'{"sensor":"a","value":1,"ts":%d}' % (now + 59_000), device="fast-clock")
+    clock.advance(1)
+    send(hub, b'{"sensor":"a","value":2}', device="fast-clock")  # hub-stamped: older ts
+    send(hub, b'{"sensor":"b","value":3}', device="honest")
+    clock.advance(0)
+    assert [(r.device, r.value) for r in hub.latest()] == [("fast-clock", 2), ("honest", 3)]
+    joiner = RecordingSink()
+    _, snapshot = hub.subscribe(joiner)
+    assert [r.value for r in snapshot] == [2, 3]
+
+
+def test_a_resent_old_reading_with_seq_never_touches_the_cache(hub, clock):
+    """What the device-time rule protected against is de-duplication's job."""
+    now = int(START * 1000)
+    send(hub, b'{"sensor":"a","value":0,"ts":%d,"seq":1}' % (now - 5000))
+    send(hub, b'{"sensor":"a","value":1,"ts":%d,"seq":2}' % now)
+    clock.advance(0)
+    send(hub, b'{"sensor":"a","value":0,"ts":%d,"seq":1}' % (now - 5000))  # late re-send
     clock.advance(0)
     assert [r.value for r in hub.latest()] == [1]
 

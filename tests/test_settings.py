@@ -210,3 +210,16 @@ def test_checking_settings_needs_no_test_doubles_from_twisted():
         " assert 'twisted.internet.testing' not in sys.modules, 'imported'"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_dedupe_devices_is_a_dedupe_table_key_and_reaches_the_hubs_window(tmp_path):
+    config = tmp_path / "dedupe.toml"
+    config.write_text("[dedupe]\ndevices = 20\nsize = 8\n")
+    settings = parse("--config", str(config))
+    assert (settings.dedupe_devices, settings.dedupe_size) == (20, 8)
+    assert parse().dedupe_devices == 500_000
+    assert parse("--config", str(config), "--dedupe-devices", "30").dedupe_devices == 30
+    window = build_service(settings, MemoryReactorClock()).hub._dedupe
+    assert (window.max_devices, window.size) == (20, 8)
+    with pytest.raises(usage.UsageError, match="dedupe-devices"):
+        parse("--dedupe-devices", "0")

@@ -73,7 +73,7 @@ class StatsResource(Resource):
             "version": __version__,
             "dashboards": len(self._dashboards.clients),
             "subscribers": self._hub.subscriber_count,
-            "sensors": len(self._hub.latest()),
+            "sensors": self._hub.sensor_count(),
             **self._hub.counters.as_dict(),
         }
         for name, counters in self._sections.items():
