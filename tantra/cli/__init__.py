@@ -1,0 +1,75 @@
+"""The ``tantra`` console script: small tools around a running hub.
+
+Owns: the command line of ``tantra`` and the dispatch to its subcommands.
+Each subcommand is a module of this package with two functions,
+``add_arguments(parser)`` and ``run(args) -> int`` (the exit status), listed
+in :data:`COMMANDS`; its module docstring's first line is its one-line help.
+A subcommand is imported only when it runs, so ``tantra --help`` stays fast
+and one command's dependencies never break another.
+
+Errors a person can act on are one line on stderr and a non-zero exit
+(:class:`CommandError`), never a traceback.
+
+Does not own: the hub itself (``twistd -n tantra``, ``tantra.tap``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from tantra import __version__
+
+#: Subcommand name -> (module, one-line help). The module is imported on use.
+COMMANDS: dict[str, tuple[str, str]] = {}
+
+
+class CommandError(Exception):
+    """A problem the user can fix; printed as one line, exit status 2 (or ``status``)."""
+
+    def __init__(self, message: str, status: int = 2):
+        super().__init__(message)
+        self.status = status
+
+
+def register(name: str, module: str, help: str) -> None:
+    """Add a subcommand (used below; one line per command keeps merges easy)."""
+    COMMANDS[name] = (module, help)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tantra",
+        description="Tools for a Tantra telemetry hub (the hub itself: twistd -n tantra).",
+    )
+    parser.add_argument("--version", action="version", version=f"tantra {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(_module=module_name)
+        _load(module_name).add_arguments(sub)
+    return parser
+
+
+def _load(module_name: str):
+    return importlib.import_module(module_name)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    try:
+        return int(_load(args._module).run(args) or 0)
+    except CommandError as error:
+        print(f"tantra {args.command}: {error}", file=sys.stderr)
+        return error.status
+    except KeyboardInterrupt:
+        return 130
+
+
+# -- the subcommands (one line each) -------------------------------------------
