@@ -513,6 +513,10 @@ class Hub:
         latest = self._latest
         return [latest[key] for _, key in found]
 
+    def reading_of(self, device: str, sensor: str) -> Reading | None:
+        """The last reading of one sensor, or ``None`` (one lookup)."""
+        return self._latest.get((device, sensor))
+
     def latest_for_device(self, device: str) -> list[Reading]:
         """Last reading of each sensor of one device, oldest update first (a WAMP prefix helper)."""
         return self.latest(Filter(frozenset((device,)), None))
