@@ -18,10 +18,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface
 
+from tantra.commits import CommitGate, IDurable
 from tantra.counters import Counters, HubStats
 from tantra.dedupe import SeqWindow
 from tantra.model import ParsedPayload, Reading, Rejection, parse_payload
@@ -116,6 +118,9 @@ class IngestOutcome(NamedTuple):
     errors: Sequence[Rejection]
     acks: Sequence[int]
     is_batch: bool
+    #: With a history store: fires once every reading the acks name is committed
+    #: (fails with ``tantra.commits.NotCommitted`` if not); ``None``: ack now.
+    settled: Deferred | None = None
 
 
 @attrs.define(eq=False, slots=True)
@@ -137,6 +142,7 @@ class Hub:
     ):
         self._clock = clock
         self._dedupe = dedupe if dedupe is not None else SeqWindow()
+        self._gate: CommitGate | None = None  # set by commit_through (a history store)
         self._max_sensors = max_sensors
         #: Every counter of the running hub; transports default to this object.
         self.counters = counters if counters is not None else Counters()
@@ -199,13 +205,17 @@ class Hub:
         acks: list[int] = []
         if now is None:
             now = self._clock.seconds()
-        for reading in parsed.readings:
-            if reading.seq is not None:
-                acks.append(reading.seq)
-                if self._dedupe.is_duplicate(reading.device, reading.seq, now):
-                    duplicates.append(reading)
-                    continue
-            accepted.append(reading)
+        settled = None
+        if self._gate is None:
+            for reading in parsed.readings:
+                if reading.seq is not None:
+                    acks.append(reading.seq)
+                    if self._dedupe.is_duplicate(reading.device, reading.seq, now):
+                        duplicates.append(reading)
+                        continue
+                accepted.append(reading)
+        else:
+            settled = self._classify_for_commit(parsed.readings, accepted, duplicates, acks)
         if acks:
             self.stats.dedupe_evicted = self._dedupe.evicted
         if duplicates:
@@ -217,7 +227,51 @@ class Hub:
             self._pending.extend(accepted)
             if self._flush_call is None:
                 self._flush_call = self._clock.callLater(0, self._scheduled_flush)
-        return IngestOutcome(accepted, duplicates, parsed.errors, acks, parsed.is_batch)
+        return IngestOutcome(accepted, duplicates, parsed.errors, acks, parsed.is_batch, settled)
+
+    def _classify_for_commit(
+        self,
+        readings: Sequence[Reading],
+        accepted: list[Reading],
+        duplicates: list[Reading],
+        acks: list[int],
+    ) -> Deferred | None:
+        """:meth:`accept`'s loop when acks wait for commits (``tantra.commits``)."""
+        gate = self._gate
+        assert gate is not None
+        turns: list[Any] = []
+        for reading in readings:
+            if reading.seq is None:
+                accepted.append(reading)
+                continue
+            acks.append(reading.seq)
+            state = gate.classify(reading.device, reading.seq)
+            if state is True:  # committed before: a duplicate, acked at once
+                duplicates.append(reading)
+                continue
+            if state is False:  # new: joins this turn
+                accepted.append(reading)
+                turn = gate.current()
+            else:  # its first copy is still uncommitted: wait for that one
+                duplicates.append(reading)
+                turn = state
+            if turn is not None and turn not in turns:
+                turns.append(turn)
+        return gate.settled(turns)
+
+    def commit_through(self, store: IDurable) -> CommitGate:
+        """Make acks mean "stored": accepted readings go to ``store`` at each flush,
+        and a payload's acks wait for the commit of the readings they name."""
+        dedupe = self._dedupe
+        clock = self._clock
+
+        def commit(keys: Iterable[tuple[str, int]]) -> None:
+            now = clock.seconds()
+            for device, seq in keys:
+                dedupe.mark_seen(device, seq, now)
+
+        self._gate = CommitGate(store, seen=dedupe.seen, commit=commit)
+        return self._gate
 
     def _tag_origins(self, origin: object, count: int) -> None:
         """Record the origin of the next ``count`` pending readings (off the device path)."""
@@ -273,6 +327,8 @@ class Hub:
         origins, self._pending_origins = self._pending_origins, None
         if not pending:
             return
+        if self._gate is not None:
+            self._gate.submit(pending)
         self._remember(pending)
         delivered = 0
         members = self._groups.get(EVERYTHING)
