@@ -108,6 +108,38 @@ def _number(minimum: float, *, integer: bool = False) -> Callable[[Any], float |
     return parse
 
 
+def _store(value: Any) -> str | None:
+    """Where history lives: ``sqlite:PATH``, ``postgresql://…`` or ``none``."""
+    if not isinstance(value, str) or not value.strip():
+        raise SettingsError("must be sqlite:PATH, postgresql://user@host/db or none")
+    value = value.strip()
+    if value.lower() == DISABLED:
+        return None
+    if value.startswith("sqlite:") and len(value) > len("sqlite:"):
+        return value
+    if value.startswith(("postgresql://", "postgres://")):
+        return value
+    raise SettingsError(
+        f"{value!r} is not a store; use sqlite:PATH (e.g. sqlite:tantra.sqlite3),"
+        " postgresql://user:password@host/database, or none"
+    )
+
+
+_DURATION = re.compile(r"(\d+)(s|m|h|d|w)")
+_DURATION_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+def _retention(value: Any) -> int | None:
+    """How long raw readings are kept, e.g. ``30d``, in ms; ``none``/``all`` keeps all."""
+    text = str(value).strip().lower() if isinstance(value, (str, int)) else ""
+    if text in (DISABLED, "all", ""):
+        return None
+    match = _DURATION.fullmatch(text)
+    if match is None or int(match.group(1)) == 0:
+        raise SettingsError(f"{value!r} is not a duration such as 12h, 30d or 8w (or none)")
+    return int(match.group(1)) * _DURATION_MS[match.group(2)]
+
+
 @attrs.frozen
 class Spec:
     name: str
@@ -134,6 +166,13 @@ SPECS: tuple[Spec, ...] = (
     Spec("dedupe-seconds", 300.0, _number(0.1), "seconds a seq number is remembered"),
     Spec("max-sensors", 100_000, _number(1, integer=True), "sensors kept in the last-value cache"),
     Spec("realm", "tantra", _uri, "WAMP realm served at /wamp"),
+    # -- history (tantra.store) --
+    Spec("store", "sqlite:tantra.sqlite3", _store,
+         "where history lives: sqlite:PATH, postgresql://user@host/db, or none"),
+    Spec("commit-interval", 10.0, _number(0),
+         "ms at most between two history commits (group commit)"),
+    Spec("retention", "none", _retention,
+         "how long raw history is kept, e.g. 30d (rollups longer); none keeps all"),
 )  # fmt: skip
 SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
 
@@ -156,6 +195,9 @@ class Settings:
     dedupe_seconds: float
     max_sensors: int
     realm: str
+    store: str | None = None
+    commit_interval: float = 10.0
+    retention: int | None = None
 
 
 def load_toml(path: str) -> dict[str, Any]:

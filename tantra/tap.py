@@ -23,9 +23,13 @@ from tantra import __version__
 from tantra.dedupe import SeqWindow
 from tantra.hub import Hub
 from tantra.settings import SPECS, Settings, SettingsError, load_toml, resolve
+from tantra.store import backend_for
+from tantra.store.sink import StoreService
+from tantra.store.writer import Store
 from tantra.transports.dashboard import DashboardFactory
 from tantra.transports.raw import DeviceDatagramProtocol, DeviceLineFactory
 from tantra.wamp import WampFactory, build_wamp
+from tantra.web.api import build_api
 from tantra.web.site import build_site
 
 _log = Logger()
@@ -224,9 +228,17 @@ def build_service(settings: Settings, reactor) -> TantraService:
     )
     top = TantraService(hub, dashboards, devices, reactor, wamp=wamp)
 
-    site = build_site(
-        hub, dashboards, {b"wamp": wamp_resource}, {"wamp": wamp.router.stats.as_dict}
-    )
+    # -- history (tantra.store): first child, so it opens before listeners start
+    store = build_store(settings, reactor)
+    children: dict[bytes, Any] = {b"wamp": wamp_resource}
+    sections: dict[str, Callable[[], dict]] = {"wamp": wamp.router.stats.as_dict}
+    if store is not None:
+        StoreService(store, hub).setServiceParent(top)
+        sections["store"] = store.stats
+    children[b"api"] = build_api(store, reactor)
+    # -- end history
+
+    site = build_site(hub, dashboards, children, sections)
     for description in settings.http:
         endpoint = serverFromString(reactor, description)
         ListenerService(
@@ -247,6 +259,18 @@ def build_service(settings: Settings, reactor) -> TantraService:
             reactor,
         ).setServiceParent(top)
     return top
+
+
+def build_store(settings: Settings, reactor) -> Store | None:
+    """The history store named by ``--store`` (not yet opened), or None."""
+    if settings.store is None:
+        return None
+    return Store(
+        backend_for(settings.store),
+        reactor,
+        commit_interval=settings.commit_interval / 1000.0,
+        retention_ms=settings.retention,
+    )
 
 
 def makeService(options: Options, reactor=None) -> TantraService:

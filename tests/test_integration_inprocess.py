@@ -39,6 +39,7 @@ def start_hub(**overrides):
             "http": ["tcp:0:interface=127.0.0.1"],
             "tcp": "tcp:0:interface=127.0.0.1",
             "udp": "none",
+            "store": "none",
             **overrides,
         },
         {},

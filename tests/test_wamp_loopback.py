@@ -164,6 +164,7 @@ def hub_settings(**overrides) -> dict:
         "http": ["tcp:0:interface=127.0.0.1"],
         "tcp": "tcp:0:interface=127.0.0.1",
         "udp": "none",
+        "store": "none",
         **overrides,
     }
 
