@@ -194,7 +194,9 @@ class ReadingsResource(_Endpoint):
             request.setHeader(b"content-type", FORMATS[kind])
             request.setHeader(b"cache-control", b"no-cache")
             encoder = encode_csv if kind == "csv" else encode_ndjson
-            ReadingStream(request, self.store, query, encoder, header=kind == "csv").start()
+            ReadingStream(
+                request, self.store, query, encoder, header=kind == "csv", page=STREAM_PAGE
+            ).start()
             return NOT_DONE_YET
 
         page = query.limit
