@@ -332,8 +332,13 @@ class Backend:
 
     def readings(self, conn: Any, query: ReadingsQuery) -> list[StoredReading]:
         """One page (``query.limit`` rows) in ``(ts, id)`` order after ``query.after``."""
-        where, params = self._series_clause(query.filter)
-        clauses = [f"r.series IN (SELECT id FROM series WHERE {where})"]
+        # Series ids first, as literals: with one series the planner walks the
+        # (series, ts) index in order and stops at the page's end.
+        series = [row[0] for row in self.series(conn, query.filter)]
+        if not series:
+            return []
+        params: list[Any] = list(series)
+        clauses = [f"r.series IN ({', '.join('?' for _ in series)})"]
         if query.start is not None:
             clauses.append("r.ts >= ?")
             params.append(query.start)
