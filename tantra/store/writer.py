@@ -69,7 +69,7 @@ class Store:
         reactor: Any,
         *,
         commit_interval: float = 0.010,
-        queue_limit: int = 100_000,
+        queue_limit: int = 50_000,
         retention_ms: int | None = None,
         read_threads: int = 4,
         monotonic: Callable[[], float] = time.monotonic,
