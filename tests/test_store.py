@@ -347,6 +347,8 @@ async def test_postgres_writer_reconnects_after_its_connection_is_killed(tmp_pat
     import psycopg
 
     with store_url("postgres", tmp_path) as url:
+        name = f"tantra-test-{id(tmp_path)}"
+        url = f"{url}&application_name={name}"  # so only this store's connections die
         store = open_store(url, backoff=(0.01, 2.0, 0.05))
         try:
             await within(store.submit([r("s", 1, T0)]))
@@ -354,9 +356,8 @@ async def test_postgres_writer_reconnects_after_its_connection_is_killed(tmp_pat
             with psycopg.connect(admin, autocommit=True) as conn:
                 killed = conn.execute(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                    " WHERE pid <> pg_backend_pid() AND application_name = ''"
-                    " AND backend_type = 'client backend' AND datname = 'test'"
-                    " AND query NOT LIKE 'SELECT count(pg_terminate%%'"
+                    " WHERE application_name = %s",
+                    (name,),
                 ).fetchone()[0]
             assert killed >= 1
             ids = await within(store.submit([r("s", 2, T0 + 1)]))
