@@ -1,7 +1,8 @@
 """The fan-out core: one ingest path for every transport, one delivery path to every sink.
 
 Owns: the pipeline after parsing (de-duplicate, collect, fan out), the
-last-value cache, the subscriber registry with its filters, and the counters.
+last-value cache, the subscriber registry with its filters. It counts into
+the ``hub`` section of the :class:`~tantra.counters.Counters` it is given.
 Readings accepted during one reactor turn are delivered together on the next
 turn (``clock.callLater(0, ...)``), so a sink writes once per turn however many
 readings arrived, and every sink sees them in the same order.
@@ -12,7 +13,6 @@ and implement :class:`ISink`), nor the clock (injected; never ``time.time()``).
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, NamedTuple, TypeVar
 
@@ -21,9 +21,9 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface
 
+from tantra.counters import Counters, HubStats
 from tantra.dedupe import SeqWindow
 from tantra.model import ParsedPayload, Reading, Rejection, parse_payload
-from tantra.replies import reply_messages
 
 _log = Logger()
 T = TypeVar("T")
@@ -70,21 +70,34 @@ EVERYTHING = Filter()
 
 
 class Batch:
-    """The readings of one turn for one filter, with per-encoder memo.
+    """The readings of one turn for one filter, where they came from, and a per-encoder memo.
 
     Sinks of the same kind (say, every WebSocket dashboard) encode a batch with
     the same function; :meth:`encoded` runs it once and hands every sink the
     same bytes.
+
+    ``origins`` is ``None`` when no reading of the turn was accepted with an
+    origin (the common case: devices), else a list parallel to ``readings``
+    holding each reading's origin or ``None``. A component that feeds the hub
+    and is also a sink (the WAMP bridge, an MQTT bus) finds its own readings
+    with :meth:`with_origins` and need not keep a map of what it sent.
     """
 
-    __slots__ = ("_encodings", "readings")
+    __slots__ = ("_encodings", "origins", "readings")
 
-    def __init__(self, readings: Sequence[Reading]):
+    def __init__(self, readings: Sequence[Reading], origins: Sequence[object] | None = None):
         self.readings = readings
+        self.origins = origins
         self._encodings: dict[Callable[[Sequence[Reading]], Any], Any] = {}
 
     def __len__(self) -> int:
         return len(self.readings)
+
+    def with_origins(self) -> Iterable[tuple[Reading, object]]:
+        """Each reading with its origin (``None`` when it was accepted without one)."""
+        if self.origins is None:
+            return ((reading, None) for reading in self.readings)
+        return zip(self.readings, self.origins, strict=True)
 
     def encoded(self, encoder: Callable[[Sequence[Reading]], T]) -> T:
         try:
@@ -94,46 +107,14 @@ class Batch:
             return result
 
 
-@attrs.define
-class HubStats:
-    """Counters a person running the hub wants to see (served at ``/stats``)."""
-
-    accepted: int = 0
-    duplicates: int = 0
-    delivered: int = 0
-    conflated: int = 0
-    rejected: Counter[str] = attrs.Factory(Counter)
-    clients_dropped: Counter[str] = attrs.Factory(Counter)
-    replies_suppressed: int = 0
-    sensors_evicted: int = 0
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "accepted": self.accepted,
-            "duplicates": self.duplicates,
-            "delivered": self.delivered,
-            "conflated": self.conflated,
-            "rejected": dict(self.rejected),
-            "rejected_total": sum(self.rejected.values()),
-            "clients_dropped": dict(self.clients_dropped),
-            "replies_suppressed": self.replies_suppressed,
-            "sensors_evicted": self.sensors_evicted,
-        }
-
-
 class IngestOutcome(NamedTuple):
-    """What became of one payload; transports turn it into replies (one per payload)."""
+    """What became of one payload; transports turn it into replies (``tantra.replies``)."""
 
     accepted: Sequence[Reading]
     duplicates: Sequence[Reading]
     errors: Sequence[Rejection]
     acks: Sequence[int]
     is_batch: bool
-
-    def replies(self) -> list[dict[str, Any]]:
-        if not self.acks and not self.errors:
-            return []  # the common case for devices that do not ask for acks
-        return reply_messages(self.acks, self.errors, is_batch=self.is_batch)
 
 
 @attrs.define(eq=False, slots=True)
@@ -151,15 +132,21 @@ class Hub:
         *,
         dedupe: SeqWindow | None = None,
         max_sensors: int = 100_000,
+        counters: Counters | None = None,
     ):
         self._clock = clock
         self._dedupe = dedupe if dedupe is not None else SeqWindow()
         self._max_sensors = max_sensors
-        self.stats = HubStats()
+        #: Every counter of the running hub; transports default to this object.
+        self.counters = counters if counters is not None else Counters()
+        #: The hub's own section of :attr:`counters`.
+        self.stats: HubStats = self.counters.hub
         self._latest: dict[tuple[str, str], Reading] = {}
         # filter -> {sink: subscription}; equal filters share one batch per turn.
         self._groups: dict[Filter, dict[ISink, Subscription]] = {}
         self._pending: list[Reading] = []
+        # Parallel to _pending, made only in a turn where some reading has an origin.
+        self._pending_origins: list[object] | None = None
         self._flush_call: IDelayedCall | None = None
         self._last_rejection_log = float("-inf")
         self._rejections_unlogged = 0
@@ -176,12 +163,20 @@ class Hub:
         return self.accept(parsed, source=default_device, now=now)
 
     def accept(
-        self, parsed: ParsedPayload, *, source: str = "?", now: float | None = None
+        self,
+        parsed: ParsedPayload,
+        *,
+        source: str = "?",
+        origin: object = None,
+        now: float | None = None,
     ) -> IngestOutcome:
         """Queue already validated readings (WAMP builds them from a topic + kwargs).
 
         ``source`` names the sender in log lines about its rejected input;
-        ``now`` saves a clock read when the caller has just made one.
+        ``origin`` travels with the accepted readings to every sink
+        (:attr:`Batch.origins`), so a component that is both a source and a
+        sink recognises its own readings; ``now`` saves a clock read when the
+        caller has just made one.
         """
         if parsed.errors:
             for error in parsed.errors:
@@ -203,13 +198,25 @@ class Hub:
             self.stats.duplicates += len(duplicates)
         if accepted:
             self.stats.accepted += len(accepted)
+            if origin is not None or self._pending_origins is not None:
+                self._tag_origins(origin, len(accepted))
             self._pending.extend(accepted)
             if self._flush_call is None:
                 self._flush_call = self._clock.callLater(0, self._scheduled_flush)
         return IngestOutcome(accepted, duplicates, parsed.errors, acks, parsed.is_batch)
 
+    def _tag_origins(self, origin: object, count: int) -> None:
+        """Record the origin of the next ``count`` pending readings (off the device path)."""
+        if self._pending_origins is None:
+            self._pending_origins = [None] * len(self._pending)
+        self._pending_origins.extend([origin] * count)
+
     def reject(self, reason: str, count: int = 1, *, source: str = "?", detail: str = "") -> None:
-        """Count input a transport refused before it could be parsed (framing errors)."""
+        """Count input refused outside :func:`parse_payload`, naming its source.
+
+        Framing errors of the raw transports, bad subscriptions, and readings a
+        WAMP client published that its topic or arguments make invalid.
+        """
         self.stats.rejected[reason] += count
         self._log_rejection(source, Rejection(reason, detail), count)
 
@@ -242,18 +249,25 @@ class Hub:
             self._flush_call.cancel()
             self._flush_call = None
         pending, self._pending = self._pending, []
+        origins, self._pending_origins = self._pending_origins, None
         if not pending:
             return
         self._remember(pending)
         delivered = 0
         for filter_, members in list(self._groups.items()):
             if filter_ == EVERYTHING:
-                readings: Sequence[Reading] = pending
-            else:
+                batch = Batch(pending, origins)
+            elif origins is None:
                 readings = [reading for reading in pending if filter_.matches(reading)]
                 if not readings:
                     continue
-            batch = Batch(readings)
+                batch = Batch(readings)
+            else:
+                chosen = [pair for pair in zip(pending, origins, strict=True)
+                          if filter_.matches(pair[0])]  # fmt: skip
+                if not chosen:
+                    continue
+                batch = Batch([reading for reading, _ in chosen], [tag for _, tag in chosen])
             sinks = list(members)  # a sink may unsubscribe while it is delivered to
             failed = 0
             for sink in sinks:
@@ -262,7 +276,7 @@ class Hub:
                 except Exception:
                     failed += 1
                     _log.failure("sink {sink!r} failed to take a batch", sink=sink)
-            delivered += len(readings) * (len(sinks) - failed)
+            delivered += len(batch) * (len(sinks) - failed)
         self.stats.delivered += delivered
 
     def _remember(self, readings: Sequence[Reading]) -> None:

@@ -14,7 +14,7 @@ import json
 import math
 import re
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 
 import attrs
 import orjson
@@ -248,7 +248,7 @@ def _is_encodable(text: str) -> bool:
     return True
 
 
-def plausible_ts(ts: Any, now_ms: int) -> bool:
+def plausible_ts(ts: Any, now_ms: int) -> TypeGuard[int]:
     """A device timestamp is kept when it is an integer within the SPEC's window."""
     return type(ts) is int and now_ms - TS_MAX_AGE_MS <= ts <= now_ms + TS_MAX_AHEAD_MS
 

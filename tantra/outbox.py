@@ -22,7 +22,8 @@ from collections.abc import Callable, Sequence
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from zope.interface import implementer
 
-from tantra.hub import Batch, HubStats, ISink
+from tantra.counters import Counters
+from tantra.hub import Batch, ISink
 from tantra.model import Reading
 
 #: ``clients_dropped`` reason for a subscriber that stayed paused too long.
@@ -37,7 +38,7 @@ class BoundedSender:
     ``resumeProducing`` when it drained. While paused a subclass holds what it
     would have written (its own policy, :meth:`_hold_nothing_more` and
     :meth:`_release_held`); paused for ``stall_timeout`` seconds, the client is
-    given up: counted in ``stats.clients_dropped`` and handed to ``on_give_up``
+    given up: counted in ``counters.hub.clients_dropped`` and handed to ``on_give_up``
     with the reason, which closes the connection.
     """
 
@@ -50,19 +51,15 @@ class BoundedSender:
         clock: IReactorTime,
         stall_timeout: float,
         on_give_up: Callable[[str], None],
-        stats: HubStats,
+        counters: Counters,
     ):
         self._clock = clock
         self._stall_timeout = stall_timeout
         self._on_give_up = on_give_up
-        self._stats = stats
+        self._stats = counters.hub
         self._paused = False
         self._closed = False
         self._stall_call: IDelayedCall | None = None
-
-    @property
-    def paused(self) -> bool:
-        return self._paused
 
     def pauseProducing(self) -> None:
         if self._paused or self._closed:
@@ -122,10 +119,10 @@ class Outbox(BoundedSender):
         clock: IReactorTime,
         stall_timeout: float,
         on_give_up: Callable[[str], None],
-        stats: HubStats,
+        counters: Counters,
     ):
         super().__init__(
-            clock=clock, stall_timeout=stall_timeout, on_give_up=on_give_up, stats=stats
+            clock=clock, stall_timeout=stall_timeout, on_give_up=on_give_up, counters=counters
         )
         self._write = write
         self._encode = encode

@@ -2,19 +2,30 @@
 
 Owns: the reply objects of SPEC "The reading" (``{"ack": 17}``,
 ``{"ack": [17, 18]}``, ``{"error": ..., "detail": ..., "index": ...}``), their
-order (the ack first, then errors in input order), their encoding, and how
-they shrink to fit a byte budget (UDP must never answer with more bytes than
-it was sent). Pure: no transports.
+order (the ack first, then errors in input order), which replies an ingest
+outcome owes (:func:`for_outcome`), their encoding, and how they shrink to fit
+a byte budget (UDP must never answer with more bytes than it was sent). Pure:
+no transports, and the hub never builds replies itself.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from tantra.model import Rejection
+
+if TYPE_CHECKING:
+    from tantra.hub import IngestOutcome
+
+
+def for_outcome(outcome: IngestOutcome) -> list[dict[str, Any]]:
+    """The replies a transport owes its sender for one ingested payload (often none)."""
+    if not outcome.acks and not outcome.errors:
+        return []  # the common case for devices that do not ask for acks
+    return reply_messages(outcome.acks, outcome.errors, is_batch=outcome.is_batch)
 
 
 def reply_messages(

@@ -1,9 +1,15 @@
 """Every setting of the hub: names, defaults, parsing and checks, from the CLI or a TOML file.
 
-Owns: the one table of settings (:data:`SPECS`), turning raw values (command
-line strings or TOML values) into a checked :class:`Settings`, and the rule
-that the command line wins over the file, which wins over the defaults. Every
-problem is a :class:`SettingsError` with a message a person can act on.
+Owns: the one declaration of every setting (the fields of :class:`Settings`,
+each with its default, check, help and TOML table; :data:`SPECS` is derived
+from them), the shape of the config file (flat keys or ``[tables]``),
+turning raw values (command line strings or TOML values) into a checked
+:class:`Settings`, and the rule that the command line wins over the file,
+which wins over the defaults. Every problem is a :class:`SettingsError` with
+a message a person can act on.
+
+A new setting is one field here (``setting(default, check, help,
+section=...)``) and its use in ``tantra.tap``.
 
 Does not own: wiring (``tantra.tap``) or the option parser itself.
 """
@@ -25,6 +31,21 @@ class SettingsError(ValueError):
     """A setting has a value the hub cannot use; the message says which and why."""
 
 
+class _ParsingOnly:
+    """Stands in for the reactor while an endpoint string is only checked.
+
+    ``serverFromString`` parses the string and builds an endpoint that keeps
+    its reactor for a later ``listen()``; it never calls it. Settings must not
+    need the real reactor (or a test double from ``twisted.internet.testing``).
+    """
+
+    def __getattr__(self, name: str) -> Any:
+        raise RuntimeError(f"an endpoint used its reactor ({name}) while only being parsed")
+
+
+_PARSING_ONLY = _ParsingOnly()
+
+
 def _endpoint(value: Any) -> str | None:
     """A Twisted server endpoint description, checked for syntax; ``none`` disables."""
     if isinstance(value, int) and not isinstance(value, bool):
@@ -35,10 +56,9 @@ def _endpoint(value: Any) -> str | None:
     if value.lower() == DISABLED:
         return None
     from twisted.internet.endpoints import serverFromString
-    from twisted.internet.testing import MemoryReactor
 
     try:
-        serverFromString(MemoryReactor(), value)
+        serverFromString(_PARSING_ONLY, value)
     except Exception as error:  # the parser raises many kinds; all mean "bad string"
         raise SettingsError(
             f"{value!r} is not a usable endpoint ({error}); e.g. tcp:8080,"
@@ -142,62 +162,171 @@ def _retention(value: Any) -> int | None:
 
 @attrs.frozen
 class Spec:
+    """One setting as the command line and the config file know it.
+
+    ``name`` is the option (``--udp-error-rate``) and the flat TOML key;
+    ``section`` is its TOML table and ``key`` its name there (``[udp]
+    error-rate``): the name without the section's prefix, unless declared.
+    """
+
     name: str
     default: Any
     parse: Callable[[Any], Any]
     help: str
+    section: str
+    key: str
 
 
-SPECS: tuple[Spec, ...] = (
-    Spec("http", ("tcp:8080",), _endpoints,
-         "HTTP + WebSocket endpoint (dashboards at /); repeatable"),
-    Spec("tcp", "tcp:9000", _endpoint, "raw newline-delimited JSON endpoint for devices"),
-    Spec("udp", 9000, _udp_port, "UDP port for one-datagram readings"),
-    Spec("udp-interface", "", _text, "address the UDP port binds to (default: all)"),
-    Spec("ping-interval", 30.0, _number(0), "seconds between WebSocket pings (0: off)"),
-    Spec("ping-timeout", 10.0, _number(0.1), "seconds a WebSocket client has to answer a ping"),
-    Spec("stall-timeout", 30.0, _number(0.1),
-         "seconds a dashboard may leave its buffer full before it is closed (4001)"),
-    Spec("max-line", 65536, _number(64, integer=True),
-         "longest TCP line / WebSocket message in bytes"),
-    Spec("idle-timeout", 300.0, _number(0.1), "seconds of TCP silence before the hub hangs up"),
-    Spec("udp-error-rate", 10.0, _number(0), "error replies per second per UDP source address"),
-    Spec("dedupe-size", 1024, _number(1, integer=True), "seq numbers remembered per device"),
-    Spec("dedupe-seconds", 300.0, _number(0.1), "seconds a seq number is remembered"),
-    Spec("max-sensors", 100_000, _number(1, integer=True), "sensors kept in the last-value cache"),
-    Spec("realm", "tantra", _uri, "WAMP realm served at /wamp"),
-    # -- history (tantra.store) --
-    Spec("store", "sqlite:tantra.sqlite3", _store,
-         "where history lives: sqlite:PATH, postgresql://user@host/db, or none"),
-    Spec("commit-interval", 10.0, _number(0),
-         "ms at most between two history commits (group commit)"),
-    Spec("retention", "none", _retention,
-         "how long raw history is kept, e.g. 30d (rollups longer); none keeps all"),
-)  # fmt: skip
-SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
+def setting(
+    default: Any, parse: Callable[[Any], Any], help: str, *, section: str, key: str | None = None
+) -> Any:
+    """Declare one field of :class:`Settings`: everything the option and the file need."""
+    return attrs.field(
+        metadata={_SPEC: {"default": default, "parse": parse, "help": help,
+                          "section": section, "key": key}}
+    )  # fmt: skip
+
+
+_SPEC = "tantra.setting"
 
 
 @attrs.frozen
 class Settings:
-    """The checked settings the hub runs with."""
+    """The checked settings the hub runs with; each field declares its option once."""
 
-    http: tuple[str, ...]
-    tcp: str | None
-    udp: int | None
-    udp_interface: str
-    ping_interval: float
-    ping_timeout: float
-    stall_timeout: float
-    max_line: int
-    idle_timeout: float
-    udp_error_rate: float
-    dedupe_size: int
-    dedupe_seconds: float
-    max_sensors: int
-    realm: str
-    store: str | None = None
-    commit_interval: float = 10.0
-    retention: int | None = None
+    http: tuple[str, ...] = setting(
+        ("tcp:8080",),
+        _endpoints,
+        "HTTP + WebSocket endpoint (dashboards at /); repeatable",
+        section="http",
+        key="listen",
+    )
+    tcp: str | None = setting(
+        "tcp:9000",
+        _endpoint,
+        "raw newline-delimited JSON endpoint for devices",
+        section="tcp",
+        key="listen",
+    )
+    udp: int | None = setting(
+        9000, _udp_port, "UDP port for one-datagram readings", section="udp", key="port"
+    )
+    udp_interface: str = setting(
+        "", _text, "address the UDP port binds to (default: all)", section="udp"
+    )
+    ping_interval: float = setting(
+        30.0, _number(0), "seconds between WebSocket pings (0: off)", section="websocket"
+    )
+    ping_timeout: float = setting(
+        10.0, _number(0.1), "seconds a WebSocket client has to answer a ping", section="websocket"
+    )
+    stall_timeout: float = setting(
+        30.0,
+        _number(0.1),
+        "seconds a dashboard may leave its buffer full before it is closed (4001)",
+        section="websocket",
+    )
+    max_line: int = setting(
+        65536,
+        _number(64, integer=True),
+        "longest TCP line / WebSocket message in bytes",
+        section="limits",
+    )
+    idle_timeout: float = setting(
+        300.0, _number(0.1), "seconds of TCP silence before the hub hangs up", section="tcp"
+    )
+    udp_error_rate: float = setting(
+        10.0, _number(0), "error replies per second per UDP source address", section="udp"
+    )
+    dedupe_size: int = setting(
+        1024, _number(1, integer=True), "seq numbers remembered per device", section="dedupe"
+    )
+    dedupe_seconds: float = setting(
+        300.0, _number(0.1), "seconds a seq number is remembered", section="dedupe"
+    )
+    max_sensors: int = setting(
+        100_000, _number(1, integer=True), "sensors kept in the last-value cache", section="limits"
+    )
+    realm: str = setting("tantra", _uri, "WAMP realm served at /wamp", section="wamp")
+    # -- history (tantra.store) --
+    store: str | None = setting(
+        "sqlite:tantra.sqlite3",
+        _store,
+        "where history lives: sqlite:PATH, postgresql://user@host/db, or none",
+        section="store",
+        key="url",
+    )
+    commit_interval: float = setting(
+        10.0, _number(0), "ms at most between two history commits (group commit)", section="store"
+    )
+    retention: int | None = setting(
+        "none",
+        _retention,
+        "how long raw history is kept, e.g. 30d (rollups longer); none keeps all",
+        section="store",
+    )
+
+
+def _spec_of(field: attrs.Attribute) -> Spec:
+    declared = field.metadata[_SPEC]
+    name = field.name.replace("_", "-")
+    section, key = declared["section"], declared["key"]
+    if key is None:
+        key = name.removeprefix(f"{section}-")
+    return Spec(name, declared["default"], declared["parse"], declared["help"], section, key)
+
+
+#: Every setting, in declaration order (the order of ``--help``).
+SPECS: tuple[Spec, ...] = tuple(_spec_of(field) for field in attrs.fields(Settings))
+SPEC_BY_NAME = {spec.name: spec for spec in SPECS}
+#: TOML table -> key (short, or the full name) -> setting.
+SECTIONS: dict[str, dict[str, Spec]] = {}
+for _spec in SPECS:
+    SECTIONS.setdefault(_spec.section, {}).update({_spec.key: _spec, _spec.name: _spec})
+del _spec
+
+
+def _known() -> str:
+    tables = "; ".join(
+        f"[{section}] " + ", ".join(spec.key for spec in SPECS if spec.section == section)
+        for section in SECTIONS
+    )
+    return f"{', '.join(SPEC_BY_NAME)}, or in tables: {tables}"
+
+
+def flatten(data: Mapping[str, Any], where: str) -> dict[str, tuple[Any, str]]:
+    """A config file's settings by name, with how each was written (for messages).
+
+    Flat keys (``udp-error-rate = 5``) and tables (``[udp]`` with
+    ``error-rate = 5``, or the full name) mean the same; a table value is
+    a section, anything else a setting. Every unknown key is named in one
+    error, and so is a setting given twice.
+    """
+    found: dict[str, tuple[Any, str]] = {}
+    unknown: list[str] = []
+
+    def put(spec: Spec, value: Any, spelled: str) -> None:
+        if spec.name in found:
+            raise SettingsError(
+                f"{where}: {spec.name} is given twice ({found[spec.name][1]} and {spelled})"
+            )
+        found[spec.name] = (value, spelled)
+
+    for key, value in data.items():
+        if isinstance(value, dict) and key in SECTIONS:
+            for inner, inner_value in value.items():
+                spec = SECTIONS[key].get(inner)
+                if spec is None:
+                    unknown.append(f"[{key}] {inner}")
+                else:
+                    put(spec, inner_value, f"[{key}] {inner}")
+        elif not isinstance(value, dict) and key in SPEC_BY_NAME:
+            put(SPEC_BY_NAME[key], value, key)
+        else:
+            unknown.append(f"[{key}]" if isinstance(value, dict) else key)
+    if unknown:
+        raise SettingsError(f"{where}: unknown setting(s) {', '.join(unknown)}; known: {_known()}")
+    return found
 
 
 def load_toml(path: str) -> dict[str, Any]:
@@ -209,23 +338,23 @@ def load_toml(path: str) -> dict[str, Any]:
         raise SettingsError(f"cannot read config file {path}: {error.strerror}") from None
     except tomllib.TOMLDecodeError as error:
         raise SettingsError(f"config file {path} is not valid TOML: {error}") from None
-    unknown = sorted(key for key in data if key not in SPEC_BY_NAME)
-    if unknown:
-        raise SettingsError(
-            f"config file {path}: unknown setting(s) {', '.join(unknown)};"
-            f" known: {', '.join(SPEC_BY_NAME)}"
-        )
+    flatten(data, f"config file {path}")
     return data
 
 
 def resolve(command_line: Mapping[str, Any], config_file: Mapping[str, Any]) -> Settings:
-    """Defaults, overridden by the config file, overridden by the command line."""
+    """Defaults, overridden by the config file, overridden by the command line.
+
+    ``config_file`` is what :func:`load_toml` returns: flat keys, tables, or both.
+    """
+    from_file = flatten(config_file, "config file")
     values: dict[str, Any] = {}
     for spec in SPECS:
         if command_line.get(spec.name) is not None:
             raw, origin = command_line[spec.name], f"--{spec.name}"
-        elif spec.name in config_file:
-            raw, origin = config_file[spec.name], f"{spec.name} (config file)"
+        elif spec.name in from_file:
+            raw, spelled = from_file[spec.name]
+            origin = f"{spelled} (config file)"
         else:
             raw, origin = spec.default, None
         try:

@@ -1,41 +1,43 @@
 """``twistd tantra`` / ``twist tantra``: the options and the wiring of the whole hub.
 
-Owns: the command line (:class:`Options`), and :func:`makeService`, the only
-place that reads settings and connects concrete classes: one hub, the
-dashboard WebSocket factory behind a twisted.web site, the raw TCP and UDP
-device protocols, each listener a child service. Stopping the top service
-stops the listeners, delivers what the hub still holds, closes dashboards
-with 1001 and device connections after their pending acks.
+Owns: the command line (:class:`Options`), and :func:`build_service`, the
+only place that reads settings and connects concrete classes. It is one call
+per part, each a builder that adds the part to the top service: the hub
+(:func:`build_hub`), HTTP with dashboards and ``/stats`` (:func:`build_http`),
+raw TCP and UDP devices (:func:`build_devices`), the WAMP router
+(:func:`build_wamp_part`), history with its API (:func:`build_history`).
+A new part is one more builder and one more line.
+
+Does not own: the start and stop order (``tantra.lifecycle``): stopping the
+top service stops the listeners, delivers what the hub still holds, then
+every component lets its clients go (dashboards 1001, WAMP GOODBYE, devices
+after their pending acks), then the store commits what it was handed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from twisted.application import service
-from twisted.internet import defer
 from twisted.internet.endpoints import serverFromString
-from twisted.logger import Logger
-from twisted.python import failure, usage
+from twisted.python import usage
 
 from tantra import __version__
+from tantra.counters import Counters, StoreStats
 from tantra.dedupe import SeqWindow
 from tantra.hub import Hub
+from tantra.lifecycle import SHUTDOWN_GRACE_SECONDS, ListenerService, TantraService
 from tantra.settings import SPECS, Settings, SettingsError, load_toml, resolve
 from tantra.store import backend_for
 from tantra.store.sink import StoreService
 from tantra.store.writer import Store
 from tantra.transports.dashboard import DashboardFactory
 from tantra.transports.raw import DeviceDatagramProtocol, DeviceLineFactory
-from tantra.wamp import WampFactory, build_wamp
+from tantra.wamp import build_wamp
 from tantra.web.api import build_api
 from tantra.web.site import build_site
 
-_log = Logger()
-
-#: How long a clean stop waits for clients to go before the reactor drops them.
-SHUTDOWN_GRACE_SECONDS = 5.0
+__all__ = ["SHUTDOWN_GRACE_SECONDS", "ListenerService", "Options", "TantraService", "makeService"]
 
 
 def _show_default(value: Any) -> str:
@@ -87,125 +89,20 @@ class Options(usage.Options):
             raise usage.UsageError(str(error)) from None
 
 
-class ListenerService(service.Service):
-    """One listening port; logs where it listens, and fails start-up clearly if it cannot.
-
-    Why not ``StreamServerEndpointService``: the hub must tell people (and
-    tests, which listen on port 0) the address it really got, and a port that
-    is taken must stop ``twistd`` with one readable line, not a traceback.
-    """
-
-    def __init__(self, kind: str, description: str, listen: Callable[[], defer.Deferred], reactor):
-        self.kind = kind
-        self.description = description
-        self._listen = listen
-        self._reactor = reactor
-        self._port = None
-        self.ready: defer.Deferred = defer.Deferred()
-        self.address = ""
-        self._fatal: str | None = None
-
-    def startService(self) -> None:
-        super().startService()
-        defer.maybeDeferred(self._listen).addCallbacks(self._listening, self._cannot_listen)
-        if self._fatal is not None:  # failed before the reactor runs: end twistd cleanly
-            raise SystemExit(f"tantra: {self._fatal}")
-
-    def _listening(self, port) -> None:
-        self._port = port
-        host = port.getHost()
-        self.address = (
-            f"{host.host}:{host.port}"
-            if hasattr(host, "port")
-            else str(getattr(host, "name", host))
-        )
-        _log.info("{kind} listening on {address}", kind=self.kind, address=self.address)
-        self.ready.callback(self)
-
-    def _cannot_listen(self, reason: failure.Failure) -> None:
-        message = f"cannot listen for {self.kind} on {self.description}: {reason.getErrorMessage()}"
-        if self._reactor.running:
-            _log.critical("{message}", message=message)
-            self._reactor.stop()
-        else:
-            self._fatal = message  # startService turns it into a one-line SystemExit
-
-    def stopService(self):
-        super().stopService()
-        port, self._port = self._port, None
-        if port is not None:
-            return defer.maybeDeferred(port.stopListening)
-        return None
-
-
-class TantraService(service.MultiService):
-    """The hub and its listeners; announces readiness and stops gracefully."""
-
-    def __init__(
-        self,
-        hub: Hub,
-        dashboards: DashboardFactory,
-        devices: DeviceLineFactory,
-        reactor,
-        wamp: WampFactory | None = None,
-    ):
-        super().__init__()
-        self.hub = hub
-        self.dashboards = dashboards
-        self.devices = devices
-        self.wamp = wamp
-        self._reactor = reactor
-
-    @property
-    def listeners(self) -> list[ListenerService]:
-        return [child for child in self if isinstance(child, ListenerService)]
-
-    def startService(self) -> None:
-        super().startService()
-        defer.gatherResults([listener.ready for listener in self.listeners]).addCallback(
-            self._announce
-        )
-
-    def _announce(self, listeners: list[ListenerService]) -> None:
-        def port_of(listener: ListenerService) -> str:
-            return listener.address.rsplit(":", 1)[-1]
-
-        http = [port_of(lst) for lst in listeners if lst.kind == "http"]
-        if http:
-            _log.info("🚀 WebSocket server running on port {port}", port=", ".join(http))
-        devices = [f"{lst.kind.upper()} {port_of(lst)}" for lst in listeners if lst.kind != "http"]
-        _log.info(
-            "📡 Ready to receive ESP8266 data ({devices}) and forward to dashboards",
-            devices=", ".join(devices) or "WebSocket only",
-        )
-
-    def stopService(self):
-        stopping = defer.maybeDeferred(super().stopService)
-        stopping.addCallback(lambda _: self._close_connections())
-        return stopping
-
-    def _close_connections(self) -> defer.Deferred:
-        self.hub.flush()
-        going = [self.dashboards.go_away(), self.devices.close_all()]
-        if self.wamp is not None:
-            going.append(self.wamp.go_away())
-        closing = defer.DeferredList(going)
-        closing.addTimeout(SHUTDOWN_GRACE_SECONDS, self._reactor)
-
-        def timed_out(reason: failure.Failure) -> None:
-            reason.trap(defer.CancelledError)
-            _log.warn("some clients did not close within {grace}s", grace=SHUTDOWN_GRACE_SECONDS)
-
-        return closing.addErrback(timed_out)
-
-
-def build_service(settings: Settings, reactor) -> TantraService:
-    """Wire every part of the hub from checked settings."""
+def build_hub(settings: Settings, reactor: Any) -> TantraService:
+    """The hub with its counters, in the top service every other part is added to."""
     hub = Hub(
         reactor,
         dedupe=SeqWindow(size=settings.dedupe_size, seconds=settings.dedupe_seconds),
         max_sensors=settings.max_sensors,
+        counters=Counters(),
     )
+    return TantraService(hub, reactor)
+
+
+def build_http(top: TantraService, settings: Settings, reactor: Any) -> None:
+    """Dashboards (WebSocket at ``/``), the status page and ``/stats`` on every HTTP endpoint."""
+    hub = top.hub
     dashboards = DashboardFactory(
         hub,
         reactor,
@@ -213,12 +110,46 @@ def build_service(settings: Settings, reactor) -> TantraService:
         ping_timeout=settings.ping_timeout,
         stall_timeout=settings.stall_timeout,
         max_message_size=settings.max_line,
+        counters=hub.counters,
     )
-    devices = DeviceLineFactory(
-        hub, reactor, max_line=settings.max_line, idle_timeout=settings.idle_timeout
-    )
-    wamp, wamp_resource = build_wamp(
-        hub,
+    top.add_component("dashboards", dashboards)
+    site = build_site(hub, dashboards)
+    top.http_root = site.resource
+    for description in settings.http:
+        endpoint = serverFromString(reactor, description)
+        top.listen("http", description, partial(endpoint.listen, site))
+
+
+def build_devices(top: TantraService, settings: Settings, reactor: Any) -> None:
+    """Raw TCP lines and UDP datagrams from devices."""
+    hub = top.hub
+    if settings.tcp is not None:
+        devices = DeviceLineFactory(
+            hub,
+            reactor,
+            max_line=settings.max_line,
+            idle_timeout=settings.idle_timeout,
+            counters=hub.counters,
+        )
+        top.add_component("devices", devices)
+        endpoint = serverFromString(reactor, settings.tcp)
+        top.listen("tcp", settings.tcp, lambda: endpoint.listen(devices))
+    if settings.udp is not None:
+        datagrams = DeviceDatagramProtocol(
+            hub, reactor, error_rate=settings.udp_error_rate, counters=hub.counters
+        )
+        udp_port, interface = settings.udp, settings.udp_interface
+        top.listen(
+            "udp",
+            f"{interface or '*'}:{udp_port}",
+            lambda: reactor.listenUDP(udp_port, datagrams, interface=interface),
+        )
+
+
+def build_wamp_part(top: TantraService, settings: Settings, reactor: Any) -> None:
+    """The WAMP router bridged to the hub, at ``/wamp`` on the HTTP endpoints."""
+    wamp, resource = build_wamp(
+        top.hub,
         reactor,
         realm=settings.realm,
         ping_interval=settings.ping_interval,
@@ -226,54 +157,44 @@ def build_service(settings: Settings, reactor) -> TantraService:
         stall_timeout=settings.stall_timeout,
         max_message_size=settings.max_line,
     )
-    top = TantraService(hub, dashboards, devices, reactor, wamp=wamp)
+    top.add_component("wamp", wamp)
+    top.mount(b"wamp", resource)
 
-    # -- history (tantra.store): first child, so it opens before listeners start
-    store = build_store(settings, reactor)
-    children: dict[bytes, Any] = {b"wamp": wamp_resource}
-    sections: dict[str, Callable[[], dict]] = {"wamp": wamp.router.stats.as_dict}
-    if store is not None:
-        StoreService(store, hub).setServiceParent(top)
-        sections["store"] = store.stats
-    children[b"api"] = build_api(store, reactor)
-    # -- end history
 
-    site = build_site(hub, dashboards, children, sections)
-    for description in settings.http:
-        endpoint = serverFromString(reactor, description)
-        ListenerService(
-            "http", description, lambda e=endpoint: e.listen(site), reactor
-        ).setServiceParent(top)
-    if settings.tcp is not None:
-        endpoint = serverFromString(reactor, settings.tcp)
-        ListenerService(
-            "tcp", settings.tcp, lambda: endpoint.listen(devices), reactor
-        ).setServiceParent(top)
-    if settings.udp is not None:
-        datagrams = DeviceDatagramProtocol(hub, reactor, error_rate=settings.udp_error_rate)
-        udp_port, interface = settings.udp, settings.udp_interface
-        ListenerService(
-            "udp",
-            f"{interface or '*'}:{udp_port}",
-            lambda: reactor.listenUDP(udp_port, datagrams, interface=interface),
+def build_history(top: TantraService, settings: Settings, reactor: Any) -> None:
+    """The history store (``--store``) and its REST API at ``/api`` on the HTTP endpoints.
+
+    The store is a plain child service: it opens before any listener (the
+    lifecycle starts listeners last) and stops after the goodbyes, so what
+    clients sent while they were let go of is still committed, within the
+    grace period. With ``--store none`` the API answers 503.
+    """
+    store = None
+    if settings.store is not None:
+        counters = top.hub.counters
+        counters.store = StoreStats()
+        store = Store(
+            backend_for(settings.store),
             reactor,
-        ).setServiceParent(top)
+            commit_interval=settings.commit_interval / 1000.0,
+            retention_ms=settings.retention,
+            stats=counters.store,
+        )
+        StoreService(store, top.hub, grace=SHUTDOWN_GRACE_SECONDS).setServiceParent(top)
+    top.mount(b"api", build_api(store, reactor))
+
+
+def build_service(settings: Settings, reactor: Any) -> TantraService:
+    """Wire every part of the hub from checked settings: one line per part."""
+    top = build_hub(settings, reactor)
+    build_http(top, settings, reactor)
+    build_devices(top, settings, reactor)
+    build_wamp_part(top, settings, reactor)
+    build_history(top, settings, reactor)
     return top
 
 
-def build_store(settings: Settings, reactor) -> Store | None:
-    """The history store named by ``--store`` (not yet opened), or None."""
-    if settings.store is None:
-        return None
-    return Store(
-        backend_for(settings.store),
-        reactor,
-        commit_interval=settings.commit_interval / 1000.0,
-        retention_ms=settings.retention,
-    )
-
-
-def makeService(options: Options, reactor=None) -> TantraService:
+def makeService(options: Options, reactor: Any = None) -> TantraService:
     """Entry point for twistd/twist (``ServiceMaker``)."""
     if reactor is None:
         from twisted.internet import reactor as global_reactor

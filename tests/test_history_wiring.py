@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import time
 import urllib.request
 
 import pytest
+import pytest_twisted
+from twisted.internet import defer, reactor
 from twisted.internet.testing import MemoryReactorClock
+from zope.interface import implementer
 
+from tantra.lifecycle import IGoodbye
 from tantra.settings import SettingsError, resolve
 from tantra.store.sink import StoreService
 from tantra.tap import build_service
@@ -44,11 +49,51 @@ def test_bad_history_settings_name_the_option(name, value, message):
         resolve({name: value}, {})
 
 
-def test_the_store_is_a_child_service_only_when_configured():
-    with_store = build_service(resolve({"udp": "none"}, {}), MemoryReactorClock())
-    assert type(next(iter(with_store))) is StoreService  # opens before listeners
+def test_history_settings_live_in_the_store_table():
+    settings = resolve({}, {"store": {"url": "none", "commit-interval": 5, "retention": "2w"}})
+    assert settings.store is None and settings.commit_interval == 5.0
+    assert settings.retention == 14 * 86_400_000
+
+
+def test_the_store_is_a_child_service_counting_into_counters_only_when_configured(tmp_path):
+    url = f"sqlite:{tmp_path / 'h.sqlite3'}"
+    with_store = build_service(resolve({"udp": "none", "store": url}, {}), MemoryReactorClock())
+    (store_service,) = [c for c in with_store if isinstance(c, StoreService)]
+    assert store_service.store.counters is with_store.hub.counters.store
+    assert with_store.hub.counters.as_dict()["store"]["where"].startswith("SQLite")
+    assert with_store.http_root is not None and b"api" in with_store.http_root.children
     without = build_service(resolve({"udp": "none", "store": "none"}, {}), MemoryReactorClock())
     assert not any(isinstance(child, StoreService) for child in without)
+    assert "store" not in without.hub.counters.as_dict()
+
+
+@implementer(IGoodbye)
+class LastWords:
+    """A component whose client sends one more reading while it is let go of."""
+
+    def __init__(self, hub):
+        self.hub = hub
+
+    def go_away(self):
+        self.hub.ingest(b'{"sensor":"last","value":2}', default_device="bye")
+        return defer.succeed(None)
+
+
+@pytest_twisted.ensureDeferred
+async def test_readings_pending_at_stop_and_sent_during_goodbyes_are_stored(tmp_path):
+    url = f"sqlite:{tmp_path / 'h.sqlite3'}"
+    settings = resolve({"http": "none", "tcp": "none", "udp": "none", "store": url}, {})
+    top = build_service(settings, reactor)
+    top.add_component("last-words", LastWords(top.hub))
+    top.startService()
+    top.hub.ingest(b'{"sensor":"pending","value":1}', default_device="bye")  # not yet flushed
+    await top.stopService().addTimeout(10, reactor)
+    with sqlite3.connect(tmp_path / "h.sqlite3") as conn:
+        stored = conn.execute(
+            "SELECT s.sensor FROM reading r JOIN series s ON s.id = r.series ORDER BY r.id"
+        ).fetchall()
+    assert stored == [("pending",), ("last",)]
+    assert top.hub.counters.store.stored == 2 and top.hub.counters.store.state == "stopped"
 
 
 def get_json(hub: HubProcess, path: str):

@@ -6,7 +6,8 @@ import pytest
 
 from tantra.dedupe import SeqWindow
 from tantra.hub import EVERYTHING, Batch, Filter, Hub
-from tantra.model import Reading
+from tantra.model import Reading, parse_payload
+from tantra.replies import for_outcome
 from tests.support.fakes import START, RecordingSink
 
 
@@ -128,8 +129,8 @@ def test_duplicates_are_acked_but_not_delivered_again(hub, clock):
     again = send(hub, b'{"sensor":"a","value":1,"seq":7}')
     other_device = send(hub, b'{"sensor":"a","value":1,"seq":7}', device="ip-2")
     clock.advance(0)
-    assert first.replies() == [{"ack": 7}]
-    assert again.replies() == [{"ack": 7}]
+    assert for_outcome(first) == [{"ack": 7}]
+    assert for_outcome(again) == [{"ack": 7}]
     assert again.duplicates and not again.accepted
     assert other_device.accepted
     assert len(sink.readings) == 2
@@ -139,7 +140,7 @@ def test_duplicates_are_acked_but_not_delivered_again(hub, clock):
 def test_batch_acks_list_every_seq_in_order_and_reports_errors(hub):
     outcome = send(hub, b'[{"sensor":"a","value":1,"seq":1},{"sensor":"a","value":"x","seq":2},'
                         b'{"sensor":"a","value":3,"seq":3},{"sensor":"a","value":4}]')  # fmt: skip
-    assert outcome.replies() == [
+    assert for_outcome(outcome) == [
         {"ack": [1, 3]},
         {"error": "invalid_reading", "detail": "value must be a finite number or boolean",
          "index": 1},
@@ -148,7 +149,7 @@ def test_batch_acks_list_every_seq_in_order_and_reports_errors(hub):
 
 
 def test_no_ack_without_seq(hub):
-    assert send(hub, b'{"sensor":"a","value":1}').replies() == []
+    assert for_outcome(send(hub, b'{"sensor":"a","value":1}')) == []
 
 
 def test_rejected_input_reaches_no_sink(hub, clock):
@@ -218,3 +219,33 @@ def test_rejections_are_logged_at_most_once_a_second(hub, clock):
         ("ip-9", "invalid_json", 1),
         ("ip-9", "empty_batch", 5),
     ]
+
+
+def test_origin_travels_with_accepted_readings_to_every_filter(hub, clock):
+    everything, only_b = RecordingSink(), RecordingSink()
+    hub.subscribe(everything)
+    hub.subscribe(only_b, Filter.of(sensors=["b"]))
+    mine = object()
+    send(hub, b'{"sensor":"a","value":1}')
+    parsed = parse_payload(
+        b'[{"sensor":"b","value":2},{"sensor":"a","value":3}]', default_device="ip-9",
+        now_ms=hub.now_ms(),
+    )  # fmt: skip
+    hub.accept(parsed, origin=mine)
+    send(hub, b'{"sensor":"b","value":4}')
+    clock.advance(0)
+    [batch] = everything.batches
+    assert [(r.value, o) for r, o in batch.with_origins()] == [
+        (1, None), (2, mine), (3, mine), (4, None)
+    ]  # fmt: skip
+    [filtered] = only_b.batches
+    assert [(r.value, o) for r, o in filtered.with_origins()] == [(2, mine), (4, None)]
+
+
+def test_a_turn_without_origins_has_none_and_the_next_turn_forgets_them(hub, clock):
+    sink = RecordingSink()
+    hub.subscribe(sink)
+    send(hub, b'{"sensor":"a","value":1}')
+    clock.advance(0)
+    assert sink.batches[0].origins is None
+    assert list(sink.batches[0].with_origins()) == [(sink.readings[0], None)]

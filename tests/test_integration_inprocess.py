@@ -16,8 +16,7 @@ from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.protocols.basic import LineReceiver
 
-from tantra.settings import resolve
-from tantra.tap import build_service
+from tests.support.inprocess import start_hub
 
 pytestmark = pytest.mark.integration
 
@@ -30,25 +29,6 @@ async def _sleep(seconds: float) -> None:
     d: defer.Deferred = defer.Deferred()
     reactor.callLater(seconds, d.callback, None)
     await d
-
-
-@defer.inlineCallbacks
-def start_hub(**overrides):
-    settings = resolve(
-        {
-            "http": ["tcp:0:interface=127.0.0.1"],
-            "tcp": "tcp:0:interface=127.0.0.1",
-            "udp": "none",
-            "store": "none",
-            **overrides,
-        },
-        {},
-    )
-    service = build_service(settings, reactor)
-    service.startService()
-    yield defer.gatherResults([listener.ready for listener in service.listeners])
-    ports = {lst.kind: int(lst.address.rsplit(":", 1)[1]) for lst in service.listeners}
-    return service, ports
 
 
 class Dashboard(WebSocketClientProtocol):

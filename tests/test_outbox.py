@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from twisted.internet.task import Clock
 
-from tantra.hub import Batch, HubStats
+from tantra.counters import Counters
+from tantra.hub import Batch
 from tantra.model import Reading
 from tantra.outbox import Outbox
 
@@ -21,7 +22,8 @@ def encode(readings) -> bytes:
 class Harness:
     def __init__(self):
         self.clock = Clock()
-        self.stats = HubStats()
+        self.counters = Counters()
+        self.stats = self.counters.hub
         self.written: list[bytes] = []
         self.stalled = 0
         self.outbox = Outbox(
@@ -30,7 +32,7 @@ class Harness:
             clock=self.clock,
             stall_timeout=30.0,
             on_give_up=self._on_stalled,
-            stats=self.stats,
+            counters=self.counters,
         )
 
     def _on_stalled(self, reason):

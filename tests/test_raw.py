@@ -123,10 +123,10 @@ def test_tcp_idle_connection_is_closed(hub, clock):
     assert clock.getDelayedCalls() == []
 
 
-def test_tcp_close_all_half_closes_ignores_late_lines_and_waits(hub, clock, dashboard):
+def test_tcp_go_away_half_closes_ignores_late_lines_and_waits(hub, clock, dashboard):
     factory, protocol, transport = connect_tcp(hub, clock)
     protocol.dataReceived(b'{"sensor":"a","value":1,"seq":1}\n')
-    closed = factory.close_all()
+    closed = factory.go_away()
     assert transport.value() == b'{"ack":1}\n'
     assert transport.write_closed and not transport.disconnecting, "only our side is shut"
     protocol.dataReceived(b'{"sensor":"late","value":2,"seq":2}\n')

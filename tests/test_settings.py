@@ -129,3 +129,84 @@ def test_make_service_accepts_plain_options():
     options.parseOptions(["--udp", "none"])
     top = makeService(options, reactor)
     assert [lst.kind for lst in top if isinstance(lst, ListenerService)] == ["http", "tcp"]
+
+
+def test_every_setting_is_declared_once_and_is_an_option():
+    import attrs
+
+    from tantra.settings import SPECS
+
+    assert [spec.name.replace("-", "_") for spec in SPECS] == [
+        field.name for field in attrs.fields(Settings)
+    ]
+    options = Options()
+    for spec in SPECS:
+        assert spec.name in options, spec.name
+
+
+def test_config_tables_mean_the_same_as_flat_keys(tmp_path):
+    tables = tmp_path / "tables.toml"
+    tables.write_text(
+        '[http]\nlisten = ["tcp:7001", "tcp:7002"]\n'
+        '[tcp]\nlisten = "tcp:7003"\nidle-timeout = 60\n'
+        '[udp]\nport = 7004\ninterface = "127.0.0.1"\nudp-error-rate = 5\n'
+        "[websocket]\nping-interval = 0\n"
+        "[dedupe]\nsize = 8\n"
+        "[limits]\nmax-sensors = 10\n"
+        '[wamp]\nrealm = "farm"\n'
+    )
+    flat = tmp_path / "flat.toml"
+    flat.write_text(
+        'http = ["tcp:7001", "tcp:7002"]\ntcp = "tcp:7003"\nidle-timeout = 60\nudp = 7004\n'
+        'udp-interface = "127.0.0.1"\nudp-error-rate = 5\nping-interval = 0\n'
+        'dedupe-size = 8\nmax-sensors = 10\nrealm = "farm"\n'
+    )
+    settings = parse("--config", str(tables))
+    assert settings == parse("--config", str(flat))
+    assert settings.udp_error_rate == 5 and settings.udp == 7004 and settings.realm == "farm"
+    assert parse("--config", str(tables), "--udp-error-rate", "7").udp_error_rate == 7
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[udp]\ncolour = 1\n", r"unknown setting\(s\) \[udp\] colour; known: http,"),
+        ("[mqtt]\nport = 1\n", r"unknown setting\(s\) \[mqtt\];"),
+        ("htp = 1\n[udp]\nx = 1\n", r"unknown setting\(s\) htp, \[udp\] x;"),
+        ("[realm]\nx = 1\n", r"unknown setting\(s\) \[realm\];"),
+        ("udp-error-rate = 1\n[udp]\nerror-rate = 2\n",
+         r"udp-error-rate is given twice \(udp-error-rate and \[udp\] error-rate\)"),
+        ("[udp]\nerror-rate = 1\nudp-error-rate = 2\n", "is given twice"),
+        ("[udp]\nport = true\n", r"\[udp\] port \(config file\): True is not a port number"),
+    ],
+)  # fmt: skip
+def test_bad_config_tables_name_the_key(tmp_path, text, message):
+    config = tmp_path / "t.toml"
+    config.write_text(text)
+    with pytest.raises(usage.UsageError, match=message):
+        parse("--config", str(config))
+
+
+def test_readme_options_table_lists_every_setting_with_its_table():
+    import pathlib
+    import re
+
+    from tantra.settings import SPECS
+
+    readme = (pathlib.Path(__file__).parent.parent / "README.md").read_text()
+    rows = dict(re.findall(r"^\| `--([a-z-]+)` \| (\S[^|]*?) \|", readme, re.MULTILINE))
+    assert {name: rows.get(name) for name in (s.name for s in SPECS)} == {
+        spec.name: f"`[{spec.section}] {spec.key}`" for spec in SPECS
+    }
+
+
+def test_checking_settings_needs_no_test_doubles_from_twisted():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from tantra.tap import Options; o = Options();"
+        " o.parseOptions(['--http', 'tcp:1', '--tcp', 'unix:/tmp/t.sock']);"
+        " assert 'twisted.internet.testing' not in sys.modules, 'imported'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

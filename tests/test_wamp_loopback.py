@@ -33,8 +33,8 @@ from twisted.internet import defer, reactor, task
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.protocol import Factory, Protocol
 
-from tantra.settings import resolve
-from tantra.tap import TantraService, build_service
+from tantra.tap import TantraService
+from tests.support.inprocess import start_hub
 
 pytestmark = pytest.mark.integration
 
@@ -159,20 +159,8 @@ class Dashboard(WebSocketClientProtocol):
             self.gone.callback(code)
 
 
-def hub_settings(**overrides) -> dict:
-    return {
-        "http": ["tcp:0:interface=127.0.0.1"],
-        "tcp": "tcp:0:interface=127.0.0.1",
-        "udp": "none",
-        "store": "none",
-        **overrides,
-    }
-
-
-async def start_hub(**overrides) -> RunningHub:
-    service = build_service(resolve(hub_settings(**overrides), {}), reactor)
-    service.startService()
-    await within(defer.gatherResults([lst.ready for lst in service.listeners]))
+async def run_hub(**overrides) -> RunningHub:
+    service, _ = await start_hub(**overrides)
     return RunningHub(service)
 
 
@@ -185,7 +173,7 @@ async def stop_hub(hub: RunningHub) -> None:
 
 @pytest_twisted.async_yield_fixture
 async def hub():
-    running = await start_hub()
+    running = await run_hub()
     try:
         yield running
     finally:
@@ -444,7 +432,7 @@ async def test_protocol_violations_are_aborted(hub, first, then, detail):
     assert abort[0] == 3 and abort[2] == "wamp.error.protocol_violation"
     assert detail in abort[1]["message"]
     assert raw.close_code == 1000
-    assert hub.service.wamp.router.stats.protocol_violations == 1
+    assert hub.service.components["wamp"].router.stats.protocol_violations == 1
 
 
 @pytest_twisted.ensureDeferred
@@ -452,7 +440,7 @@ async def test_hub_stop_says_goodbye_and_cleans_up(hub):
     client = await hub.join("json")
     await within(client.subscribe(Inbox(), "a.b"))
     await within(client.register(lambda: 1, "app.one"))
-    router = hub.service.wamp.router
+    router = hub.service.components["wamp"].router
     assert len(router.sessions) == 1
     await within(defer.maybeDeferred(hub.service.stopService))
     await within(client.gone)
@@ -462,7 +450,7 @@ async def test_hub_stop_says_goodbye_and_cleans_up(hub):
 
 @pytest_twisted.ensureDeferred
 async def test_a_stalled_wamp_subscriber_is_bounded_and_dropped():
-    hub = await start_hub(**{"stall-timeout": 0.5})
+    hub = await run_hub(**{"stall-timeout": 0.5})
     try:
         client = await hub.join("json")
         inbox = Inbox()
@@ -471,7 +459,7 @@ async def test_a_stalled_wamp_subscriber_is_bounded_and_dropped():
         )
         # Small socket buffers on both ends, and a client that stops reading:
         # the server's transport soon says "pause" to the session's outbox.
-        [server] = hub.service.wamp.connections
+        [server] = hub.service.components["wamp"].connections
         server.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
         client_transport = client._transport.transport
         client_transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
@@ -490,7 +478,7 @@ async def test_a_stalled_wamp_subscriber_is_bounded_and_dropped():
         await eventually(lambda: stats.clients_dropped["stalled"] == 1)
         client_transport.resumeProducing()
         await within(client.gone)
-        assert hub.service.wamp.router.sessions == {}
+        assert hub.service.components["wamp"].router.sessions == {}
         assert len(inbox.events) < 3000
     finally:
         await stop_hub(hub)

@@ -22,14 +22,13 @@ from twisted.internet import task
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from tantra.hub import EVERYTHING, Hub, HubStats, ISink
-from tantra.model import Reading
+from tantra.hub import EVERYTHING, Hub
 from tantra.wamp.bridge import HubBridge
 from tantra.wamp.options import keeping_disclosure
-from tantra.wamp.outbox import MessageOutbox
 from tantra.wamp.peer import IWampConnection, IWampPeer
 from tantra.wamp.router import Router
 from tantra.wamp.session import RouterSession, State
+from tests.support.fakes import RecordingSink
 
 NOW = 1_764_000_000.0
 ROLES = {
@@ -58,15 +57,6 @@ class FakeConnection:
         found = [m for m, _ in self.sent if isinstance(m, kind)]
         self.sent.clear()
         return found
-
-
-@implementer(ISink)
-class RecordingSink:
-    def __init__(self):
-        self.readings: list[Reading] = []
-
-    def deliver(self, batch):
-        self.readings.extend(batch.readings)
 
 
 class Realm:
@@ -662,70 +652,6 @@ def test_a_caller_that_leaves_interrupts_its_calls(realm):
     assert isinstance(interrupt, message.Interrupt) and interrupt.mode == "killnowait"
 
 
-# -- bounded outgoing path ------------------------------------------------------------
-
-
-class Wire:
-    def __init__(self):
-        self.frames: list[bytes] = []
-        self.given_up: list[str] = []
-
-
-def make_outbox(max_held_bytes=1 << 20):
-    wire, stats, clock = Wire(), HubStats(), task.Clock()
-    outbox = MessageOutbox(
-        write=lambda payload, binary: wire.frames.append(payload),
-        serialize=JsonSerializer().serialize,
-        clock=clock,
-        stall_timeout=30,
-        on_stalled=wire.given_up.append,
-        stats=stats,
-        max_held_bytes=max_held_bytes,
-    )
-    return outbox, wire, stats, clock
-
-
-def test_outbox_conflates_keyed_messages_and_keeps_the_others_in_order():
-    outbox, wire, stats, _ = make_outbox()
-    outbox.send(message.Event(1, 1, args=[1]), (1, "soil"))
-    assert len(wire.frames) == 1
-    outbox.pauseProducing()
-    outbox.send(message.Event(1, 2, args=[2]), (1, "soil"))
-    outbox.send(message.Result(9, args=["r"]))
-    outbox.send(message.Event(1, 3, args=[3]), (1, "soil"))
-    outbox.send(message.Event(2, 4, args=[4]), (2, "soil"))  # another subscription: kept
-    assert outbox.backlog == 3 and stats.conflated == 1
-    outbox.resumeProducing()
-    assert wire.frames[1:] == [
-        b'[50,9,{},["r"]]',
-        b"[36,1,3,{},[3]]",
-        b"[36,2,4,{},[4]]",
-    ]
-
-
-def test_outbox_gives_up_on_a_stalled_client_like_a_dashboard():
-    outbox, wire, stats, clock = make_outbox()
-    outbox.pauseProducing()
-    clock.advance(29)
-    outbox.resumeProducing()
-    outbox.pauseProducing()
-    clock.advance(29)
-    assert wire.given_up == []
-    clock.advance(1)
-    assert wire.given_up == ["stalled"] and stats.clients_dropped["stalled"] == 1
-    outbox.send(message.Result(1))
-    assert clock.getDelayedCalls() == []
-
-
-def test_outbox_gives_up_when_unmergeable_messages_pile_up():
-    outbox, wire, stats, clock = make_outbox(max_held_bytes=100)
-    outbox.pauseProducing()
-    for n in range(10):
-        outbox.send(message.Result(n, args=["x" * 20]))
-    assert wire.given_up == ["backlog"] and stats.clients_dropped["backlog"] == 1
-    assert clock.getDelayedCalls() == []  # the stall timer went with it
-
-
 # -- the realm setting ------------------------------------------------------------
 
 
@@ -738,3 +664,18 @@ def test_realm_setting_defaults_to_tantra_and_must_be_a_uri():
     for bad in ["", "two words", "a..b", 7]:
         with pytest.raises(SettingsError, match="realm"):
             resolve({"realm": bad}, {})
+
+
+def test_a_refused_wamp_reading_is_logged_with_its_session(realm):
+    from twisted.logger import globalLogPublisher
+
+    seen: list[dict] = []
+    globalLogPublisher.addObserver(seen.append)
+    try:
+        publisher, _ = realm.join()
+        publisher.on_message(message.Publish(req(), "tantra.reading.farm-1.soil", args=[{"v": 1}]))
+    finally:
+        globalLogPublisher.removeObserver(seen.append)
+    [event] = [e for e in seen if e.get("code") == "invalid_reading"]
+    assert event["source"] == f"WAMP session {publisher.session_id}"
+    assert event["detail"].startswith("tantra.reading.farm-1.soil: ")

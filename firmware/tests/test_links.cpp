@@ -322,6 +322,17 @@ TEST_CASE("udp: an error reply rejects the reading in flight; a late duplicate a
   CHECK(u.box.size() == 1);
 }
 
+TEST_CASE("udp: one reply datagram may hold several lines (ack and errors together)") {
+  UdpRig u;
+  u.add(1);
+  u.link.poll(0);
+  u.port.replies.push_back("{\"ack\":[1]}\r\n{\"error\":\"invalid_reading\",\"index\":1}\n");
+  u.link.poll(1);
+  CHECK(u.box.empty());
+  CHECK(u.stats.bad_replies == 0);
+  CHECK(u.stats.rejected == 0);
+}
+
 TEST_CASE("forwarder: serial bytes in any chunking become queued readings with seqs") {
   Stats stats = Stats();
   Pending slots[8];

@@ -279,7 +279,8 @@ class Backend:
     # -- reading ---------------------------------------------------------------
 
     def _series_clause(self, filter_: SeriesFilter) -> tuple[str, list[Any]]:
-        clauses, params = [], []
+        clauses: list[str] = []
+        params: list[Any] = []
         if filter_.devices:
             clauses.append(f"device IN ({', '.join('?' for _ in filter_.devices)})")
             params.extend(filter_.devices)

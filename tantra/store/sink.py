@@ -2,8 +2,9 @@
 
 Owns: :class:`StoreSink` (an :class:`~tantra.hub.ISink` subscribed to
 everything) and :class:`StoreService`, the child service that opens the store
-before the listeners start and stops it, committing what is queued, after
-they closed.
+before the listeners start and stops it, committing what is queued within
+the grace period, after every client was let go of (``tantra.lifecycle``
+stops plain children last).
 
 Does not own: the queue, the writer or the database (``tantra.store.writer``).
 """
@@ -39,9 +40,10 @@ class StoreService(service.Service):
 
     name = "store"
 
-    def __init__(self, store: Store, hub: Hub):
+    def __init__(self, store: Store, hub: Hub, *, grace: float = 5.0):
         self.store = store
         self.hub = hub
+        self.grace = grace
         self._subscription: Subscription | None = None
 
     def startService(self) -> None:
@@ -61,4 +63,4 @@ class StoreService(service.Service):
         if self._subscription is not None:
             self.hub.unsubscribe(self._subscription)
             self._subscription = None
-        return self.store.stop()
+        return self.store.stop(self.grace)

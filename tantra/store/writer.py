@@ -30,6 +30,7 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from tantra.counters import StoreStats
 from tantra.model import Reading
 from tantra.store import IStore, NotStored
 from tantra.store.backend import Backend
@@ -74,6 +75,7 @@ class Store:
         read_threads: int = 4,
         monotonic: Callable[[], float] = time.monotonic,
         backoff: tuple[float, float, float] = BACKOFF,
+        stats: StoreStats | None = None,
     ):
         self.backend = backend
         self._reactor = reactor
@@ -82,9 +84,10 @@ class Store:
         self.retention_ms = retention_ms
         self._monotonic = monotonic
         self._backoff = backoff
-        self.state = "stopped"
-        self.reason = ""
-        self.counters = collections.Counter[str]()
+        #: Counters and state, the ``store`` section of the hub's ``Counters`` (``/stats``).
+        self.counters = stats if stats is not None else StoreStats()
+        self.counters.where = backend.describe()
+        self.counters.queue_limit = queue_limit
         self._listeners: list[CommitListener] = []
         # Shared with the writer thread, guarded by _cond.
         self._cond = threading.Condition()
@@ -99,6 +102,24 @@ class Store:
         self._retention: task.LoopingCall | None = None
         self.schema_version = 0
         self._last_commit = float("-inf")  # writer thread only
+
+    @property
+    def state(self) -> str:
+        """'starting', 'ok', 'failing' or 'stopped' (changed in the reactor thread)."""
+        return self.counters.state
+
+    @state.setter
+    def state(self, value: str) -> None:
+        self.counters.state = value
+
+    @property
+    def reason(self) -> str:
+        """Why the store is failing ('' when it is not)."""
+        return self.counters.reason
+
+    @reason.setter
+    def reason(self, value: str) -> None:
+        self.counters.reason = value
 
     # -- life cycle ------------------------------------------------------------
 
@@ -180,14 +201,15 @@ class Store:
                 self._queue.append(_Entry(readings, deferred))
                 self._queued += count
                 self._cond.notify()
+            self.counters.queued = self._queued
         if full:
             self._shed(count, deferred, f"the store queue is full ({self.queue_limit} readings)")
 
     def _shed(self, count: int, deferred: defer.Deferred | None, why: str) -> None:
-        self.counters["shed"] += count
-        if self.counters["shed"] == count or self.counters["shed"] % 10_000 < count:
+        self.counters.shed += count
+        if self.counters.shed == count or self.counters.shed % 10_000 < count:
             _log.warn("history: not storing {count} reading(s): {why} ({total} shed so far)",
-                      count=count, why=why, total=self.counters["shed"])  # fmt: skip
+                      count=count, why=why, total=self.counters.shed)  # fmt: skip
         if deferred is not None:
             deferred.errback(NotStored(why))
 
@@ -202,24 +224,14 @@ class Store:
         return self._queued
 
     def stats(self) -> dict[str, Any]:
-        return {
-            "state": self.state,
-            "reason": self.reason,
-            "where": self.backend.describe(),
-            "queued": self._queued,
-            "queue_limit": self.queue_limit,
-            "stored": self.counters["stored"],
-            "commits": self.counters["commits"],
-            "shed": self.counters["shed"],
-            "write_failures": self.counters["write_failures"],
-            "pruned": self.counters["pruned"],
-        }
+        return self.counters.as_dict()
 
     # -- reports from the writer (reactor thread) ---------------------------------
 
     def _committed(self, entries: list[_Entry], ids: list[int]) -> None:
-        self.counters["stored"] += len(ids)
-        self.counters["commits"] += 1
+        self.counters.stored += len(ids)
+        self.counters.commits += 1
+        self.counters.queued = self._queued
         offset = 0
         done = []
         for entry in entries:  # listeners first: a Deferred's callback may run anything
@@ -238,7 +250,7 @@ class Store:
 
     def _set_state(self, state: str, reason: str) -> None:
         if state == "failing":
-            self.counters["write_failures"] += 1
+            self.counters.write_failures += 1
         if state == self.state:
             self.reason = reason
             return
@@ -250,11 +262,12 @@ class Store:
 
     def _failed_entries(self, entries: list[_Entry], why: str) -> None:
         for entry in entries:
-            self.counters["shed"] += len(entry.readings)
+            self.counters.shed += len(entry.readings)
             if entry.deferred is not None:
                 entry.deferred.errback(NotStored(why))
 
     def _finished(self) -> None:
+        self.counters.queued = self._queued
         if self._stopped is not None:
             stopped, self._stopped = self._stopped, None
             stopped.callback(None)
@@ -375,7 +388,7 @@ class Store:
         return done
 
     def _pruned(self, deleted: int, done: defer.Deferred) -> None:
-        self.counters["pruned"] += deleted
+        self.counters.pruned += deleted
         done.callback(deleted)
         if deleted >= RETENTION_BATCH and self.state == "ok" and not self._stopping:
             self._reactor.callLater(0.05, self._prune)  # more to do: soon, but let ingest in
@@ -393,7 +406,8 @@ class Store:
         return deferToThreadPool(self._reactor, self._pool, run)
 
 
-def _close_quietly(conn: Any) -> None:
+def _close_quietly(conn: Any) -> Any:
+    """Close a connection that may be broken; returns None for ``conn = _close_quietly(conn)``."""
     if conn is not None:
         try:
             conn.close()

@@ -16,7 +16,8 @@ policy (``tantra.outbox``), or the HTTP resource tree (``tantra.web.site``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import PreparedMessage
@@ -24,9 +25,12 @@ from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from tantra import replies
+from tantra.counters import Counters
 from tantra.hub import EVERYTHING, Batch, Filter, Hub, Subscription
+from tantra.lifecycle import IGoodbye
 from tantra.model import NAME_PATTERN, NAME_RULE, Reading, device_name_for_address
 from tantra.outbox import Outbox
 from tantra.transports.sendnow import writer_for
@@ -88,13 +92,15 @@ class DashboardProtocol(WebSocketServerProtocol):
     _log = Logger()
 
     factory: DashboardFactory
+    transport: Any  # a TCP, TLS or UNIX transport behind twisted.web (twisted types it loosely)
 
     def __init__(self) -> None:
         super().__init__()
         self._filter: Filter | None = None
         self._device = "unknown"
         self._outbox: Outbox | None = None
-        self._send = self._not_connected
+        # Not ``_send``: Autobahn's own ``_send`` drains its send queue.
+        self._write_through: Callable[[bytes], None] = self._not_connected
         self._subscription: Subscription | None = None
         self._is_closed = False
         self._close_waiters: list[defer.Deferred] | None = None  # made on demand
@@ -106,7 +112,7 @@ class DashboardProtocol(WebSocketServerProtocol):
         # costs 760 bytes even when empty, a list subclass 56. Per idle
         # dashboard that is the difference between beating the Node relay's
         # memory per client and not.
-        self.send_queue = _SendQueue()
+        self.send_queue = _SendQueue()  # type: ignore[assignment]  # deque's popleft only
 
     def onConnect(self, request):
         try:
@@ -131,26 +137,27 @@ class DashboardProtocol(WebSocketServerProtocol):
         A hub holds thousands of idle dashboards: per-client memory is what
         limits it, so nothing is kept that only the handshake needed.
         """
-        self.http_request_data = self.http_response_data = None
+        forgotten: Any = None
+        self.http_request_data = self.http_response_data = forgotten
         self.http_headers = {}
         self.http_request_params = {}
-        self.http_status_line = None
+        self.http_status_line = forgotten
 
     def _not_connected(self, data: bytes) -> None:
         raise RuntimeError("no transport yet")
 
     def _start_subscription(self) -> None:
         factory = self.factory
-        self._send = writer_for(self.transport)
+        self._write_through = writer_for(self.transport)
         outbox = Outbox(
             # Straight to the socket: the outbox is closed before any close frame
             # (see sendCloseFrame), so it never writes after one.
-            write=self._send,
+            write=self._write_through,
             encode=encode_text_frames,
             clock=factory.clock,
             stall_timeout=factory.stall_timeout,
             on_give_up=self._give_up,
-            stats=factory.hub.stats,
+            counters=factory.counters,
         )
         # Behind twisted.web the HTTP channel is still the registered producer.
         if _registered_producer(self.transport) is not None:
@@ -170,11 +177,11 @@ class DashboardProtocol(WebSocketServerProtocol):
 
     def _write_frames(self, data: bytes) -> None:
         if self.state == _OPEN:
-            self._send(data)
+            self._write_through(data)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         outcome = self.factory.hub.ingest(payload, default_device=self._device)
-        messages = outcome.replies()
+        messages = replies.for_outcome(outcome)
         if messages:
             # Same framing as broadcasts (one text frame per reply), without
             # Autobahn's per-message send path, which costs more than the ingest.
@@ -185,7 +192,7 @@ class DashboardProtocol(WebSocketServerProtocol):
         self.sendCloseFrame(CLOSE_SLOW_CONSUMER, b"slow consumer", isReply=False)
 
     def onAutoPingTimeout(self) -> None:
-        self.factory.hub.stats.clients_dropped["ping_timeout"] += 1
+        self.factory.counters.hub.clients_dropped["ping_timeout"] += 1
         self._log.info("WebSocket client {peer} did not answer a ping", peer=self.peer)
         super().onAutoPingTimeout()
 
@@ -218,10 +225,11 @@ class DashboardProtocol(WebSocketServerProtocol):
             waiter.callback(None)
 
 
+@implementer(IGoodbye)
 class DashboardFactory(WebSocketServerFactory):
     """Builds dashboard connections and knows the open ones (to close them on stop)."""
 
-    protocol = DashboardProtocol
+    protocol = DashboardProtocol  # type: ignore[assignment]  # twisted's generic Factory
 
     def __init__(
         self,
@@ -232,10 +240,12 @@ class DashboardFactory(WebSocketServerFactory):
         ping_timeout: float = 10.0,
         stall_timeout: float = 30.0,
         max_message_size: int = 65536,
+        counters: Counters | None = None,
     ):
         super().__init__(server="Tantra")
         self.hub = hub
         self.clock = clock
+        self.counters = counters if counters is not None else hub.counters
         self.stall_timeout = stall_timeout
         self.clients: set[DashboardProtocol] = set()
         self.setProtocolOptions(

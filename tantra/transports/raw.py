@@ -11,6 +11,8 @@ Does not own: validation or delivery (``tantra.hub``), reply wording
 
 from __future__ import annotations
 
+from typing import Any
+
 from twisted.internet import defer
 from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime
 from twisted.internet.protocol import DatagramProtocol, Factory
@@ -20,7 +22,9 @@ from twisted.protocols.policies import TimeoutMixin
 from zope.interface import implementer
 
 from tantra import replies
+from tantra.counters import Counters
 from tantra.hub import Hub
+from tantra.lifecycle import IGoodbye
 from tantra.model import device_name_for_address, device_name_for_peer
 from tantra.ratelimit import SourceRateLimiter
 
@@ -45,10 +49,11 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
 
     delimiter = b"\n"
     factory: DeviceLineFactory
+    transport: Any  # TCP, TLS or UNIX: half-closeable (twisted types it as ITransport | None)
 
     def connectionMade(self) -> None:
         self.MAX_LENGTH = self.factory.max_line
-        self.callLater = self.factory.clock.callLater
+        self.callLater = self.factory.clock.callLater  # type: ignore[method-assign,assignment]
         self._device = device_name_for_address(self.transport.getPeer())
         self._closing = False
         self.factory.connections.add(self)
@@ -68,7 +73,7 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
         if not line or line.isspace():
             return  # an empty line is a keep-alive
         outcome = self.factory.hub.ingest(line, default_device=self._device)
-        messages = outcome.replies()
+        messages = replies.for_outcome(outcome)
         if messages:
             self.transport.writeSequence(
                 [part for message in messages for part in (replies.encode(message), b"\n")]
@@ -80,7 +85,7 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
         self._close_with_error(LINE_TOO_LONG, detail)
 
     def timeoutConnection(self) -> None:
-        self.factory.hub.stats.clients_dropped[IDLE_TIMEOUT] += 1
+        self.factory.counters.hub.clients_dropped[IDLE_TIMEOUT] += 1
         self._close_with_error(
             IDLE_TIMEOUT, f"no data for {self.factory.idle_timeout:g} s; closing the connection"
         )
@@ -128,14 +133,24 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
         self.factory.connection_gone(self)
 
 
+@implementer(IGoodbye)
 class DeviceLineFactory(Factory):
     """Makes TCP device connections and closes them gracefully on stop."""
 
-    protocol = DeviceLineProtocol
+    protocol = DeviceLineProtocol  # type: ignore[assignment]  # twisted's generic Factory
 
-    def __init__(self, hub: Hub, clock: IReactorTime, *, max_line: int, idle_timeout: float):
+    def __init__(
+        self,
+        hub: Hub,
+        clock: IReactorTime,
+        *,
+        max_line: int,
+        idle_timeout: float,
+        counters: Counters | None = None,
+    ):
         self.hub = hub
         self.clock = clock
+        self.counters = counters if counters is not None else hub.counters
         self.max_line = max_line
         self.idle_timeout = idle_timeout
         self.connections: set[DeviceLineProtocol] = set()
@@ -147,7 +162,7 @@ class DeviceLineFactory(Factory):
         if waiter is not None:
             waiter.callback(None)
 
-    def close_all(self) -> defer.Deferred:
+    def go_away(self) -> defer.Deferred:
         """Hang up on every device once its pending replies (acks) are written.
 
         Fires when all are gone. See :meth:`DeviceLineProtocol.finish` for why
@@ -164,9 +179,19 @@ class DeviceLineFactory(Factory):
 class DeviceDatagramProtocol(DatagramProtocol):
     """UDP devices: each datagram is a reading or a batch; replies go to its source."""
 
-    def __init__(self, hub: Hub, clock: IReactorTime, *, error_rate: float):
+    transport: Any  # the UDP port once listening (twisted types it as IUDPTransport | None)
+
+    def __init__(
+        self,
+        hub: Hub,
+        clock: IReactorTime,
+        *,
+        error_rate: float,
+        counters: Counters | None = None,
+    ):
         self.hub = hub
         self.clock = clock
+        self.counters = counters if counters is not None else hub.counters
         self.limiter = SourceRateLimiter(error_rate)
 
     def datagramReceived(self, data: bytes, addr) -> None:
@@ -174,15 +199,15 @@ class DeviceDatagramProtocol(DatagramProtocol):
         if not data or data.isspace():
             return  # an empty datagram is a keep-alive; any reply would be bigger
         outcome = self.hub.ingest(data, default_device=device_name_for_peer(host))
-        messages = outcome.replies()
+        messages = replies.for_outcome(outcome)
         if outcome.errors and not self.limiter.allow(host, self.clock.seconds()):
             kept = [message for message in messages if "error" not in message]
-            self.hub.stats.replies_suppressed += len(messages) - len(kept)
+            self.counters.hub.replies_suppressed += len(messages) - len(kept)
             messages = kept
         if not messages:
             return
         datagrams, dropped = replies.fit_to_budget(messages, len(data))
-        self.hub.stats.replies_suppressed += dropped
+        self.counters.hub.replies_suppressed += dropped
         for datagram in datagrams:
             try:
                 self.transport.write(datagram, addr)

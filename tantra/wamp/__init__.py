@@ -25,7 +25,7 @@ def build_wamp(
     hub: Hub, clock: IReactorTime, *, realm: str, **options
 ) -> tuple[WampFactory, WebSocketResource]:
     """A router for ``realm`` bridged to ``hub``: its factory and the resource for /wamp."""
-    router = Router(realm)
+    router = Router(realm, counters=hub.counters)
     HubBridge(hub, router.broker, router.dealer, router.stats).start()
     factory = WampFactory(hub, router, clock, **options)
     return factory, WebSocketResource(factory)

@@ -11,7 +11,9 @@ Owns the ``tantra.reading.`` topic namespace and the ``tantra.latest`` /
   the topic) and handed to :meth:`Hub.accept`, so dashboards get it, it is
   de-duplicated and counted; it then comes back through the hub's fan-out as
   the one WAMP event (published with the client's publication id and its
-  ``exclude``/``eligible``/disclosure options), never twice;
+  ``exclude``/``eligible``/disclosure options), never twice: the publication
+  travels with the reading as its origin (``Hub.accept(origin=...)``,
+  ``Batch.origins``), so the bridge keeps no map of what it sent;
 - retained events in the namespace *are* the hub's last-value cache, so WAMP
   ``get_retained`` and the dashboard snapshot always agree.
 
@@ -28,7 +30,7 @@ from autobahn.wamp import message
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from tantra.hub import Batch, Filter, Hub, ISink, Subscription
+from tantra.hub import Batch, Filter, Hub, ISink
 from tantra.model import (
     INVALID_READING,
     NAME_PATTERN,
@@ -76,34 +78,25 @@ class HubBridge:
         self._broker = broker
         self._dealer = dealer
         self._stats = stats
-        self._subscription: Subscription | None = None
-        # Readings a WAMP client published this turn -> the publication they become.
-        # Keyed by identity: the hub hands the very same objects to its sinks.
-        self._origins: dict[int, tuple[Reading, Publication]] = {}
 
     def start(self) -> None:
         self._broker.add_namespace(self)
         self._dealer.add_builtin(LATEST, self.latest)
         self._dealer.add_builtin(SENSORS, self.sensors)
-        self._subscription, _ = self._hub.subscribe(self)
-
-    def stop(self) -> None:
-        if self._subscription is not None:
-            self._hub.unsubscribe(self._subscription)
-            self._subscription = None
+        self._hub.subscribe(self)  # for the hub's lifetime: the router lives as long
 
     # -- hub -> WAMP ------------------------------------------------------------
 
     def deliver(self, batch: Batch) -> None:
-        origins, self._origins = self._origins, {}
         if not self._broker.subscriptions:
             # Nobody subscribed to anything: no event to build. Retained readings
             # come from the hub's cache, so nothing is lost for later subscribers.
             return
-        for reading in batch.readings:
-            origin = origins.get(id(reading))
-            if origin is not None and origin[0] is reading:
-                publication = origin[1]
+        for reading, origin in batch.with_origins():
+            # A reading a WAMP client published carries its publication as its
+            # origin (see publish): it goes out with that client's id and options.
+            if isinstance(origin, Publication):
+                publication = origin
             else:
                 publication = Publication(
                     self._broker.new_publication_id(),
@@ -121,14 +114,12 @@ class HubBridge:
     def publish(self, peer: IWampPeer, msg: message.Publish, publication_id: int) -> None:
         outcome = self._reading_from(msg)
         if isinstance(outcome, Rejection):
-            self._hub.accept(ParsedPayload((), (outcome,)))  # counts it as rejected
-            self._stats.errors_sent[INVALID_ARGUMENT] += 1
-            _log.debug(
-                "refused reading from WAMP session {session} on {topic}: {detail}",
-                session=peer.session_id,
-                topic=msg.topic,
-                detail=outcome.detail,
+            self._hub.reject(
+                outcome.code,
+                source=f"WAMP session {peer.session_id}",
+                detail=f"{msg.topic}: {outcome.detail}",
             )
+            self._stats.errors_sent[INVALID_ARGUMENT] += 1
             if msg.acknowledge:
                 peer.send(
                     error_reply(
@@ -141,19 +132,10 @@ class HubBridge:
                     )
                 )
             return
-        accepted = self._hub.accept(ParsedPayload((outcome,), ()))
-        if accepted.accepted:
-            reading = accepted.accepted[0]
-            self._origins[id(reading)] = (
-                reading,
-                Publication.from_publish(
-                    msg,
-                    peer,
-                    publication_id,
-                    args=[reading.to_dict()],
-                    conflation_key=reading.key,
-                ),
-            )
+        publication = Publication.from_publish(
+            msg, peer, publication_id, args=[outcome.to_dict()], conflation_key=outcome.key
+        )
+        self._hub.accept(ParsedPayload((outcome,), ()), origin=publication)
         if msg.acknowledge:
             peer.send(message.Published(msg.request, publication_id))
 

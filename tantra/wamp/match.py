@@ -27,7 +27,7 @@ Twisted, no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 EXACT = "exact"
@@ -90,11 +90,12 @@ class _Trie(Generic[Observer]):
         self.root: _Node[Observer] = _Node()
 
     def get(self, path: list[str] | str) -> Observation[Observer] | None:
-        node: _Node[Observer] | None = self.root
+        node = self.root
         for key in path:
-            node = node.children.get(key)
-            if node is None:
+            child = node.children.get(key)
+            if child is None:
                 return None
+            node = child
         return node.observation
 
     def put(self, path: list[str] | str, observation: Observation[Observer]) -> None:
@@ -129,9 +130,6 @@ class ObservationMap(Generic[Observer]):
 
     def __len__(self) -> int:
         return len(self._by_id)
-
-    def __iter__(self) -> Iterator[Observation[Observer]]:
-        return iter(list(self._by_id.values()))
 
     def get(self, observation_id: int) -> Observation[Observer] | None:
         return self._by_id.get(observation_id)
@@ -193,13 +191,14 @@ class ObservationMap(Generic[Observer]):
         if exact is not None:
             found.append(exact)
 
-        node: _Node[Observer] | None = self._prefix.root
+        node = self._prefix.root
         if node.observation is not None:  # the empty prefix matches everything
             found.append(node.observation)
         for char in topic:
-            node = node.children.get(char)
-            if node is None:
+            child = node.children.get(char)
+            if child is None:
                 break
+            node = child
             if node.observation is not None:
                 found.append(node.observation)
 

@@ -43,7 +43,7 @@ class _KeepDisclosure:
 def keeping_disclosure(serializer: Serializer) -> Serializer:
     """A copy of ``serializer`` whose PUBLISH and CALL keep ``disclose_me``."""
     ours = copy.copy(serializer)
-    type_map = dict(serializer.MESSAGE_TYPE_MAP)
+    type_map: dict[int, Any] = dict(serializer.MESSAGE_TYPE_MAP)
     for klass in (message.Publish, message.Call):
         type_map[klass.MESSAGE_TYPE] = _KeepDisclosure(klass)
     ours.MESSAGE_TYPE_MAP = type_map

@@ -27,7 +27,7 @@ from collections.abc import Callable, Hashable
 from autobahn.wamp import message
 from twisted.internet.interfaces import IReactorTime
 
-from tantra.hub import HubStats
+from tantra.counters import Counters
 from tantra.outbox import STALLED, BoundedSender
 
 DEFAULT_MAX_HELD_BYTES = 8 * 1024 * 1024
@@ -47,11 +47,11 @@ class MessageOutbox(BoundedSender):
         clock: IReactorTime,
         stall_timeout: float,
         on_stalled: Callable[[str], None],
-        stats: HubStats,
+        counters: Counters,
         max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
     ):
         super().__init__(
-            clock=clock, stall_timeout=stall_timeout, on_give_up=on_stalled, stats=stats
+            clock=clock, stall_timeout=stall_timeout, on_give_up=on_stalled, counters=counters
         )
         self._write = write
         self._serialize = serialize

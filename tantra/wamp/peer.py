@@ -3,7 +3,7 @@
 Owns: :class:`IWampPeer` (what the broker and dealer may do with a joined
 session), :class:`IWampConnection` (what a router session may do with the
 transport under it), the WAMP error and close URIs Tantra sends, how an ERROR
-reply is built, and :class:`WampStats`.
+reply is built. :class:`WampStats` lives in ``tantra.counters``.
 
 Does not own: any behaviour. Pure: no Twisted reactor, no sockets; messages
 are Autobahn's ``autobahn.wamp.message`` classes.
@@ -11,13 +11,14 @@ are Autobahn's ``autobahn.wamp.message`` classes.
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Hashable
 from typing import Any
 
-import attrs
 from autobahn.wamp import message
 from zope.interface import Attribute, Interface
+
+# The router's section of tantra.counters.Counters, importable from here as before.
+from tantra.counters import WampStats as WampStats
 
 # Error and close URIs (wamp-proto "Predefined URIs"); docs/wamp.md lists them.
 NO_SUCH_REALM = "wamp.error.no_such_realm"
@@ -69,27 +70,6 @@ class IWampPeer(Interface):
 
     def has_feature(role: str, feature: str) -> bool:
         """Did the client announce ``feature`` for ``role`` in its HELLO?"""
-
-
-@attrs.define
-class WampStats:
-    """Counters of the router, beside the hub's (a reading rejected over WAMP counts there)."""
-
-    sessions_opened: int = 0
-    sessions_closed: int = 0
-    protocol_violations: int = 0
-    publications: int = 0
-    events_sent: int = 0
-    calls: int = 0
-    retained_evicted: int = 0
-    errors_sent: Counter[str] = attrs.Factory(Counter)
-    aborts_sent: Counter[str] = attrs.Factory(Counter)
-
-    def as_dict(self) -> dict[str, Any]:
-        out = attrs.asdict(self)
-        out["errors_sent"] = dict(self.errors_sent)
-        out["aborts_sent"] = dict(self.aborts_sent)
-        return out
 
 
 def error_reply(

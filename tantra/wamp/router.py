@@ -19,19 +19,19 @@ from collections.abc import Callable
 from autobahn import util
 from autobahn.wamp.role import RoleBrokerFeatures, RoleDealerFeatures
 from twisted.logger import Logger
-from zope.interface import Interface
 
+from tantra.counters import Counters
 from tantra.wamp import broker as wamp_broker
 from tantra.wamp import dealer as wamp_dealer
 from tantra.wamp.auth import AnonymousAuthenticator, IAuthenticator
 from tantra.wamp.broker import Broker
 from tantra.wamp.dealer import Dealer
-from tantra.wamp.peer import WampStats
+from tantra.wamp.peer import IWampPeer
 
 _log = Logger()
 
 
-class IJoinedSession(Interface):
+class IJoinedSession(IWampPeer):
     """What the router needs of a session to end it (see ``RouterSession``)."""
 
     def shut_down() -> None:
@@ -48,10 +48,12 @@ class Router:
         authenticator: IAuthenticator | None = None,
         new_global_id: Callable[[], int] = util.id,
         max_retained: int = wamp_broker.DEFAULT_MAX_RETAINED,
+        counters: Counters | None = None,
     ):
         self.realm = realm
         self.authenticator = authenticator or AnonymousAuthenticator()
-        self.stats = WampStats()
+        #: The router counts into the ``wamp`` section (the hub's own is ``hub``).
+        self.stats = (counters if counters is not None else Counters()).wamp
         self._new_global_id = new_global_id
         router_scope = itertools.count(1).__next__
         self.broker = Broker(

@@ -17,6 +17,7 @@ uses), the hub (``tantra.wamp.bridge``), the HTTP tree (``tantra.web.site``).
 from __future__ import annotations
 
 from collections.abc import Hashable
+from typing import Any
 
 from autobahn.twisted.websocket import WampWebSocketServerFactory, WampWebSocketServerProtocol
 from autobahn.wamp import message
@@ -27,7 +28,9 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from tantra.counters import Counters
 from tantra.hub import Hub
+from tantra.lifecycle import IGoodbye
 from tantra.transports.dashboard import CLOSE_GOING_AWAY, CLOSE_INTERNAL_ERROR, CLOSE_SLOW_CONSUMER
 from tantra.wamp.options import keeping_disclosure
 from tantra.wamp.outbox import DEFAULT_MAX_HELD_BYTES, MessageOutbox
@@ -78,6 +81,7 @@ class WampProtocol(WampWebSocketServerProtocol):
     _log = Logger()
 
     factory: WampFactory
+    transport: Any  # a TCP, TLS or UNIX transport behind twisted.web (twisted types it loosely)
 
     def __init__(self) -> None:
         super().__init__()
@@ -98,7 +102,7 @@ class WampProtocol(WampWebSocketServerProtocol):
             self._start_session()
         except Exception:
             self._log.failure("could not start WAMP session for {peer}", peer=self.peer)
-            self.factory.hub.stats.clients_dropped["internal_error"] += 1
+            self.factory.counters.hub.clients_dropped["internal_error"] += 1
             self.close_websocket(CLOSE_INTERNAL_ERROR)
 
     def _start_session(self) -> None:
@@ -109,7 +113,7 @@ class WampProtocol(WampWebSocketServerProtocol):
             clock=factory.clock,
             stall_timeout=factory.stall_timeout,
             on_stalled=self._on_stalled,
-            stats=factory.hub.stats,
+            counters=factory.counters,
             max_held_bytes=factory.max_held_bytes,
         )
         # Behind twisted.web the HTTP channel is still the registered producer.
@@ -137,7 +141,7 @@ class WampProtocol(WampWebSocketServerProtocol):
                     kind=type(msg).__name__,
                     peer=self.peer,
                 )
-                self.factory.hub.stats.clients_dropped["internal_error"] += 1
+                self.factory.counters.hub.clients_dropped["internal_error"] += 1
                 session.connection_lost()
                 self.close_websocket(CLOSE_INTERNAL_ERROR)
                 return
@@ -153,7 +157,7 @@ class WampProtocol(WampWebSocketServerProtocol):
         self.close_websocket(CLOSE_SLOW_CONSUMER)
 
     def onAutoPingTimeout(self) -> None:
-        self.factory.hub.stats.clients_dropped["ping_timeout"] += 1
+        self.factory.counters.hub.clients_dropped["ping_timeout"] += 1
         self._log.info("WAMP client {peer} did not answer a ping", peer=self.peer)
         super().onAutoPingTimeout()
 
@@ -193,6 +197,7 @@ def _no_autobahn_sessions():
     raise RuntimeError("WampProtocol makes its own router sessions")
 
 
+@implementer(IGoodbye)
 class WampFactory(WampWebSocketServerFactory):
     """Builds WAMP connections onto one router, and knows the open ones (to close them on stop)."""
 
@@ -209,9 +214,11 @@ class WampFactory(WampWebSocketServerFactory):
         stall_timeout: float = 30.0,
         max_message_size: int = 65536,
         max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
+        counters: Counters | None = None,
     ):
         super().__init__(_no_autobahn_sessions, serializers=serializers(), server="Tantra")
         self.hub = hub
+        self.counters = counters if counters is not None else hub.counters
         self.router = router
         self.clock = clock
         self.stall_timeout = stall_timeout

@@ -51,7 +51,7 @@ class StatusPage(Resource):
 
 
 class StatsResource(Resource):
-    """``GET /stats``: the hub's counters and subscriber count as JSON."""
+    """``GET /stats``: every counter (``tantra.counters``) and the live gauges as JSON."""
 
     isLeaf = True
 
@@ -74,7 +74,7 @@ class StatsResource(Resource):
             "dashboards": len(self._dashboards.clients),
             "subscribers": self._hub.subscriber_count,
             "sensors": len(self._hub.latest()),
-            **self._hub.stats.as_dict(),
+            **self._hub.counters.as_dict(),
         }
         for name, counters in self._sections.items():
             body[name] = counters()
@@ -106,7 +106,8 @@ def build_site(
     """The whole HTTP tree on one port.
 
     ``children`` mounts more resources (``b"wamp"``, later ``b"api"``);
-    ``stats_sections`` adds named counter groups to ``/stats`` (``"wamp"``).
+    ``stats_sections`` adds named groups to ``/stats`` beside the hub's
+    :class:`~tantra.counters.Counters` (which already holds ``"wamp"``).
     """
     root = RootResource(WebSocketResource(dashboards), StatusPage())
     root.putChild(b"stats", StatsResource(hub, dashboards, stats_sections))

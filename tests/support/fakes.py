@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from tantra.hub import Batch
+from zope.interface import implementer
+
+from tantra.hub import Batch, ISink
 from tantra.model import Reading
 
 #: The fake clock's start: 2025-11-24, so device timestamps look realistic.
 START = 1_764_000_000.0
 
 
+@implementer(ISink)
 class RecordingSink:
     """An ISink that keeps every batch the hub gives it."""
 

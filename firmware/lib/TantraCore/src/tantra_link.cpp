@@ -215,10 +215,22 @@ void UdpLink::poll(uint32_t now_ms) {
     int n = port_.recv(buf_, sizeof buf_ - 1);
     if (n <= 0) break;
     buf_[n] = '\0';
-    // A reply datagram holds one JSON object, maybe newline-terminated.
-    size_t len = static_cast<size_t>(n);
-    while (len > 0 && (buf_[len - 1] == '\n' || buf_[len - 1] == '\r')) --len;
-    replies_.apply(buf_, len);
+    // A reply datagram holds one JSON object per line: the hub joins a
+    // batch's ack and its errors into one datagram (never more than one per
+    // request), so each line is applied on its own.
+    size_t start = 0;
+    const size_t end = static_cast<size_t>(n);
+    while (start < end) {
+      size_t stop = start;
+      while (stop < end && buf_[stop] != '\n') ++stop;
+      size_t len = stop - start;
+      while (len > 0 && buf_[start + len - 1] == '\r') --len;
+      if (len > 0) {
+        buf_[start + len] = '\0';
+        replies_.apply(buf_ + start, len);
+      }
+      start = stop + 1;
+    }
   }
   // Bounded per poll too: an expired reading lets the next one go at once.
   for (int i = 0; i < 4 && !outbox_.empty(); ++i) {

@@ -1,0 +1,113 @@
+"""Every counter of the hub, in one object handed to whoever counts.
+
+Owns: :class:`Counters`, the one place counts live: a section per part
+(:class:`HubStats` for ingest and delivery, :class:`WampStats` for the
+router, :class:`StoreStats` for history when a store is configured), built
+once in ``tantra.tap`` and passed to the constructors of the hub, the
+transports, the outboxes, the WAMP router and the store. ``/stats`` serves
+:meth:`Counters.as_dict`, and a metrics exporter reads the same object. A new
+part adds a section here (an attrs class with ``as_dict``) rather than a
+counter dict of its own.
+
+Does not own: gauges that are computed from live state (clients connected,
+sensors cached): ``tantra.web.site`` asks their owners. Pure: plain
+integers and ``Counter`` s, no Twisted.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import attrs
+
+
+@attrs.define
+class HubStats:
+    """Counters a person running the hub wants to see (top level of ``/stats``)."""
+
+    accepted: int = 0
+    duplicates: int = 0
+    delivered: int = 0
+    conflated: int = 0
+    rejected: Counter[str] = attrs.Factory(Counter)
+    clients_dropped: Counter[str] = attrs.Factory(Counter)
+    replies_suppressed: int = 0
+    sensors_evicted: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "accepted": self.accepted,
+            "duplicates": self.duplicates,
+            "delivered": self.delivered,
+            "conflated": self.conflated,
+            "rejected": dict(self.rejected),
+            "rejected_total": sum(self.rejected.values()),
+            "clients_dropped": dict(self.clients_dropped),
+            "replies_suppressed": self.replies_suppressed,
+            "sensors_evicted": self.sensors_evicted,
+        }
+
+
+@attrs.define
+class WampStats:
+    """Counters of the router, beside the hub's (a reading rejected over WAMP counts there)."""
+
+    sessions_opened: int = 0
+    sessions_closed: int = 0
+    protocol_violations: int = 0
+    publications: int = 0
+    events_sent: int = 0
+    calls: int = 0
+    retained_evicted: int = 0
+    errors_sent: Counter[str] = attrs.Factory(Counter)
+    aborts_sent: Counter[str] = attrs.Factory(Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = attrs.asdict(self)
+        out["errors_sent"] = dict(self.errors_sent)
+        out["aborts_sent"] = dict(self.aborts_sent)
+        return out
+
+
+@attrs.define
+class StoreStats:
+    """The history store's counters and the state it reports (``tantra.store.writer``).
+
+    ``state``, ``reason`` and ``queued`` are set by the store in the reactor
+    thread as they change, so ``/stats`` and a metrics exporter read plain
+    values like every other section's.
+    """
+
+    state: str = "stopped"
+    reason: str = ""
+    where: str = ""
+    queued: int = 0
+    queue_limit: int = 0
+    stored: int = 0
+    commits: int = 0
+    shed: int = 0
+    write_failures: int = 0
+    pruned: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.define
+class Counters:
+    """The hub's counters at the top level, each other part's under its own name.
+
+    ``store`` is ``None`` (and absent from ``/stats``) when the hub keeps no history.
+    """
+
+    hub: HubStats = attrs.Factory(HubStats)
+    wamp: WampStats = attrs.Factory(WampStats)
+    store: StoreStats | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON ``/stats`` serves: hub counters, then one object per section."""
+        out: dict[str, Any] = {**self.hub.as_dict(), "wamp": self.wamp.as_dict()}
+        if self.store is not None:
+            out["store"] = self.store.as_dict()
+        return out
