@@ -98,6 +98,14 @@ def test_names_repeat_or_come_comma_separated_without_duplicates(names):
         assert params.parse_names("device", [",".join(names)]) == expected
 
 
+def test_at_most_max_names_values_counting_repeats_as_the_openapi_document_says():
+    assert params.parse_names("device", ["a"] * params.MAX_NAMES) == ("a",)
+    with pytest.raises(BadParameter, match=f"at most {params.MAX_NAMES} values"):
+        params.parse_names("device", ["a"] * (params.MAX_NAMES + 1))
+    with pytest.raises(BadParameter, match=f"at most {params.MAX_NAMES} values"):
+        params.parse_names("device", ["a,b"] * (params.MAX_NAMES // 2 + 1))
+
+
 @pytest.mark.parametrize("text", ["", "1", "m", "-1m", "1.5h", "1y", "0s", "1 m"])
 def test_durations_need_a_positive_count_and_a_unit(text):
     with pytest.raises(BadParameter, match="every"):

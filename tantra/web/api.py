@@ -174,7 +174,8 @@ class ReadingsResource(_Endpoint):
         now = self.now_ms()
         start = _one(args, "from")
         end = _one(args, "to")
-        order = params.parse_order(_one(args, "order") or "asc")
+        order_text = _one(args, "order")  # absent means asc; an empty value is an error
+        order = "asc" if order_text is None else params.parse_order(order_text)
         limit_text = _one(args, "limit")
         cursor = _one(args, "cursor")
         query = ReadingsQuery(
@@ -344,7 +345,8 @@ class AggregateResource(_Endpoint):
         )
         if end <= start:
             raise BadParameter("to", "must be after from")
-        every = _one(args, "every") or "auto"
+        every = _one(args, "every")
+        every = "auto" if every is None else every  # absent means auto; empty is an error
         points_text = _one(args, "points")
         if every == "auto":
             points = 1000 if points_text is None else params.parse_points(points_text)

@@ -22,6 +22,10 @@ _TIME = {
 }
 
 
+_ONE_FUNCTION = "|".join(AGGREGATE_FUNCTIONS)
+_FUNCTIONS = f"^({_ONE_FUNCTION})(,({_ONE_FUNCTION}))*$"
+
+
 def _names(name: str) -> dict[str, Any]:
     return {
         "name": name,
@@ -120,7 +124,11 @@ def openapi_document() -> dict[str, Any]:
                             "readings per page (JSON only)",
                         ),
                         _query("order", {"type": "string", "enum": ["asc", "desc"]}, "by ts"),
-                        _query("cursor", {"type": "string"}, "`next` of the previous page"),
+                        _query(
+                            "cursor",
+                            {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
+                            "`next` of the previous page (opaque)",
+                        ),
                         _query(
                             "format",
                             {"type": "string", "enum": ["json", "csv", "ndjson"]},
@@ -164,7 +172,7 @@ def openapi_document() -> dict[str, Any]:
                             "name": "fn",
                             "in": "query",
                             "description": "functions, comma-separated (default avg,min,max,count)",
-                            "schema": {"type": "string"},
+                            "schema": {"type": "string", "pattern": _FUNCTIONS},
                         },
                     ],
                     "responses": {
