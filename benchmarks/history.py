@@ -144,6 +144,9 @@ async def _run(reactor, argv: list[str]) -> int:
 
 
 async def main(reactor, options) -> None:
+    if options.ingest_only:
+        await ingest_only(reactor, options)
+        return
     with tempfile.TemporaryDirectory() as tmp:
         sqlite = f"sqlite:{tmp}/bench.sqlite3"
         rate = await ingest(reactor, sqlite, options.ingest)
@@ -186,10 +189,41 @@ async def main(reactor, options) -> None:
                 conn.execute(f"DROP SCHEMA {schema} CASCADE")
 
 
+async def ingest_only(reactor, options) -> None:
+    """Only the writer ingest figures, each the median of ``--runs`` runs."""
+    import statistics
+
+    with tempfile.TemporaryDirectory() as tmp:
+        rates = [
+            await ingest(reactor, f"sqlite:{tmp}/bench{run}.sqlite3", options.ingest)
+            for run in range(options.runs)
+        ]
+        print(f"sqlite ingest (writer, batches of 10): {statistics.median(rates):,.0f} readings/s"
+              f" (median of {options.runs}: {', '.join(f'{r:,.0f}' for r in rates)})")  # fmt: skip
+    if options.pg:
+        import psycopg
+
+        rates = []
+        for _ in range(options.runs):
+            schema = f"bench_{uuid.uuid4().hex[:8]}"
+            with psycopg.connect(options.pg, autocommit=True) as conn:
+                conn.execute(f"CREATE SCHEMA {schema}")
+            try:
+                url = f"{options.pg}?options=-csearch_path%3D{schema}"
+                rates.append(await ingest(reactor, url, options.ingest))
+            finally:
+                with psycopg.connect(options.pg, autocommit=True) as conn:
+                    conn.execute(f"DROP SCHEMA {schema} CASCADE")
+        print(f"postgres ingest (writer, batches of 10): {statistics.median(rates):,.0f} readings/s"
+              f" (median of {options.runs}: {', '.join(f'{r:,.0f}' for r in rates)})")  # fmt: skip
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pg", help="PostgreSQL URL (a schema is made and dropped)")
     parser.add_argument("--ingest", type=int, default=300_000, help="readings for the ingest run")
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows for the CSV export")
+    parser.add_argument("--ingest-only", action="store_true", help="only the ingest figures")
+    parser.add_argument("--runs", type=int, default=3, help="ingest runs (--ingest-only)")
     options = parser.parse_args()
     task.react(lambda reactor: defer.Deferred.fromCoroutine(main(reactor, options)))

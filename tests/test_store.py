@@ -366,3 +366,28 @@ async def test_postgres_writer_reconnects_after_its_connection_is_killed(tmp_pat
             assert [row.value for row in rows] == [1, 2]
         finally:
             await within(store.stop())
+
+
+@pytest.mark.integration
+def test_postgres_ids_stay_increasing_when_the_sequence_block_is_not_contiguous(tmp_path):
+    """Another session taking ids in between (here: a sequence stepping by 3) is handled."""
+    with store_url("postgres", tmp_path) as url:
+        backend = backend_for(url)
+        conn = backend.connect()
+        try:
+            backend.migrate(conn)
+            first = backend.write(conn, [r("s", i, T0 + i) for i in range(5)])
+            assert first == [1, 2, 3, 4, 5]  # the contiguous block: only its ends were read
+            conn.execute("ALTER SEQUENCE reading_id INCREMENT BY 3")
+            conn.commit()
+            ids = backend.write(
+                conn, [r("s", 1.5e-7, T0 + 10), r("t", True, T0 + 11, seq=7), r("s", -2, T0 + 12)]
+            )
+            assert ids == sorted(ids) and len(set(ids)) == 3 and ids[0] > 5
+            assert ids[1] - ids[0] == 3
+            rows = backend.readings(conn, ReadingsQuery())
+            assert [(row.id, row.value, row.seq) for row in rows][-3:] == [
+                (ids[0], 1.5e-7, None), (ids[1], True, 7), (ids[2], -2, None),
+            ]  # fmt: skip
+        finally:
+            conn.close()

@@ -167,6 +167,11 @@ class Backend:
     def _upsert_series(self, conn: Any, key: tuple[str, str, str]) -> int:
         raise NotImplementedError
 
+    def _upsert_all_rollups(self, conn: Any, minutes: dict, hours: dict) -> None:
+        """Both rollup tables; a dialect may do it in one statement."""
+        self._upsert_rollups(conn, "rollup_1m", minutes)
+        self._upsert_rollups(conn, "rollup_1h", hours)
+
     def _upsert_rollups(self, conn: Any, table: str, rollups: dict) -> None:
         raise NotImplementedError
 
@@ -207,14 +212,26 @@ class Backend:
 
     # -- writing -------------------------------------------------------------
 
-    def series_id(self, conn: Any, device: str, sensor: str, unit: str) -> int:
-        key = (device, sensor, unit)
-        found = self._series.get(key)
-        if found is None:
-            if len(self._series) >= SERIES_CACHE_LIMIT:
-                self._series.clear()
-            found = self._series[key] = self._upsert_series(conn, key)
-        return found
+    def series_ids(self, conn: Any, keys: Sequence[tuple[str, str, str]]) -> list[int]:
+        """The series id of each ``(device, sensor, unit)``, making the new ones.
+
+        Unknown keys are resolved together (:meth:`_resolve_series`: one round
+        trip on PostgreSQL), then remembered.
+        """
+        cache = self._series
+        missing = [key for key in dict.fromkeys(keys) if key not in cache]
+        if missing:
+            if len(cache) + len(missing) > SERIES_CACHE_LIMIT:
+                cache.clear()
+                missing = list(dict.fromkeys(keys))
+            cache.update(self._resolve_series(conn, missing))
+        return [cache[key] for key in keys]
+
+    def _resolve_series(
+        self, conn: Any, keys: list[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], int]:
+        """Ids of distinct ``keys`` none of which is cached; a dialect may batch this."""
+        return {key: self._upsert_series(conn, key) for key in keys}
 
     def forget_cache(self) -> None:
         """After a rolled-back transaction the cache may name series that were never made."""
@@ -225,16 +242,14 @@ class Backend:
         try:
             rows = []
             points = []
-            series_id = self.series_id
-            for reading in readings:
-                series = series_id(conn, reading.device, reading.sensor, reading.unit or "")
+            keys = [(r.device, r.sensor, r.unit or "") for r in readings]
+            for reading, series in zip(readings, self.series_ids(conn, keys), strict=True):
                 value, kind = value_kind(reading.value)
                 rows.append((series, reading.ts, value, kind, reading.seq))
                 points.append((series, reading.ts, value))
             ids = self._insert_readings(conn, rows)
             minutes = fold_rollups(points, MINUTE_MS)
-            self._upsert_rollups(conn, "rollup_1m", minutes)
-            self._upsert_rollups(conn, "rollup_1h", merge_rollups(minutes, HOUR_MS))
+            self._upsert_all_rollups(conn, minutes, merge_rollups(minutes, HOUR_MS))
             conn.commit()
         except BaseException:
             self.forget_cache()

@@ -1,8 +1,12 @@
-"""History in PostgreSQL (psycopg 3): COPY for readings, one statement per rollup table.
+"""History in PostgreSQL (psycopg 3): a group is four round trips, whatever its size.
 
-Owns: connections (the writer's own, plus a ``psycopg_pool`` for reads), id
-allocation in blocks from the ``reading_id`` sequence, ``COPY`` of readings
-and ``INSERT … SELECT unnest(…) ON CONFLICT DO UPDATE`` of rollups.
+Owns: connections (the writer's own, plus a ``psycopg_pool`` for reads), and
+the writer's statements: new series resolved in one statement, ids taken in
+one block from the ``reading_id`` sequence, readings sent as one ``COPY``
+text, and both rollup tables upserted by one ``INSERT … SELECT unnest(…) ON
+CONFLICT DO UPDATE`` statement from array literals. Measured with ``python
+-m benchmarks.history --ingest-only``: the writer was spending most of its
+time in psycopg's per-row and per-element dumping, not in the server.
 
 Does not own: threads or retries (``tantra.store.writer``). Not done (yet):
 range partitioning of ``reading`` by time; retention deletes in batches.
@@ -29,6 +33,23 @@ _UPSERT = (
     " last_v = CASE WHEN excluded.last_ts >= {t}.last_ts"
     " THEN excluded.last_v ELSE {t}.last_v END,"
     " last_ts = greatest({t}.last_ts, excluded.last_ts)"
+)
+
+
+_UPSERT_BOTH = (
+    "WITH minutes AS (" + _UPSERT.format(t="rollup_1m") + ")"
+    + " " + _UPSERT.format(t="rollup_1h")
+)  # fmt: skip
+
+
+_RESOLVE_SERIES = (
+    "WITH wanted (device, sensor, unit) AS"
+    " (SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])),"
+    " made AS (INSERT INTO series (device, sensor, unit) SELECT * FROM wanted"
+    " ON CONFLICT DO NOTHING RETURNING id, device, sensor, unit)"
+    " SELECT id, device, sensor, unit FROM made"
+    " UNION ALL SELECT s.id, s.device, s.sensor, s.unit FROM series s"
+    " JOIN wanted w USING (device, sensor, unit)"
 )
 
 
@@ -98,29 +119,78 @@ class PostgresBackend(Backend):
         ).fetchone()
         return int(row[0])
 
+    def _resolve_series(
+        self, conn: Any, keys: list[tuple[str, str, str]]
+    ) -> dict[tuple[str, str, str], int]:
+        """Every key in one statement: the new ones inserted, the others looked up.
+
+        A key another hub inserted after this statement's snapshot is in
+        neither half; it is looked up on its own.
+        """
+        devices, sensors, units = (list(column) for column in zip(*keys, strict=True))
+        found = {
+            (device, sensor, unit): int(id_)
+            for id_, device, sensor, unit in conn.execute(
+                _RESOLVE_SERIES, (devices, sensors, units)
+            )
+        }
+        for key in keys:
+            if key not in found:
+                found[key] = self._upsert_series(conn, key)
+        return found
+
     def _insert_readings(self, conn: Any, rows: list[tuple]) -> list[int]:
-        ids = [
-            row[0]
-            for row in conn.execute(
-                "SELECT nextval('reading_id') FROM generate_series(1, %s) ORDER BY 1",
-                (len(rows),),
-            ).fetchall()
-        ]
+        ids = self._take_ids(conn, len(rows))
+        # One COPY in text format built in one piece: per-row write_row() was the
+        # writer's largest cost. Values are finite floats (the model refuses NaN
+        # and infinities), and repr() round-trips them exactly.
+        text = "".join(
+            f"{id_}\t{series}\t{ts}\t{value!r}\t{kind}\t{NULL if seq is None else seq}\n"
+            for id_, (series, ts, value, kind, seq) in zip(ids, rows, strict=True)
+        )
         with (
             conn.cursor() as cursor,
             cursor.copy("COPY reading (id, series, ts, value, kind, seq) FROM STDIN") as copy,
         ):
-            for id_, row in zip(ids, rows, strict=True):
-                copy.write_row((id_, *row))
+            copy.write(text)
         return ids
 
-    def _upsert_rollups(self, conn: Any, table: str, rollups: dict) -> None:
-        if not rollups:
+    def _take_ids(self, conn: Any, count: int) -> list[int]:
+        """``count`` ids from ``reading_id`` in one round trip, increasing.
+
+        The writer is the sequence's only user in the common case, so the
+        block is contiguous and only its ends come back; when another session
+        took ids in between, the ids themselves are fetched.
+        """
+        low, high = conn.execute(
+            "SELECT min(id), max(id) FROM"
+            " (SELECT nextval('reading_id') AS id FROM generate_series(1, %s)) block",
+            (count,),
+        ).fetchone()
+        if high - low + 1 == count:
+            return list(range(low, high + 1))
+        row = conn.execute(
+            "SELECT array_agg(id ORDER BY id) FROM"
+            " (SELECT nextval('reading_id') AS id FROM generate_series(1, %s)) block",
+            (count,),
+        ).fetchone()
+        return list(row[0])
+
+    def _upsert_all_rollups(self, conn: Any, minutes: dict, hours: dict) -> None:
+        """Both rollup tables in one statement (one round trip), from text arrays.
+
+        Arrays are sent as their text form (``{1,2,3}``) cast on the server:
+        psycopg's per-element list dumping cost more than the statement.
+        """
+        if not minutes:
             return
-        columns: list[list[Any]] = [[] for _ in range(10)]
-        for (series, t), acc in rollups.items():
-            columns[0].append(series)
-            columns[1].append(t)
-            for index, item in enumerate(acc, start=2):
-                columns[index].append(item)
-        conn.execute(_UPSERT.format(t=table), columns)
+        conn.execute(_UPSERT_BOTH, [*_text_columns(minutes), *_text_columns(hours)])
+
+
+NULL = "\\N"
+
+
+def _text_columns(rollups: dict) -> list[str]:
+    """The ten columns of ``rollups`` as PostgreSQL array literals (``repr`` round-trips)."""
+    columns = [*zip(*rollups, strict=True), *zip(*rollups.values(), strict=True)]
+    return ["{" + ",".join(map(repr, column)) + "}" for column in columns]
