@@ -391,3 +391,50 @@ def test_postgres_ids_stay_increasing_when_the_sequence_block_is_not_contiguous(
             ]  # fmt: skip
         finally:
             conn.close()
+
+
+class _SwitchableProxy:
+    """A loopback port in front of PostgreSQL that hangs up on everyone until ``up``."""
+
+    def __init__(self, target_port: int):
+        from twisted.internet.protocol import Factory
+        from twisted.protocols.portforward import ProxyFactory
+
+        self.up = False
+        forward = ProxyFactory("127.0.0.1", target_port)
+        outer = self
+
+        class Gate(Factory):
+            def buildProtocol(self, addr):
+                return forward.buildProtocol(addr) if outer.up else None  # None: closed at once
+
+        self.port = reactor.listenTCP(0, Gate(), interface="127.0.0.1")
+
+
+@pytest.mark.integration
+@pytest_twisted.ensureDeferred
+async def test_an_unreachable_postgres_at_start_up_is_waited_for_not_fatal(tmp_path):
+    with store_url("postgres", tmp_path) as url:
+        proxy = _SwitchableProxy(5432)
+        gated = url.replace("@127.0.0.1:5432/", f"@127.0.0.1:{proxy.port.getHost().port}/")
+        store = open_store(gated, backoff=(0.01, 2.0, 0.05))
+        try:
+            assert store.state == "failing" and store.reason
+            assert store.stats()["write_failures"] >= 1
+            first = store.submit([r("s", 1, T0)])
+            await task.deferLater(reactor, 0.2, lambda: None)
+            assert not first.called and store.queued == 1  # queued, waiting for the database
+            proxy.up = True
+            assert await within(first) == [1]
+            await eventually(lambda: store.state == "ok")
+            assert store.schema_version >= 1  # migrated by the writer once it could connect
+        finally:
+            await within(store.stop())
+            await proxy.port.stopListening()
+
+
+def test_a_sqlite_file_that_cannot_be_opened_still_stops_start_up(tmp_path):
+    store = Store(backend_for(f"sqlite:{tmp_path / 'missing' / 'h.sqlite3'}"), reactor)
+    with pytest.raises(Exception, match="unable to open"):
+        store.start()
+    assert store.state == "stopped"

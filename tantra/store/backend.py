@@ -147,6 +147,14 @@ class Backend:
     def connect(self) -> Any:
         raise NotImplementedError
 
+    def unreachable(self, error: Exception) -> bool:
+        """Whether ``error`` from :meth:`connect` at start-up is worth waiting out.
+
+        A database server that is down or restarting (PostgreSQL) is; a file
+        that cannot be opened (SQLite) is a mistake to report at once.
+        """
+        return False
+
     def _insert_readings(self, conn: Any, rows: list[tuple]) -> list[int]:
         """Insert ``(series, ts, value, kind, seq)`` rows; return their new ids in order."""
         raise NotImplementedError

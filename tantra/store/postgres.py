@@ -81,6 +81,11 @@ class PostgresBackend(Backend):
 
         return psycopg.connect(self.url, connect_timeout=5)
 
+    def unreachable(self, error: Exception) -> bool:
+        import psycopg
+
+        return isinstance(error, psycopg.OperationalError)
+
     def open_readers(self, size: int) -> None:
         from psycopg_pool import ConnectionPool
 

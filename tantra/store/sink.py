@@ -34,8 +34,10 @@ class StoreService(service.Service):
     """Opens the history on start (a one-line exit if it cannot), flushes it on stop.
 
     Start-up is synchronous on purpose: under ``twistd`` it runs before the
-    reactor, and a database the hub cannot use (unreachable, or migrated by a
-    newer Tantra) must stop start-up with one readable line.
+    reactor, and a database the hub cannot use (a SQLite file it cannot open,
+    or one migrated by a newer Tantra) must stop start-up with one readable
+    line. An unreachable PostgreSQL server is not fatal: the store starts
+    ``failing`` and its writer retries (``Store.start``).
     """
 
     name = "store"

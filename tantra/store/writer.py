@@ -124,15 +124,25 @@ class Store:
     # -- life cycle ------------------------------------------------------------
 
     def start(self) -> None:
-        conn = self.backend.connect()
+        """Open and migrate the database, then start the writer.
+
+        A database server that cannot be reached (``Backend.unreachable``)
+        does not stop start-up: the store starts ``failing`` and the writer
+        connects, migrates and writes when it can, with the usual backoff,
+        while readings queue up to the bound. Anything else raises.
+        """
+        conn: Any = None
         try:
+            conn = self.backend.connect()
             self.schema_version = self.backend.migrate(conn)
-        except BaseException:
-            conn.close()
-            raise
+        except Exception as error:
+            conn = _close_quietly(conn)
+            if self.schema_version or not self.backend.unreachable(error):
+                raise
+            self.reason = _one_line(error)
         self.backend.open_readers(self._read_threads)
         self._pool.start()
-        self.state = "ok"
+        self.state = "ok" if conn is not None else "failing"
         self._stopping = self._abandon = False
         self._stopped = defer.Deferred()
         self._thread = threading.Thread(
@@ -143,6 +153,17 @@ class Store:
             self._retention = task.LoopingCall(self._prune)
             self._retention.clock = self._reactor
             self._retention.start(RETENTION_INTERVAL, now=True)
+        if conn is None:
+            self.counters.write_failures += 1
+            _log.error(
+                "history store {where} unreachable, will retry: {reason}",
+                where=self.backend.describe(),
+                reason=self.reason,
+            )
+        else:
+            self._opened()
+
+    def _opened(self) -> None:
         _log.info(
             "history stored in {where} (schema {version})",
             where=self.backend.describe(),
@@ -304,11 +325,51 @@ class Store:
                 taken += len(entry.readings)
             return group
 
+    def _connect(self) -> Any:
+        """A new writer connection (writer thread); migrates first if start-up could not."""
+        conn = self.backend.connect()
+        if not self.schema_version:
+            try:
+                self.schema_version = self.backend.migrate(conn)
+            except BaseException:
+                _close_quietly(conn)
+                raise
+            self._reactor.callFromThread(self._opened)
+        return conn
+
+    def _pause(self, delay: float, *, until_stopping: bool = False) -> bool:
+        """Wait ``delay`` seconds before a retry (writer thread); True when it is time to quit.
+
+        New readings notify the condition; they must not shorten the backoff.
+        """
+        deadline = time.monotonic() + delay  # real time, as Condition.wait's
+        with self._cond:
+            while True:
+                if self._abandon or (until_stopping and self._stopping):
+                    return True
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+
     def _run(self, conn: Any) -> None:
         call = self._reactor.callFromThread
         delay = self._backoff[0]
         group: list[Any] | None = None
         try:
+            # Unreachable at start-up: keep trying, readings or not, so the state
+            # turns ok as soon as the database is back (a stop ends the wait).
+            while conn is None:
+                try:
+                    conn = self._connect()
+                except Exception as error:
+                    call(self._set_state, "failing", _one_line(error))
+                    if self._pause(delay, until_stopping=True):
+                        break
+                    delay = min(delay * self._backoff[1], self._backoff[2])
+                else:
+                    delay = self._backoff[0]
+                    call(self._set_state, "ok", "")
             while True:
                 if group is None:
                     group = self._take()
@@ -318,7 +379,7 @@ class Store:
                     job, group = group[0], None
                     try:
                         if conn is None:
-                            conn = self.backend.connect()
+                            conn = self._connect()
                         job(conn)
                     except Exception as error:
                         _log.warn("history retention step failed: {error}", error=error)
@@ -329,17 +390,13 @@ class Store:
                 self._last_commit = self._monotonic()
                 try:
                     if conn is None:
-                        conn = self.backend.connect()
+                        conn = self._connect()
                     ids = self.backend.write(conn, readings)
                 except Exception as error:
-                    reason = f"{type(error).__name__}: {error}".strip().splitlines()[0]
+                    reason = _one_line(error)
                     call(self._set_state, "failing", reason)
                     conn = _close_quietly(conn)
-                    with self._cond:
-                        if not self._abandon:
-                            self._cond.wait(delay)
-                        abandon = self._abandon
-                    if abandon:
+                    if self._pause(delay):
                         break
                     delay = min(delay * self._backoff[1], self._backoff[2])
                     continue  # the same group again
@@ -404,6 +461,10 @@ class Store:
                 return method(conn, *args)
 
         return deferToThreadPool(self._reactor, self._pool, run)
+
+
+def _one_line(error: BaseException) -> str:
+    return f"{type(error).__name__}: {error}".strip().splitlines()[0]
 
 
 def _close_quietly(conn: Any) -> Any:
