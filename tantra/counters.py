@@ -2,9 +2,10 @@
 
 Owns: :class:`Counters`, the one place counts live: a section per part
 (:class:`HubStats` for ingest and delivery, :class:`WampStats` for the
-router, :class:`UdpStats` for UDP replies), built once in ``tantra.tap`` and
-passed to the constructors of the hub, the transports, the outboxes and the
-WAMP router. ``/stats`` serves :meth:`Counters.as_dict`, and a metrics
+router, :class:`UdpStats` for UDP replies, :class:`StoreStats` for history
+when a store is configured), built once in ``tantra.tap`` and passed to the
+constructors of the hub, the transports, the outboxes, the WAMP router and
+the store. ``/stats`` serves :meth:`Counters.as_dict`, and a metrics
 exporter reads the same object. A new part adds a section here (an attrs
 class with ``as_dict``) rather than a counter dict of its own.
 
@@ -91,13 +92,48 @@ class UdpStats:
 
 
 @attrs.define
+class StoreStats:
+    """The history store's counters and the state it reports (``tantra.store.writer``).
+
+    ``state``, ``reason`` and ``queued`` are set by the store in the reactor
+    thread as they change, so ``/stats`` and a metrics exporter read plain
+    values like every other section's.
+    """
+
+    state: str = "stopped"
+    reason: str = ""
+    where: str = ""
+    queued: int = 0
+    queue_limit: int = 0
+    stored: int = 0
+    commits: int = 0
+    shed: int = 0
+    write_failures: int = 0
+    pruned: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.define
 class Counters:
-    """The hub's counters at the top level, each other part's under its own name."""
+    """The hub's counters at the top level, each other part's under its own name.
+
+    ``store`` is ``None`` (and absent from ``/stats``) when the hub keeps no history.
+    """
 
     hub: HubStats = attrs.Factory(HubStats)
     wamp: WampStats = attrs.Factory(WampStats)
     udp: UdpStats = attrs.Factory(UdpStats)
+    store: StoreStats | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON ``/stats`` serves: hub counters, then one object per section."""
-        return {**self.hub.as_dict(), "wamp": self.wamp.as_dict(), "udp": self.udp.as_dict()}
+        out: dict[str, Any] = {
+            **self.hub.as_dict(),
+            "wamp": self.wamp.as_dict(),
+            "udp": self.udp.as_dict(),
+        }
+        if self.store is not None:
+            out["store"] = self.store.as_dict()
+        return out

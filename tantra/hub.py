@@ -259,6 +259,13 @@ class Hub:
                 turns.append(turn)
         return gate.settled(turns)
 
+    def remember_committed(self, stored: Iterable[tuple[str, int, int]]) -> None:
+        """Rebuild the de-dup window from the ``(device, seq, ts)`` a store holds, oldest first."""
+        now = self._clock.seconds()
+        mark = self._dedupe.mark_seen
+        for device, seq, _ts in stored:
+            mark(device, seq, now)
+
     def commit_through(self, store: IDurable) -> CommitGate:
         """Make acks mean "stored": accepted readings go to ``store`` at each flush,
         and a payload's acks wait for the commit of the readings they name."""
