@@ -199,10 +199,20 @@
       width, height: 110,
       legend: { show: false },
       cursor: { show: true, drag: { x: false, y: false } },
-      scales: { x: { time: true } },
-      axes: [{ size: 28 }, { size: 44 }],
+      scales: {
+        // at least the last minute, at most the last hour, always up to now
+        x: { time: true, auto: false },
+      },
+      axes: [{ size: 28 }, { size: 60 }],
       series: [{}, { label: entry.sensor, stroke: "#1f6feb", width: 1.5, spanGaps: false }],
     }, [entry.xs, entry.ys], el);
+  }
+
+  // The x axis: at least the last minute, at most the last hour, up to now.
+  function xWindow(entry) {
+    const now = Date.now() / 1000;
+    const first = entry.xs.length ? entry.xs[0] : now;
+    return { min: Math.min(first, now - 60), max: Math.max(entry.xs[entry.xs.length - 1] || now, now) };
   }
 
   function layout() {
@@ -254,6 +264,7 @@
       card.dataset.points = String(entry.xs.length);
       if (!entry.chart) entry.chart = makeChart(entry);
       else entry.chart.setData([entry.xs, entry.ys]);
+      entry.chart.setScale("x", xWindow(entry));
     }
   }
 
@@ -270,6 +281,7 @@
     const caption = document.createElement("caption");
     caption.textContent = title;
     table.append(caption);
+    const at = tables.length;
     tables.push(table);
     for (const [name, value] of Object.entries(object)) {
       if (value && typeof value === "object" && Object.keys(value).length) {
@@ -282,6 +294,7 @@
       cell.className = "num";
       cell.textContent = value && typeof value === "object" ? "—" : String(value);
     }
+    if (!table.rows.length) tables.splice(at, 1);  // a section of sections only
   }
 
   async function refreshCounters() {
