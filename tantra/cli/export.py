@@ -107,6 +107,12 @@ def _copy(address: str, out: IO[bytes], args: argparse.Namespace) -> int:
                     f"the transfer broke off after {rows} reading(s): {error}", 1
                 ) from None
             if not chunk:
+                if response.length:  # Content-Length promised more: the hub hung up early
+                    raise CommandError(
+                        f"the transfer broke off after {rows} line(s): "
+                        f"{response.length} byte(s) missing",
+                        1,
+                    )
                 break
             out.write(chunk)
             size += len(chunk)
