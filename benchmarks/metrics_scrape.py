@@ -50,4 +50,7 @@ def measure(sensors: int) -> tuple[float, float, int]:
 if __name__ == "__main__":
     for count in [int(arg) for arg in sys.argv[1:]] or [0, 1000, 100_000]:
         metrics_ms, stats_ms, size = measure(count)
-        print(f"{count:>7} sensors: /metrics {metrics_ms:.2f} ms ({size} bytes), /stats {stats_ms:.3f} ms")
+        print(
+            f"{count:>7} sensors: /metrics {metrics_ms:.2f} ms ({size} bytes),"
+            f" /stats {stats_ms:.3f} ms"
+        )
