@@ -165,6 +165,8 @@ class Hub:
         self._pending: list[Reading] = []
         # Parallel to _pending, made only in a turn where some reading has an origin.
         self._pending_origins: list[object] | None = None
+        # (accept time, readings) per accepted payload: the delivery latency histogram.
+        self._pending_since: list[tuple[float, int]] = []
         self._flush_call: IDelayedCall | None = None
         self._last_rejection_log = float("-inf")
         self._rejections_unlogged = 0
@@ -225,6 +227,7 @@ class Hub:
             if origin is not None or self._pending_origins is not None:
                 self._tag_origins(origin, len(accepted))
             self._pending.extend(accepted)
+            self._pending_since.append((now, len(accepted)))
             if self._flush_call is None:
                 self._flush_call = self._clock.callLater(0, self._scheduled_flush)
         return IngestOutcome(accepted, duplicates, parsed.errors, acks, parsed.is_batch, settled)
@@ -332,6 +335,7 @@ class Hub:
             self._flush_call = None
         pending, self._pending = self._pending, []
         origins, self._pending_origins = self._pending_origins, None
+        since, self._pending_since = self._pending_since, []
         if not pending:
             return
         if self._gate is not None:
@@ -351,6 +355,10 @@ class Hub:
                 if members:
                     delivered += self._deliver(members, batch)
         self.stats.delivered += delivered
+        done = self._clock.seconds()
+        observe = self.counters.latency.delivery.observe
+        for accepted_at, count in since:
+            observe(done - accepted_at, count)
 
     def _route(self, pending: Sequence[Reading]) -> dict[Filter, Batch]:
         """The batch of each filtered group, in arrival order; only groups with any."""
@@ -537,6 +545,11 @@ class Hub:
                 del routes[name]
 
     @property
+    def pending_count(self) -> int:
+        """Readings accepted this turn and not yet delivered (a queue-depth gauge)."""
+        return len(self._pending)
+
+    @property
     def subscriber_count(self) -> int:
         return sum(len(members) for members in self._groups.values())
 
@@ -592,6 +605,9 @@ class Hub:
         pick devices here, then :meth:`latest_for_device` each.
         """
         return self._by_device.keys()
+
+    def device_count(self) -> int:
+        return len(self._by_device)
 
     def sensor_count(self) -> int:
         return len(self._latest)

@@ -37,6 +37,7 @@ from twisted.python import failure
 from twisted.web.resource import IResource, Resource
 from zope.interface import Interface
 
+from tantra.health import Readiness
 from tantra.hub import Hub
 
 _log = Logger()
@@ -119,6 +120,8 @@ class TantraService(service.MultiService):
         self.components: dict[str, IGoodbye] = {}
         #: The HTTP resource tree's root, once the HTTP part is built (parts mount on it).
         self.http_root: Resource | None = None
+        #: What ``/readyz`` asks (``tantra.health``): a part that can be unready adds a check.
+        self.readiness = Readiness()
 
     def add_component(self, name: str, component: IGoodbye) -> None:
         """Register a part whose clients must be let go of on stop (see :class:`IGoodbye`)."""

@@ -5,8 +5,10 @@ only place that reads settings and connects concrete classes. It is one call
 per part, each a builder that adds the part to the top service: the hub
 (:func:`build_hub`), HTTP with dashboards and ``/stats`` (:func:`build_http`),
 raw TCP and UDP devices (:func:`build_devices`), the WAMP router
-(:func:`build_wamp_part`), history with its API (:func:`build_history`).
-A new part is one more builder and one more line.
+(:func:`build_wamp_part`), history with its API (:func:`build_history`),
+and the operator's endpoints ``/metrics``, ``/healthz``, ``/readyz``
+(:func:`build_operations`, last). A new part is one more builder and one
+more line.
 
 Does not own: the start and stop order (``tantra.lifecycle``): stopping the
 top service stops the listeners, delivers what the hub still holds, then
@@ -197,9 +199,38 @@ def build_history(top: TantraService, settings: Settings, reactor: Any) -> None:
             commit_interval=settings.commit_interval / 1000.0,
             retention_ms=settings.retention,
             stats=counters.store,
+            commit_latency=counters.latency.commit.observe,
         )
         StoreService(store, top.hub, grace=SHUTDOWN_GRACE_SECONDS).setServiceParent(top)
     top.mount(b"api", build_api(store, reactor))
+
+
+def build_operations(top: TantraService, settings: Settings, reactor: Any) -> None:
+    """``/metrics``, ``/healthz`` and ``/readyz`` (built last: they read every other part).
+
+    Readiness: every listener bound, and the history store writing when
+    there is one; a later part (an MQTT bus) adds its own check with
+    ``top.readiness.add`` or ``top.readiness.report``.
+    """
+    from tantra.health import listeners_check, store_check
+    from tantra.web.health import HealthzResource, ReadyzResource
+    from tantra.web.metrics import HubCollector, MetricsResource
+
+    counters = top.hub.counters
+    top.readiness.add("listeners", listeners_check(lambda: top.listeners))
+    top.readiness.add("store", store_check(lambda: getattr(counters, "store", None)))
+    transports = {"dashboards": "websocket", "devices": "tcp"}
+    connections = {
+        transports.get(name, name): partial(_connection_count, component)
+        for name, component in top.components.items()
+    }
+    top.mount(b"metrics", MetricsResource(HubCollector(counters, top.hub, connections)))
+    top.mount(b"healthz", HealthzResource())
+    top.mount(b"readyz", ReadyzResource(top.readiness))
+
+
+def _connection_count(component: Any) -> int:
+    return len(getattr(component, "connections", ()))
 
 
 def build_service(settings: Settings, reactor: Any) -> TantraService:
@@ -209,6 +240,7 @@ def build_service(settings: Settings, reactor: Any) -> TantraService:
     build_devices(top, settings, reactor)
     build_wamp_part(top, settings, reactor)
     build_history(top, settings, reactor)
+    build_operations(top, settings, reactor)
     return top
 
 

@@ -54,11 +54,14 @@ CommitListener = Callable[[Sequence[Reading], Sequence[int]], None]
 class _Entry:
     """One ``submit``: its readings and whom to tell."""
 
-    __slots__ = ("deferred", "readings")
+    __slots__ = ("deferred", "queued_at", "readings")
 
-    def __init__(self, readings: Sequence[Reading], deferred: defer.Deferred | None):
+    def __init__(
+        self, readings: Sequence[Reading], deferred: defer.Deferred | None, queued_at: float
+    ):
         self.readings = readings
         self.deferred = deferred
+        self.queued_at = queued_at  # the monotonic clock, for the commit latency
 
 
 #: Stored readings read back at start-up to rebuild the de-duplication window.
@@ -81,8 +84,12 @@ class Store:
         monotonic: Callable[[], float] = time.monotonic,
         backoff: tuple[float, float, float] = BACKOFF,
         stats: StoreStats | None = None,
+        commit_latency: Callable[[float, int], None] | None = None,
     ):
+        """``commit_latency(seconds, readings)`` is told, in the reactor thread, how
+        long each submitted group waited from submit to commit (a metrics histogram)."""
         self.backend = backend
+        self._commit_latency = commit_latency
         self._reactor = reactor
         self.commit_interval = commit_interval
         self.queue_limit = queue_limit
@@ -231,7 +238,7 @@ class Store:
                 full = True
             else:
                 full = False
-                self._queue.append(_Entry(readings, deferred))
+                self._queue.append(_Entry(readings, deferred, self._monotonic()))
                 self._queued += count
                 self._cond.notify()
             self.counters.queued = self._queued
@@ -267,8 +274,12 @@ class Store:
         self.counters.queued = self._queued
         offset = 0
         done = []
+        observe = self._commit_latency
+        now = self._monotonic() if observe is not None else 0.0
         for entry in entries:  # listeners first: a Deferred's callback may run anything
             count = len(entry.readings)
+            if observe is not None:
+                observe(now - entry.queued_at, count)
             mine = ids[offset : offset + count]
             offset += count
             done.append((entry.deferred, mine))
