@@ -365,6 +365,10 @@ TEST_CASE("udp signed: retry (the first seq of a new epoch) is sent again, not c
   u.port.replies.push_back("{\"ack\":21474836480}");
   u.link.poll(261);
   CHECK(u.box.empty());
+  // The books still balance: sent - resent == acked (+ rejected, dropped ...).
+  CHECK(u.stats.sent == 2);
+  CHECK(u.stats.resent == 1);
+  CHECK(u.stats.acked == 1);
   // rate_limited, many times over, never expires a reading by itself.
   SignedUdpRig v;
   v.add();

@@ -400,7 +400,7 @@ void UdpLink::poll(uint32_t now_ms) {
       return;
     }
     if (!time_reached(now_ms, p.due_ms)) return;
-    if (p.tries >= config_.max_tries) {
+    if (static_cast<int>(p.tries) >= static_cast<int>(config_.max_tries) + p.deferrals) {
       log_event(log_, "expired", static_cast<int64_t>(p.seq), "no ack");
       outbox_.expire_front();
       continue;

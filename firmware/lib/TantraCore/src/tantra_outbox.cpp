@@ -12,6 +12,7 @@ bool Outbox::add(const Reading& r, uint64_t seq) {
   p.tries = 0;
   p.in_flight = false;
   p.deferred = false;
+  p.deferrals = 0;
   bool dropped = ring_.push(p);
   ++stats_.queued;
   if (dropped) ++stats_.dropped;
@@ -64,8 +65,8 @@ int64_t Outbox::defer(bool has_seq, uint64_t seq, uint32_t until_ms) {
   Pending& p = ring_.at(static_cast<size_t>(idx));
   p.in_flight = false;
   p.deferred = true;
-  // It was answered, so it does not count as a lost try.
-  if (p.tries > 0) --p.tries;
+  // It was answered, so that try was not lost (UDP's max_tries).
+  if (p.deferrals < 255) ++p.deferrals;
   p.due_ms = until_ms;
   ++stats_.deferred;
   return static_cast<int64_t>(p.seq);
@@ -83,6 +84,7 @@ void Outbox::renumber(SeqSource& seqs) {
     Pending& p = ring_.at(i);
     p.seq = seqs.next();
     p.tries = 0;
+    p.deferrals = 0;
     p.in_flight = false;
     p.deferred = false;
     p.due_ms = 0;

@@ -20,6 +20,7 @@ struct Pending {
   uint64_t seq;
   uint32_t due_ms;  // UDP: when to try again
   uint8_t tries;    // transmissions so far
+  uint8_t deferrals;  // of which answered `retry`/`rate_limited` (not lost)
   bool in_flight;   // sent on this connection (TCP) / awaiting reply (UDP)
   bool deferred;    // TCP: the hub said `retry`/`rate_limited`; not before due_ms
 };
