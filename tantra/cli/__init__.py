@@ -73,3 +73,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # -- the subcommands (one line each) -------------------------------------------
+register("token", "tantra.cli.token", "manage the tokens of --auth FILE: add, list, revoke")
