@@ -115,6 +115,8 @@ class TantraService(service.MultiService):
         self.components: dict[str, IGoodbye] = {}
         #: The HTTP resource tree's root, once the HTTP part is built (parts mount on it).
         self.http_root: Resource | None = None
+        #: Device checks and tokens (``tantra.security.gate.Ingress``), once built; None: off.
+        self.ingress: Any = None
 
     def add_component(self, name: str, component: IGoodbye) -> None:
         """Register a part whose clients must be let go of on stop (see :class:`IGoodbye`)."""

@@ -19,6 +19,7 @@ from functools import partial
 from typing import Any
 
 from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
 from twisted.python import usage
 
 from tantra import __version__
@@ -26,12 +27,18 @@ from tantra.counters import Counters
 from tantra.dedupe import SeqWindow
 from tantra.hub import Hub
 from tantra.lifecycle import SHUTDOWN_GRACE_SECONDS, ListenerService, TantraService
+from tantra.security.gate import Auth, Ingress
+from tantra.security.replay import ReplayGuard, ReplayStateFile, load_floors, state_path_for
+from tantra.security.tokens import TokenFileError, read_tokens
+from tantra.security.watcher import TokenFileWatcher
 from tantra.settings import SPECS, Settings, SettingsError, load_toml, resolve
 from tantra.transports.dashboard import DashboardFactory
 from tantra.transports.endpoints import with_backlog
 from tantra.transports.raw import UDP_READ_SIZE, DeviceDatagramProtocol, DeviceLineFactory
 from tantra.wamp import WampLimits, build_wamp
 from tantra.web.site import build_site
+
+_log = Logger()
 
 __all__ = ["SHUTDOWN_GRACE_SECONDS", "ListenerService", "Options", "TantraService", "makeService"]
 
@@ -111,11 +118,48 @@ def _websocket_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def build_auth(top: TantraService, settings: Settings, reactor: Any) -> None:
+    """Tokens, signed UDP replay state and per-device rates (``tantra.security``), if asked for.
+
+    Sets ``top.ingress``, which every device transport hands its payloads to;
+    with neither ``--auth`` nor ``--device-rate`` it stays None and nothing
+    changes on the ingest path.
+    """
+    auth = None
+    replay = None
+    if settings.auth:
+        try:
+            table = read_tokens(settings.auth)
+        except TokenFileError as error:
+            raise SystemExit(f"tantra: {error}") from None
+        auth = Auth(table, top.hub.counters)
+        TokenFileWatcher(settings.auth, auth, reactor, reactor=reactor).setServiceParent(top)
+        margin = ReplayGuard().margin
+        path = settings.replay_state or state_path_for(settings.auth)
+        replay = ReplayGuard(margin=margin, floors=load_floors(path, margin))
+        state = ReplayStateFile(path, replay, reactor)
+        state.setServiceParent(top)
+    elif not settings.device_rate:
+        return
+    top.ingress = Ingress(
+        top.hub,
+        auth=auth,
+        device_rate=settings.device_rate,
+        replay=replay,
+        on_ahead=(lambda: reactor.callLater(0, state.save_soon)) if replay else (lambda: None),
+    )
+
+
 def build_http(top: TantraService, settings: Settings, reactor: Any) -> None:
     """Dashboards (WebSocket at ``/``), the status page and ``/stats`` on every HTTP endpoint."""
     hub = top.hub
     dashboards = DashboardFactory(
-        hub, reactor, counters=hub.counters, **_websocket_options(settings)
+        hub,
+        reactor,
+        counters=hub.counters,
+        ingress=top.ingress,
+        allowed_origins=settings.allowed_origins,
+        **_websocket_options(settings),
     )
     top.add_component("dashboards", dashboards)
     site = build_site(hub, dashboards)
@@ -137,13 +181,18 @@ def build_devices(top: TantraService, settings: Settings, reactor: Any) -> None:
             reply_buffer=settings.reply_buffer,
             stall_timeout=settings.stall_timeout,
             counters=hub.counters,
+            ingress=top.ingress,
         )
         top.add_component("devices", devices)
         endpoint = serverFromString(reactor, with_backlog(settings.tcp, settings.backlog))
         top.listen("tcp", settings.tcp, lambda: endpoint.listen(devices))
     if settings.udp is not None:
         datagrams = DeviceDatagramProtocol(
-            hub, reactor, error_rate=settings.udp_error_rate, counters=hub.counters
+            hub,
+            reactor,
+            error_rate=settings.udp_error_rate,
+            counters=hub.counters,
+            ingress=top.ingress,
         )
         udp_port, interface = settings.udp, settings.udp_interface
         top.listen(
@@ -174,9 +223,47 @@ def build_wamp_part(top: TantraService, settings: Settings, reactor: Any) -> Non
     top.mount(b"wamp", resource)
 
 
+_LOOPBACK = ("127.", "::1", "localhost")
+
+
+def beyond_loopback(settings: Settings) -> list[str]:
+    """The listeners reachable from other machines (UNIX sockets and loopback are not)."""
+    found = []
+    for description in (*settings.http, settings.tcp):
+        if description is None or description.split(":", 1)[0] in ("unix", "systemd"):
+            continue
+        interface = next(
+            (
+                part.split("=", 1)[1]
+                for part in description.split(":")
+                if part.startswith("interface=")
+            ),
+            "",
+        )
+        if not interface.startswith(_LOOPBACK):
+            found.append(description)
+    if settings.udp is not None and not settings.udp_interface.startswith(_LOOPBACK):
+        found.append(f"udp:{settings.udp}")
+    return found
+
+
+def warn_if_open(settings: Settings) -> None:
+    """One warning line at start-up: reachable beyond loopback, with auth off (SPEC Security)."""
+    if not settings.auth:
+        exposed = beyond_loopback(settings)
+        if exposed:
+            _log.warn(
+                "authentication is off and {listeners} listen beyond loopback: anyone who"
+                " can reach them can send and watch readings (use --auth FILE; docs/security.md)",
+                listeners=", ".join(exposed),
+            )
+
+
 def build_service(settings: Settings, reactor: Any) -> TantraService:
     """Wire every part of the hub from checked settings: one line per part."""
     top = build_hub(settings, reactor)
+    warn_if_open(settings)
+    build_auth(top, settings, reactor)
     build_http(top, settings, reactor)
     build_devices(top, settings, reactor)
     build_wamp_part(top, settings, reactor)

@@ -70,12 +70,13 @@ def parse_scope(text: str) -> Pattern:
 class Scope:
     """What one token may see: the union of its patterns."""
 
-    __slots__ = ("_memo", "everything", "patterns")
+    __slots__ = ("_memo", "_restrict_batch", "everything", "patterns")
 
     def __init__(self, patterns: Iterable[Pattern]):
         self.patterns: tuple[Pattern, ...] = tuple(patterns)
         self.everything = any(p.device == "*" and p.sensor == "*" for p in self.patterns)
         self._memo: dict[tuple[str, str], bool] = {}
+        self._restrict_batch = None  # tantra.security.readers: this scope's batch restriction
 
     @classmethod
     def all(cls) -> Scope:

@@ -33,6 +33,8 @@ CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_SLOW_CONSUMER = 4001
+#: The token this connection was admitted with was revoked or changed.
+CLOSE_TOKEN_REVOKED = 4003
 
 #: ``clients_dropped`` reason for a client that did not answer a ping in time.
 PING_TIMEOUT = "ping_timeout"
