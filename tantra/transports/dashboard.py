@@ -119,9 +119,13 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
         self._subscription: Subscription | None = None
         self._token: Token | None = None
         self._release_token: Callable[[], None] | None = None
+        self._presented: str | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        # Through the HTTP site the token was taken out of the request already
+        # (tantra.security.web), so no log line can show it.
+        self._presented = getattr(self.factory, "presented_secret", None)
         # Autobahn keeps an (almost always empty) deque per connection for
         # chopped or synchronous sends, which the hub never makes; a deque
         # costs 760 bytes even when empty, a list subclass 56. Per idle
@@ -140,7 +144,10 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
             raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
         auth = factory.ingress.auth if factory.ingress is not None else None
         if auth is not None:
-            presented = presented_token(request.headers, {"token": secret} if secret else {})
+            presented = self._presented
+            if presented is None:  # a WebSocket port of our own, without the HTTP site
+                presented = presented_token(request.headers, {"token": secret} if secret else {})
+            self._presented = None
             self._token = auth.login(presented, "websocket")
             if self._token is None:
                 raise ConnectionDeny(401, "unauthorized")
@@ -263,6 +270,8 @@ class DashboardFactory(HubWebSocketFactory, WebSocketServerFactory):
         self._setup(hub, clock, **options)
         self.ingress = ingress
         self.allowed_origins = tuple(allowed_origins)
+        #: The token of the request being upgraded (``tantra.security.web``).
+        self.presented_secret: str | None = None
 
     @property
     def clients(self) -> set[DashboardProtocol]:

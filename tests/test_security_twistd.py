@@ -1,0 +1,148 @@
+"""``twistd -n tantra --auth FILE`` end to end: real sockets, real restarts, logs read back."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+import websockets.sync.client
+from websockets.exceptions import InvalidStatus
+
+from tantra.cli import main as cli_main
+from tantra.security import signing
+from tests.support.clients import TcpDevice, UdpDevice, recv_json
+from tests.support.hubproc import HubProcess
+
+pytestmark = pytest.mark.integration
+
+
+def add_token(capsys, path, *args) -> str:
+    assert cli_main(["token", "add", "--auth", str(path), *args]) == 0
+    return json.loads(capsys.readouterr().out)["token"]
+
+
+def signed(token: str, seq: int, value: float = 1) -> bytes:
+    payload = json.dumps({"device": "pump", "sensor": "flow", "value": value, "seq": seq})
+    return signing.sign(payload.encode(), token)
+
+
+def test_tokens_never_reach_the_log_and_refusals_are_counted(tmp_path, capsys):
+    auth = tmp_path / "auth.json"
+    device = add_token(capsys, auth, "--kind", "device", "pump")
+    reader = add_token(capsys, auth, "--kind", "reader", "--scope", "pump/*", "ro")
+    hub = HubProcess.start(tmp_path, "--auth", str(auth))
+    try:
+        base = f"127.0.0.1:{hub.ports['http']}"
+        with websockets.sync.client.connect(f"ws://{base}/?token={reader}") as ws:
+            tcp = TcpDevice(hub.host, hub.ports["tcp"])
+            tcp.send(json.dumps({"auth": device}).encode() + b"\n")
+            assert tcp.reply() == {"ok": "auth", "device": "pump"}
+            tcp.send(b'{"sensor":"flow","value":3,"seq":1}\n')
+            assert tcp.reply() == {"ack": 1}
+            assert recv_json(ws)["value"] == 3
+            tcp.close()
+        wrong = "tantra_" + "x" * 64
+        with pytest.raises(InvalidStatus) as refused:
+            websockets.sync.client.connect(f"ws://{base}/?token={wrong}")
+        assert refused.value.response.status_code == 401
+        with pytest.raises(InvalidStatus):
+            websockets.sync.client.connect(
+                f"ws://{base}/", additional_headers={"Authorization": f"Bearer {wrong}"}
+            )
+        # Plain HTTP requests with a token (the access log's path).
+        for path in (f"/?token={reader}", f"/stats?token={device}", f"/nothing?token={wrong}"):
+            try:
+                urllib.request.urlopen(f"http://{base}{path}", timeout=5).read()
+            except urllib.error.HTTPError:
+                pass
+        bad_tcp = TcpDevice(hub.host, hub.ports["tcp"])
+        bad_tcp.send(json.dumps({"auth": wrong}).encode() + b"\n")
+        assert bad_tcp.reply()["error"] == "unauthorized"
+        assert bad_tcp.is_closed_by_peer()
+        stats = hub.stats()["auth"]
+        assert stats["refused"] == {"websocket:bad_token": 2, "tcp:bad_token": 1}
+        assert stats["logins"] == {"websocket": 1, "tcp": 1}
+    finally:
+        hub.stop()
+    log = hub.log_text()
+    assert '"GET /stats?token=REDACTED HTTP/1.1" 200' in log
+    for secret in (device, reader, wrong):
+        assert secret not in log
+        assert secret[20:40] not in log
+
+
+def test_udp_replay_refused_across_clean_and_crashed_restarts(tmp_path, capsys):
+    auth = tmp_path / "auth.json"
+    token = add_token(capsys, auth, "--kind", "device", "pump")
+    hub = HubProcess.start(tmp_path, "--auth", str(auth))
+    ports = hub.ports
+    captured = signed(token, seq=7)
+    try:
+        udp = UdpDevice(hub.host, ports["udp"])
+        udp.send(captured)
+        assert json.loads(udp.reply()) == {"ack": 7}
+        udp.send(signed("tantra_" + "y" * 64, seq=8))  # forged: never answered
+        assert udp.no_reply()
+        udp.send(captured[:-70])  # unsigned
+        assert udp.no_reply()
+        auth_stats = hub.stats()["auth"]
+        assert (auth_stats["udp_bad_signature"], auth_stats["udp_unsigned"]) == (1, 1)
+    finally:
+        assert hub.stop() in (0, -signal.SIGTERM, 128 + signal.SIGTERM, 1)
+    state = json.loads((tmp_path / "tantra-replay.json").read_text())
+    assert state == {"version": 1, "clean": True, "devices": {"pump": 7}}
+
+    hub = HubProcess.start(tmp_path, "--auth", str(auth), ports=ports)
+    try:
+        udp = UdpDevice(hub.host, ports["udp"])
+        udp.send(captured)
+        assert json.loads(udp.reply())["error"] == "replayed"
+        udp.send(signed(token, seq=8))
+        assert json.loads(udp.reply()) == {"ack": 8}
+        time.sleep(1.5)  # the state file's timer writes seq 8
+        hub.process.kill()  # a crash: no clean stop
+        hub.process.wait(10)
+    finally:
+        hub.stop()
+
+    hub = HubProcess.start(tmp_path, "--auth", str(auth), ports=ports)
+    try:
+        udp = UdpDevice(hub.host, ports["udp"])
+        for seq in (7, 8, 9, 1000):  # even 9 and 1000 are within the crash margin
+            udp.send(signed(token, seq=seq, value=2))
+            assert json.loads(udp.reply())["error"] == "replayed", seq
+        udp.send(signed(token, seq=(1 << 32) + 1))  # the device's next boot epoch
+        reply = json.loads(udp.reply())
+        if reply.get("error") == "retry":  # ahead of the file: written now, then accepted
+            time.sleep(0.5)
+            udp.send(signed(token, seq=(1 << 32) + 1))
+            reply = json.loads(udp.reply())
+        assert reply == {"ack": (1 << 32) + 1}
+    finally:
+        hub.stop()
+
+
+def test_revoking_closes_connections_within_a_second_and_new_tokens_work(tmp_path, capsys):
+    auth = tmp_path / "auth.json"
+    token = add_token(capsys, auth, "--kind", "device", "pump")
+    hub = HubProcess.start(tmp_path, "--auth", str(auth))
+    try:
+        tcp = TcpDevice(hub.host, hub.ports["tcp"])
+        tcp.send(json.dumps({"auth": token}).encode() + b"\n")
+        assert tcp.reply()["ok"] == "auth"
+        fresh = add_token(capsys, auth, "--kind", "device", "--device", "pump", "pump-2")
+        assert cli_main(["token", "revoke", "--auth", str(auth), "pump"]) == 0
+        started = time.monotonic()
+        assert tcp.reply() == {"error": "unauthorized", "detail": "token revoked"}
+        assert tcp.is_closed_by_peer()
+        assert time.monotonic() - started < 2.0
+        again = TcpDevice(hub.host, hub.ports["tcp"])
+        again.send(json.dumps({"auth": fresh}).encode() + b"\n")
+        assert again.reply() == {"ok": "auth", "device": "pump"}
+        assert hub.stats()["auth"]["revoked_closed"] == 1
+    finally:
+        hub.stop()
