@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import time
@@ -55,10 +56,8 @@ def test_tokens_never_reach_the_log_and_refusals_are_counted(tmp_path, capsys):
             )
         # Plain HTTP requests with a token (the access log's path).
         for path in (f"/?token={reader}", f"/stats?token={device}", f"/nothing?token={wrong}"):
-            try:
+            with contextlib.suppress(urllib.error.HTTPError):
                 urllib.request.urlopen(f"http://{base}{path}", timeout=5).read()
-            except urllib.error.HTTPError:
-                pass
         bad_tcp = TcpDevice(hub.host, hub.ports["tcp"])
         bad_tcp.send(json.dumps({"auth": wrong}).encode() + b"\n")
         assert bad_tcp.reply()["error"] == "unauthorized"
