@@ -217,6 +217,7 @@ def build_wamp_part(top: TantraService, settings: Settings, reactor: Any) -> Non
             call_timeout=settings.wamp_call_timeout,
             max_outgoing_bytes=settings.wamp_max_outgoing,
         ),
+        auth=top.ingress.auth if top.ingress is not None else None,
         **_websocket_options(settings),
     )
     top.add_component("wamp", wamp)

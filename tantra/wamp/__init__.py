@@ -10,6 +10,8 @@ machine), ``router``/``broker``/``dealer`` (pub/sub and RPC rules, pure),
 
 from __future__ import annotations
 
+from typing import Any
+
 from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.interfaces import IReactorTime
 
@@ -23,10 +25,25 @@ __all__ = ["WampFactory", "WampLimits", "build_wamp"]
 
 
 def build_wamp(
-    hub: Hub, clock: IReactorTime, *, realm: str, limits: WampLimits | None = None, **options
+    hub: Hub,
+    clock: IReactorTime,
+    *,
+    realm: str,
+    limits: WampLimits | None = None,
+    auth: Any = None,
+    **options,
 ) -> tuple[WampFactory, WebSocketResource]:
-    """A router for ``realm`` bridged to ``hub``: its factory and the resource for /wamp."""
-    router = Router(realm, counters=hub.counters, limits=limits, clock=clock)
+    """A router for ``realm`` bridged to ``hub``: its factory and the resource for /wamp.
+
+    ``auth`` (a ``tantra.security.gate.Auth``) turns on ticket authentication
+    and per-request authorization (``tantra.security.wamp``).
+    """
+    security: dict[str, Any] = {}
+    if auth is not None:
+        from tantra.security.wamp import TicketAuthenticator, WampAuthorizer
+
+        security = {"authenticator": TicketAuthenticator(auth), "authorizer": WampAuthorizer(auth)}
+    router = Router(realm, counters=hub.counters, limits=limits, clock=clock, **security)
     HubBridge(hub, router.broker, router.dealer, router.stats).start()
     factory = WampFactory(hub, router, clock, **options)
     return factory, WebSocketResource(factory)
