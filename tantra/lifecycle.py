@@ -117,6 +117,8 @@ class TantraService(service.MultiService):
         self.http_root: Resource | None = None
         #: Device checks and tokens (``tantra.security.gate.Ingress``), once built; None: off.
         self.ingress: Any = None
+        #: ``--max-connections-per-address`` (``tantra.security.connlimit``), or None.
+        self.address_limit: Any = None
 
     def add_component(self, name: str, component: IGoodbye) -> None:
         """Register a part whose clients must be let go of on stop (see :class:`IGoodbye`)."""

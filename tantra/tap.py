@@ -27,6 +27,7 @@ from tantra.counters import Counters
 from tantra.dedupe import SeqWindow
 from tantra.hub import Hub
 from tantra.lifecycle import SHUTDOWN_GRACE_SECONDS, ListenerService, TantraService
+from tantra.security.connlimit import AddressLimit, limit_factory
 from tantra.security.gate import Auth, Ingress
 from tantra.security.replay import ReplayGuard, ReplayStateFile, load_floors, state_path_for
 from tantra.security.tokens import TokenFileError, read_tokens
@@ -125,6 +126,10 @@ def build_auth(top: TantraService, settings: Settings, reactor: Any) -> None:
     with neither ``--auth`` nor ``--device-rate`` it stays None and nothing
     changes on the ingest path.
     """
+    if settings.max_connections_per_address:
+        top.address_limit = AddressLimit(
+            settings.max_connections_per_address, top.hub.counters.auth
+        )
     auth = None
     replay = None
     if settings.auth:
@@ -163,6 +168,8 @@ def build_http(top: TantraService, settings: Settings, reactor: Any) -> None:
     )
     top.add_component("dashboards", dashboards)
     site = build_site(hub, dashboards)
+    if top.address_limit is not None:
+        limit_factory(site, top.address_limit)
     top.http_root = site.resource
     for description in settings.http:
         endpoint = serverFromString(reactor, with_backlog(description, settings.backlog))
@@ -184,6 +191,8 @@ def build_devices(top: TantraService, settings: Settings, reactor: Any) -> None:
             ingress=top.ingress,
         )
         top.add_component("devices", devices)
+        if top.address_limit is not None:
+            limit_factory(devices, top.address_limit)
         endpoint = serverFromString(reactor, with_backlog(settings.tcp, settings.backlog))
         top.listen("tcp", settings.tcp, lambda: endpoint.listen(devices))
     if settings.udp is not None:

@@ -145,3 +145,40 @@ def test_revoking_closes_connections_within_a_second_and_new_tokens_work(tmp_pat
         assert hub.stats()["auth"]["revoked_closed"] == 1
     finally:
         hub.stop()
+
+
+def test_connections_per_address_are_limited_across_tcp_http_and_websocket(tmp_path):
+    hub = HubProcess.start(tmp_path, "--max-connections-per-address", "2")
+    try:
+        first, second = (TcpDevice(hub.host, hub.ports["tcp"]) for _ in range(2))
+        first.send(b'{"sensor":"t","value":1,"seq":1}\n')
+        assert first.reply() == {"ack": 1}
+        third = TcpDevice(hub.host, hub.ports["tcp"])
+        assert third.is_closed_by_peer()
+        with pytest.raises((InvalidStatus, OSError, EOFError, Exception)):
+            websockets.sync.client.connect(hub.ws_url, open_timeout=5)
+        second.close()
+        time.sleep(0.2)
+        with websockets.sync.client.connect(hub.ws_url) as ws:  # the freed slot, via HTTP
+            assert recv_json(ws)["sensor"] == "t"
+            refused = TcpDevice(hub.host, hub.ports["tcp"])
+            assert refused.is_closed_by_peer()
+        # The WebSocket's close releases its slot (once the hub sees the TCP close).
+        deadline = time.monotonic() + 5
+        while True:
+            again = TcpDevice(hub.host, hub.ports["tcp"])
+            try:
+                again.send(b'{"sensor":"t","value":2,"seq":2}\n')
+                assert again.reply() == {"ack": 2}
+                break
+            except ConnectionError:
+                assert time.monotonic() < deadline, "the WebSocket's slot was never released"
+                time.sleep(0.1)
+        first.send(b'{"sensor":"t","value":3,"seq":3}\n')
+        assert first.reply() == {"ack": 3}
+        again.close()
+        first.close()
+        time.sleep(0.3)  # /stats is a connection too
+        assert hub.stats()["auth"]["connections_refused"] >= 3
+    finally:
+        hub.stop()

@@ -17,6 +17,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from autobahn.twisted.resource import WebSocketResource
 
+from tantra.security.connlimit import hand_over
+
 TOKEN_PARAMETER = "token"
 
 
@@ -47,6 +49,8 @@ class TokenTakingResource(WebSocketResource):
     def render(self, request):
         factory = self._factory
         factory.presented_secret = take_secret(request)
+        if request.channel.transport is not None:
+            hand_over(request.channel, request.channel.transport)
         try:
             return super().render(request)
         finally:

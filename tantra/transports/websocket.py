@@ -26,6 +26,7 @@ from txaio._common import _BatchedTimer
 from tantra.counters import Counters
 from tantra.hub import Hub
 from tantra.outbox import BoundedSender
+from tantra.security.connlimit import release_transport
 from tantra.transports.backpressure import ReadGate
 
 # Close codes (RFC 6455 1000-1011; 4000-4999 are ours; docs/protocol.md lists them).
@@ -160,6 +161,10 @@ class HubWebSocketProtocol:
         self.factory.counters.hub.clients_dropped[PING_TIMEOUT] += 1
         self._log.info("{kind} client {peer} did not answer a ping", kind=self.kind, peer=self.peer)
         super().onAutoPingTimeout()  # type: ignore[misc]
+
+    def connectionLost(self, reason) -> None:
+        release_transport(self.transport)  # its --max-connections-per-address slot
+        super().connectionLost(reason)  # type: ignore[misc]
 
     def onClose(self, wasClean: bool, code, reason) -> None:
         self._connection_gone()
