@@ -227,6 +227,7 @@ def build_wamp_part(top: TantraService, settings: Settings, reactor: Any) -> Non
             max_outgoing_bytes=settings.wamp_max_outgoing,
         ),
         auth=top.ingress.auth if top.ingress is not None else None,
+        allowed_origins=settings.allowed_origins,
         **_websocket_options(settings),
     )
     top.add_component("wamp", wamp)

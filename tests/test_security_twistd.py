@@ -177,6 +177,12 @@ def test_connections_per_address_are_limited_across_tcp_http_and_websocket(tmp_p
         first.send(b'{"sensor":"t","value":3,"seq":3}\n')
         assert first.reply() == {"ack": 3}
         again.close()
+        time.sleep(0.3)  # the hub sees the close
+        # A WAMP WebSocket holds a slot too, and gives it back when it closes.
+        wamp_url = f"ws://127.0.0.1:{hub.ports['http']}/wamp"
+        with websockets.sync.client.connect(wamp_url, subprotocols=["wamp.2.json"]):
+            crowded = TcpDevice(hub.host, hub.ports["tcp"])
+            assert crowded.is_closed_by_peer()
         first.close()
         time.sleep(0.3)  # /stats is a connection too
         assert hub.stats()["auth"]["connections_refused"] >= 3

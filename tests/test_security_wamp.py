@@ -6,7 +6,11 @@ import json
 
 import pytest
 import pytest_twisted
-from autobahn.twisted.websocket import WampWebSocketClientFactory
+from autobahn.twisted.websocket import (
+    WampWebSocketClientFactory,
+    WebSocketClientFactory,
+    WebSocketClientProtocol,
+)
 from autobahn.wamp.exception import ApplicationError
 from autobahn.wamp.serializer import create_transport_serializer
 from autobahn.wamp.types import ComponentConfig, PublishOptions, SubscribeOptions
@@ -178,3 +182,36 @@ async def test_revoking_a_token_ends_its_session(hub, tokens):
 def test_subscription_within_scope(topic, match, allowed):
     scope = Scope([parse_scope("farm-*/*")])
     assert subscription_within(scope, topic, match) is allowed
+
+
+class Probe(WebSocketClientProtocol):
+    """Opens, then closes at once; remembers whether it opened."""
+
+    opened = False
+
+    def onOpen(self):
+        self.opened = True
+        self.sendClose()
+
+
+@pytest_twisted.ensureDeferred
+async def test_wamp_origin_list(tokens):
+
+    service, ports = await start_hub(
+        auth=tokens["path"], **{"allowed-origins": "https://ok.example"}
+    )
+    try:
+        statuses = []
+        for origin in ("https://ok.example", "https://evil.example"):
+            factory = WebSocketClientFactory(
+                f"ws://127.0.0.1:{ports['http']}/wamp", origin=origin, protocols=["wamp.2.json"]
+            )
+            factory.protocol = Probe
+            endpoint = clientFromString(reactor, f"tcp:127.0.0.1:{ports['http']}")
+            protocol = await within(endpoint.connect(factory))
+            await within(protocol.is_closed)
+            statuses.append(protocol.opened)
+        assert statuses == [True, False]
+        assert service.hub.counters.auth.origin_refused == 1
+    finally:
+        await within(service.stopService())

@@ -16,6 +16,7 @@ from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.interfaces import IReactorTime
 
 from tantra.hub import Hub
+from tantra.security.web import TokenTakingResource
 from tantra.wamp.bridge import HubBridge
 from tantra.wamp.limits import WampLimits
 from tantra.wamp.router import Router
@@ -46,4 +47,6 @@ def build_wamp(
     router = Router(realm, counters=hub.counters, limits=limits, clock=clock, **security)
     HubBridge(hub, router.broker, router.dealer, router.stats).start()
     factory = WampFactory(hub, router, clock, **options)
-    return factory, WebSocketResource(factory)
+    # The token-taking resource: a ``?token=`` never reaches a log line, and a
+    # --max-connections-per-address slot goes with the socket (tantra.security).
+    return factory, TokenTakingResource(factory)
