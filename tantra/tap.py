@@ -15,6 +15,7 @@ after their pending acks).
 
 from __future__ import annotations
 
+import re
 from functools import partial
 from typing import Any
 
@@ -235,6 +236,7 @@ def build_wamp_part(top: TantraService, settings: Settings, reactor: Any) -> Non
 
 
 _LOOPBACK = ("127.", "::1", "localhost")
+_INTERFACE = re.compile(r"(?:^|:)interface=((?:\\:|[^:])*)")
 
 
 def beyond_loopback(settings: Settings) -> list[str]:
@@ -243,14 +245,8 @@ def beyond_loopback(settings: Settings) -> list[str]:
     for description in (*settings.http, settings.tcp):
         if description is None or description.split(":", 1)[0] in ("unix", "systemd"):
             continue
-        interface = next(
-            (
-                part.split("=", 1)[1]
-                for part in description.split(":")
-                if part.startswith("interface=")
-            ),
-            "",
-        )
+        found_interface = _INTERFACE.search(description)
+        interface = found_interface.group(1).replace("\\:", ":") if found_interface else ""
         if not interface.startswith(_LOOPBACK):
             found.append(description)
     if settings.udp is not None and not settings.udp_interface.startswith(_LOOPBACK):
