@@ -70,14 +70,18 @@ def run(args: argparse.Namespace) -> int:
         raise CommandError(f"a token named {args.name!r} exists already (revoke it first)")
     if args.kind == "device" and not args.device:
         args.device = args.name
+    if args.kind != "device" and args.device:
+        raise CommandError("--device is for device tokens only")
+    if args.kind != "reader" and args.scope:
+        raise CommandError("--scope is for reader tokens only (a device sees itself, an admin all)")
     secret = new_secret()
     try:
         token = Token(
             name=args.name,
             kind=args.kind,
             hash=hash_secret(secret),
-            device=args.device if args.kind == "device" else _no_device(args.device),
-            scopes=tuple(args.scope) if args.kind == "reader" else _no_scopes(args.scope),
+            device=args.device if args.kind == "device" else None,
+            scopes=tuple(args.scope),
             created=int(time.time()),
         )
     except TokenFileError as error:
@@ -85,15 +89,3 @@ def run(args: argparse.Namespace) -> int:
     write_tokens(args.auth, TokenTable([*table.by_name.values(), token]))
     print(json.dumps({"name": token.name, "token": secret}))
     return 0
-
-
-def _no_device(device: str | None) -> None:
-    if device:
-        raise CommandError("--device is for device tokens only")
-    return None
-
-
-def _no_scopes(scopes: list[str]) -> tuple[str, ...]:
-    if scopes:
-        raise CommandError("--scope is for reader tokens only (a device sees itself, an admin all)")
-    return ()

@@ -203,7 +203,7 @@ class Ingress:
         payload, signature = framed
         device = _claimed_device(payload)
         tokens = self.auth.table.for_device(device) if device else []
-        if signing.verify(payload, signature, [t.key for t in tokens]) is None:
+        if device is None or signing.verify(payload, signature, [t.key for t in tokens]) is None:
             self.stats.udp_bad_signature += 1
             return None
         self.stats.logins["udp"] += 1

@@ -17,8 +17,9 @@ Does not own: the hub's filters (``tantra.hub.Filter``) or delivery.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from fnmatch import fnmatchcase
+from typing import Any
 
 import attrs
 
@@ -76,7 +77,8 @@ class Scope:
         self.patterns: tuple[Pattern, ...] = tuple(patterns)
         self.everything = any(p.device == "*" and p.sensor == "*" for p in self.patterns)
         self._memo: dict[tuple[str, str], bool] = {}
-        self._restrict_batch = None  # tantra.security.readers: this scope's batch restriction
+        #: ``tantra.security.readers``: this scope's batch restriction (one per scope).
+        self._restrict_batch: Callable[..., Any] | None = None
 
     @classmethod
     def all(cls) -> Scope:

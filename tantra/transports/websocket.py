@@ -162,7 +162,7 @@ class HubWebSocketProtocol:
         self._log.info("{kind} client {peer} did not answer a ping", kind=self.kind, peer=self.peer)
         super().onAutoPingTimeout()  # type: ignore[misc]
 
-    def connectionLost(self, reason) -> None:
+    def connectionLost(self, reason: Any = None) -> None:
         release_transport(self.transport)  # its --max-connections-per-address slot
         super().connectionLost(reason)  # type: ignore[misc]
 
