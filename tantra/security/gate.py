@@ -218,13 +218,21 @@ class Ingress:
         seen: list[Reading] = []
         acks: list[int] = []  # in input order
         guard, rate = self.replay, self._rate
+        # With a history store a retry's ack must wait for (or redo) its first
+        # copy's commit, which only the hub's commit gate knows: retries go to
+        # the hub, whose gate sorts them (tantra.commits). Without one the
+        # guard's word is final, since the hub's window may have forgotten.
+        gated = self.hub.acks_wait_for_commit
         for index, reading in _indexed(parsed):
             seq = reading.seq
             verdict = guard.check(device, seq) if seq is not None else None
             if seq is None:
                 errors.append(Rejection("invalid_reading", "a signed reading needs seq", index))
             elif verdict == SEEN:
-                seen.append(reading)  # a retry: acknowledged again, accepted once
+                if gated:
+                    to_hub.append(reading)
+                else:
+                    seen.append(reading)  # a retry: acknowledged again, accepted once
                 acks.append(seq)
             elif verdict == REPLAYED:
                 self.stats.replayed += 1
@@ -254,6 +262,7 @@ class Ingress:
             outcome.errors,
             acks,
             outcome.is_batch,
+            outcome.settled,
         )
 
 

@@ -36,6 +36,7 @@ from tantra.outbox import Outbox
 from tantra.security.gate import FORBIDDEN, SENDERS, Ingress
 from tantra.security.readers import origin_allowed, presented_token, subscribe_scoped
 from tantra.security.tokens import Token
+from tantra.transports.ordered import OrderedReplies
 from tantra.transports.sendnow import writer_for
 from tantra.transports.websocket import (
     CLOSE_SLOW_CONSUMER,
@@ -114,6 +115,7 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
         super().__init__()
         self._filter: Filter | None = None
         self._device = "unknown"
+        self._replies: OrderedReplies | None = None  # with a store: acks wait for commits
         # Not ``_send``: Autobahn's own ``_send`` drains its send queue.
         self._write_through: Callable[[bytes], None] = self._not_connected
         self._subscription: Subscription | None = None
@@ -221,17 +223,33 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
         elif token is not None and token.kind not in SENDERS:
             self.factory.counters.auth.forbidden += 1
             detail = f"a {token.kind} token may not send readings"
-            self._write_frames(frame_text(replies.encode({"error": FORBIDDEN, "detail": detail})))
-            self._replies_written()
+            self._reply_now_or_in_order([{"error": FORBIDDEN, "detail": detail}])
             return
         else:
             outcome = ingress.ingest(payload, default_device=self._device, token=token)
-        messages = replies.for_outcome(outcome)
-        if messages:
-            # Same framing as broadcasts (one text frame per reply), without
-            # Autobahn's per-message send path, which costs more than the ingest.
-            self._write_frames(b"".join([frame_text(replies.encode(m)) for m in messages]))
-            self._replies_written()
+        ordered = self._replies
+        if ordered is None:
+            if outcome.settled is None:  # no store, nothing waiting: write now
+                messages = replies.for_outcome(outcome)
+                if messages:
+                    self._write_replies(messages)
+                return
+            # Made on first need: idle dashboards pay nothing for it.
+            ordered = self._replies = OrderedReplies(self._write_replies)
+        ordered.add(outcome)
+
+    def _reply_now_or_in_order(self, messages: list[dict[str, Any]]) -> None:
+        """Replies that wait for no commit, behind any that do (payload order is kept)."""
+        if self._replies is None:
+            self._write_replies(messages)
+        else:
+            self._replies.add_messages(messages)
+
+    def _write_replies(self, messages: list[dict[str, Any]]) -> None:
+        # Same framing as broadcasts (one text frame per reply), without
+        # Autobahn's per-message send path, which costs more than the ingest.
+        self._write_frames(b"".join([frame_text(replies.encode(m)) for m in messages]))
+        self._replies_written()
 
     def _give_up(self, reason: str) -> None:
         self._log.info("closing WebSocket client {peer}: {reason}", peer=self.peer, reason=reason)
@@ -241,6 +259,8 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
         if self._release_token is not None:
             self._release_token()
             self._release_token = None
+        if self._replies is not None:
+            self._replies.close()
         if self._subscription is not None:
             self.factory.hub.unsubscribe(self._subscription)
             self._subscription = None

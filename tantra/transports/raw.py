@@ -31,6 +31,7 @@ from tantra.ratelimit import SourceRateLimiter
 from tantra.security.gate import SENDERS, UNAUTHORIZED, Ingress
 from tantra.security.tokens import Token
 from tantra.transports.backpressure import ReplyGate
+from tantra.transports.ordered import OrderedReplies
 from tantra.transports.websocket import DEFAULT_REPLY_BUFFER
 
 LINE_TOO_LONG = "line_too_long"
@@ -86,6 +87,7 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
             counters=factory.counters,
         )
         self.transport.registerProducer(self._gate, True)
+        self._replies = OrderedReplies(self._write_replies)
         factory.connections.add(self)
         self.setTimeout(factory.idle_timeout)
 
@@ -144,11 +146,12 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
             return
         else:
             outcome = factory.ingress.ingest(line, default_device=self._device, token=self._token)
-        messages = replies.for_outcome(outcome)
-        if messages:
-            self.transport.writeSequence(
-                [part for message in messages for part in (replies.encode(message), b"\n")]
-            )
+        self._replies.add(outcome)
+
+    def _write_replies(self, messages: list[dict[str, Any]]) -> None:
+        self.transport.writeSequence(
+            [part for message in messages for part in (replies.encode(message), b"\n")]
+        )
 
     def _log_in(self, line: bytes) -> None:
         """The first line under ``--auth``: ``{"auth": TOKEN}``, else unauthorized and close."""
@@ -171,8 +174,7 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
         if token.device is not None:
             self._device = token.device
         self._release_token = auth.hold(token, self._revoked)
-        reply = {"ok": "auth", "device": token.device}
-        self.transport.write(replies.encode(reply) + b"\n")
+        self._replies.add_messages([{"ok": "auth", "device": token.device}])
 
     def _revoked(self) -> None:
         self._close_with_error(UNAUTHORIZED, "token revoked")
@@ -208,7 +210,8 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
         """
         self._closing = True
         self._take_partial_line()
-        self.transport.loseWriteConnection()
+        # Acks that wait for a commit are owed too (tantra.commits).
+        self._replies.when_written().addCallback(lambda _: self.transport.loseWriteConnection())
 
     def readConnectionLost(self) -> None:
         """The device has sent everything: a last line without ``\n`` still counts."""
@@ -216,7 +219,8 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
         if rest and not self._closing:
             self.lineReceived(rest)  # after any held lines
         self._closing = True
-        self.transport.loseConnection()  # after the pending replies are written
+        # After the pending replies (those waiting for a commit too) are written.
+        self._replies.when_written().addCallback(lambda _: self.transport.loseConnection())
 
     def writeConnectionLost(self) -> None:
         self.transport.loseConnection()
@@ -230,6 +234,7 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
         self.setTimeout(None)
         self._release_token()
         self._gate.close()
+        self._replies.close()
         self._held = []
         self.factory.connection_gone(self)
 
@@ -318,32 +323,42 @@ class DeviceDatagramProtocol(DatagramProtocol):
         if len(data) > MAX_DATAGRAM:
             detail = f"datagram longer than {MAX_DATAGRAM} bytes"
             self.hub.reject(DATAGRAM_TOO_LONG, source=host, detail=detail)
-            messages = [{"error": DATAGRAM_TOO_LONG, "detail": detail}]
-            has_errors = True
-        elif self.ingress is None:
+            self._reply([{"error": DATAGRAM_TOO_LONG, "detail": detail}], True, len(data), addr)
+            return
+        if self.ingress is None:
             outcome = self.hub.ingest(data, default_device=device_name_for_peer(host))
-            messages = replies.for_outcome(outcome)
-            has_errors = bool(outcome.errors)
         elif self.ingress.auth is not None:
             signed = self.ingress.ingest_signed(data)
             if signed is None:
                 return  # unsigned or forged: never answered (the source may be forged too)
             outcome = signed
-            messages = replies.for_outcome(outcome)
-            has_errors = bool(outcome.errors)
         else:
             outcome = self.ingress.ingest(data, default_device=device_name_for_peer(host))
-            messages = replies.for_outcome(outcome)
-            has_errors = bool(outcome.errors)
+        has_errors = bool(outcome.errors)
+        if outcome.settled is None:
+            self._reply(replies.for_outcome(outcome), has_errors, len(data), addr)
+            return
+        # With a history store the ack waits for the commit (tantra.commits);
+        # a datagram's readings that were not stored get their errors, no ack.
+        outcome.settled.addCallbacks(
+            lambda _: self._reply(replies.for_outcome(outcome), has_errors, len(data), addr),
+            lambda reason: self._reply(
+                replies.for_outcome(outcome._replace(acks=())), has_errors, len(data), addr
+            ),
+        )
+
+    def _reply(self, messages: list[dict[str, Any]], has_errors: bool, size: int, addr) -> None:
+        """At most one datagram, never larger than the request (``size``), errors rate-limited."""
+        host = addr[0]
         if has_errors and not self.limiter.allow(host, self.clock.seconds()):
             kept = [message for message in messages if "error" not in message]
             self.counters.hub.replies_suppressed += len(messages) - len(kept)
             messages = kept
         if not messages:
             return
-        datagram, dropped = replies.one_datagram(messages, len(data))
+        datagram, dropped = replies.one_datagram(messages, size)
         self.counters.hub.replies_suppressed += dropped
-        if not datagram:
+        if not datagram or self.transport is None:
             return
         try:
             self.transport.write(datagram, addr)
