@@ -124,6 +124,8 @@ class TantraService(service.MultiService):
         self.ingress: Any = None
         #: ``--max-connections-per-address`` (``tantra.security.connlimit``), or None.
         self.address_limit: Any = None
+        #: Tokens and origins on HTTP resources (``tantra.security.http.HttpGate``), or None.
+        self.http_gate: Any = None
         #: What ``/readyz`` asks (``tantra.health``): a part that can be unready adds a check.
         self.readiness = Readiness()
 

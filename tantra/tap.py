@@ -33,6 +33,7 @@ from tantra.hub import Hub
 from tantra.lifecycle import SHUTDOWN_GRACE_SECONDS, ListenerService, TantraService
 from tantra.security.connlimit import AddressLimit, limit_factory
 from tantra.security.gate import Auth, Ingress
+from tantra.security.http import HttpGate
 from tantra.security.replay import ReplayGuard, ReplayStateFile, load_floors, state_path_for
 from tantra.security.tokens import TokenFileError, read_tokens
 from tantra.security.watcher import TokenFileWatcher
@@ -134,6 +135,7 @@ def build_auth(top: TantraService, settings: Settings, reactor: Any) -> None:
     with neither ``--auth`` nor ``--device-rate`` it stays None and nothing
     changes on the ingest path.
     """
+    top.http_gate = HttpGate(None, settings.allowed_origins, top.hub.counters.auth)
     if settings.max_connections_per_address:
         top.address_limit = AddressLimit(
             settings.max_connections_per_address, top.hub.counters.auth
@@ -146,6 +148,7 @@ def build_auth(top: TantraService, settings: Settings, reactor: Any) -> None:
         except TokenFileError as error:
             raise SystemExit(f"tantra: {error}") from None
         auth = Auth(table, top.hub.counters)
+        top.http_gate.auth = auth
         TokenFileWatcher(settings.auth, auth, reactor, reactor=reactor).setServiceParent(top)
         margin = ReplayGuard().margin
         path = settings.replay_state or state_path_for(settings.auth)
@@ -179,6 +182,7 @@ def build_http(top: TantraService, settings: Settings, reactor: Any) -> None:
     if top.address_limit is not None:
         limit_factory(site, top.address_limit)
     top.http_root = site.resource
+    top.mount(b"stats", _guarded(top, top.http_root.children[b"stats"], operator=True))
     for description in settings.http:
         endpoint = serverFromString(reactor, with_backlog(description, settings.backlog))
         top.listen("http", description, partial(endpoint.listen, site))
@@ -294,7 +298,7 @@ def build_history(top: TantraService, settings: Settings, reactor: Any) -> None:
             commit_latency=counters.latency.commit.observe,
         )
         StoreService(store, top.hub, grace=SHUTDOWN_GRACE_SECONDS).setServiceParent(top)
-    top.mount(b"api", build_api(store, reactor))
+    top.mount(b"api", _guarded(top, build_api(store, reactor)))
 
 
 def build_operations(top: TantraService, settings: Settings, reactor: Any) -> None:
@@ -316,9 +320,19 @@ def build_operations(top: TantraService, settings: Settings, reactor: Any) -> No
         transports.get(name, name): partial(_connection_count, component)
         for name, component in top.components.items()
     }
-    top.mount(b"metrics", MetricsResource(HubCollector(counters, top.hub, connections)))
+    metrics = MetricsResource(HubCollector(counters, top.hub, connections))
+    top.mount(b"metrics", _guarded(top, metrics, operator=True))
     top.mount(b"healthz", HealthzResource())
-    top.mount(b"readyz", ReadyzResource(top.readiness))
+    gate = top.http_gate
+    details = gate.may_see_details if gate is not None and gate.auth is not None else None
+    top.mount(b"readyz", ReadyzResource(top.readiness, details))
+
+
+def _guarded(top: TantraService, resource: Any, *, operator: bool = False) -> Any:
+    """``resource`` behind ``--allowed-origins`` and ``--auth`` (docs/security.md, HTTP)."""
+    if top.http_gate is None:
+        return resource
+    return top.http_gate.guard(resource, operator=operator)
 
 
 def _connection_count(component: Any) -> int:

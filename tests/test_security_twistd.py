@@ -35,6 +35,7 @@ def test_tokens_never_reach_the_log_and_refusals_are_counted(tmp_path, capsys):
     auth = tmp_path / "auth.json"
     device = add_token(capsys, auth, "--kind", "device", "pump")
     reader = add_token(capsys, auth, "--kind", "reader", "--scope", "pump/*", "ro")
+    admin = add_token(capsys, auth, "--kind", "admin", "ops")
     hub = HubProcess.start(tmp_path, "--auth", str(auth))
     try:
         base = f"127.0.0.1:{hub.ports['http']}"
@@ -55,20 +56,30 @@ def test_tokens_never_reach_the_log_and_refusals_are_counted(tmp_path, capsys):
                 f"ws://{base}/", additional_headers={"Authorization": f"Bearer {wrong}"}
             )
         # Plain HTTP requests with a token (the access log's path).
-        for path in (f"/?token={reader}", f"/stats?token={device}", f"/nothing?token={wrong}"):
+        for path in (
+            f"/?token={reader}",
+            f"/stats?token={device}",
+            f"/nothing?token={wrong}",
+            f"/api/v1/sensors?token={reader}",
+        ):
             with contextlib.suppress(urllib.error.HTTPError):
                 urllib.request.urlopen(f"http://{base}{path}", timeout=5).read()
         bad_tcp = TcpDevice(hub.host, hub.ports["tcp"])
         bad_tcp.send(json.dumps({"auth": wrong}).encode() + b"\n")
         assert bad_tcp.reply()["error"] == "unauthorized"
         assert bad_tcp.is_closed_by_peer()
-        stats = hub.stats()["auth"]
-        assert stats["refused"] == {"websocket:bad_token": 2, "tcp:bad_token": 1}
-        assert stats["logins"] == {"websocket": 1, "tcp": 1}
+        stats = hub.stats(admin)["auth"]
+        assert stats["refused"] == {
+            "websocket:bad_token": 2,
+            "tcp:bad_token": 1,
+            "http:wrong_kind": 1,
+        }
+        assert stats["logins"] == {"websocket": 1, "tcp": 1, "http": 3}
     finally:
         hub.stop()
     log = hub.log_text()
-    assert '"GET /stats?token=REDACTED HTTP/1.1" 200' in log
+    assert '"GET /?token=REDACTED HTTP/1.1" 200' in log
+    assert '"GET /stats HTTP/1.1" 403' in log, "a guarded path's token is taken out of the URI"
     for secret in (device, reader, wrong):
         assert secret not in log
         assert secret[20:40] not in log
@@ -77,6 +88,7 @@ def test_tokens_never_reach_the_log_and_refusals_are_counted(tmp_path, capsys):
 def test_udp_replay_refused_across_clean_and_crashed_restarts(tmp_path, capsys):
     auth = tmp_path / "auth.json"
     token = add_token(capsys, auth, "--kind", "device", "pump")
+    admin = add_token(capsys, auth, "--kind", "admin", "ops")
     hub = HubProcess.start(tmp_path, "--auth", str(auth))
     ports = hub.ports
     captured = signed(token, seq=7)
@@ -88,7 +100,7 @@ def test_udp_replay_refused_across_clean_and_crashed_restarts(tmp_path, capsys):
         assert udp.no_reply()
         udp.send(captured[:-70])  # unsigned
         assert udp.no_reply()
-        auth_stats = hub.stats()["auth"]
+        auth_stats = hub.stats(admin)["auth"]
         assert (auth_stats["udp_bad_signature"], auth_stats["udp_unsigned"]) == (1, 1)
     finally:
         assert hub.stop() in (0, -signal.SIGTERM, 128 + signal.SIGTERM, 1)
@@ -128,6 +140,7 @@ def test_udp_replay_refused_across_clean_and_crashed_restarts(tmp_path, capsys):
 def test_revoking_closes_connections_within_a_second_and_new_tokens_work(tmp_path, capsys):
     auth = tmp_path / "auth.json"
     token = add_token(capsys, auth, "--kind", "device", "pump")
+    admin = add_token(capsys, auth, "--kind", "admin", "ops")
     hub = HubProcess.start(tmp_path, "--auth", str(auth))
     try:
         tcp = TcpDevice(hub.host, hub.ports["tcp"])
@@ -142,7 +155,7 @@ def test_revoking_closes_connections_within_a_second_and_new_tokens_work(tmp_pat
         again = TcpDevice(hub.host, hub.ports["tcp"])
         again.send(json.dumps({"auth": fresh}).encode() + b"\n")
         assert again.reply() == {"ok": "auth", "device": "pump"}
-        assert hub.stats()["auth"]["revoked_closed"] == 1
+        assert hub.stats(admin)["auth"]["revoked_closed"] == 1
     finally:
         hub.stop()
 
@@ -186,5 +199,50 @@ def test_connections_per_address_are_limited_across_tcp_http_and_websocket(tmp_p
         first.close()
         time.sleep(0.3)  # /stats is a connection too
         assert hub.stats()["auth"]["connections_refused"] >= 3
+    finally:
+        hub.stop()
+
+
+def http_get(url: str, token: str | None = None) -> tuple[int, bytes]:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as r:
+            return r.status, r.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_history_api_metrics_and_probes_under_auth(tmp_path, capsys):
+    auth = tmp_path / "auth.json"
+    pump = add_token(capsys, auth, "--kind", "device", "pump")
+    fan = add_token(capsys, auth, "--kind", "device", "fan")
+    reader = add_token(capsys, auth, "--kind", "reader", "--scope", "pump/*", "ro")
+    prometheus = add_token(capsys, auth, "--kind", "reader", "--scope", "*", "prometheus")
+    hub = HubProcess.start(tmp_path, "--auth", str(auth))
+    try:
+        for token, seq in ((pump, 1), (fan, 2)):
+            tcp = TcpDevice(hub.host, hub.ports["tcp"])
+            tcp.send(json.dumps({"auth": token}).encode() + b"\n")
+            assert tcp.reply()["ok"] == "auth"
+            tcp.send(b'{"sensor":"flow","value":3,"seq":%d}\n' % seq)
+            assert tcp.reply() == {"ack": seq}, "acked once stored"
+            tcp.close()
+        base = f"http://127.0.0.1:{hub.ports['http']}"
+        code, body = http_get(f"{base}/api/v1/readings")
+        assert (code, json.loads(body)["error"]) == (401, "unauthorized")
+        code, body = http_get(f"{base}/api/v1/readings", reader)
+        assert code == 200
+        assert [(r["device"], r["seq"]) for r in json.loads(body)["readings"]] == [("pump", 1)]
+        code, body = http_get(f"{base}/api/v1/readings?token={prometheus}")
+        assert {r["device"] for r in json.loads(body)["readings"]} == {"pump", "fan"}
+        assert http_get(f"{base}/metrics")[0] == 401
+        assert http_get(f"{base}/metrics", reader)[0] == 403
+        code, metrics = http_get(f"{base}/metrics", prometheus)
+        assert code == 200
+        assert b'tantra_auth_logins_total{transport="tcp"} 2.0' in metrics
+        assert b'tantra_auth_refused_total{reason="no_token",transport="http"}' in metrics
+        assert http_get(f"{base}/healthz") == (200, b'{"status":"ok"}')
+        code, body = http_get(f"{base}/readyz")
+        assert code == 200 and json.loads(body)["status"] == "ready"
     finally:
         hub.stop()

@@ -105,6 +105,10 @@ class Scope:
             self._memo[key] = answer
         return answer
 
+    def allows_uncached(self, device: str, sensor: str) -> bool:
+        """:meth:`allows` without the memo: safe on any thread (the history's read pool)."""
+        return self.everything or any(p.allows(device, sensor) for p in self.patterns)
+
     def allows_device(self, device: str) -> bool:
         """Some sensor of ``device`` may be visible."""
         return self.everything or any(fnmatchcase(device, p.device) for p in self.patterns)
