@@ -283,6 +283,11 @@ class Hub:
         self._gate = CommitGate(store, seen=dedupe.seen, commit=commit)
         return self._gate
 
+    @property
+    def acks_wait_for_commit(self) -> bool:
+        """True once :meth:`commit_through` made acks mean "stored"."""
+        return self._gate is not None
+
     def _tag_origins(self, origin: object, count: int) -> None:
         """Record the origin of the next ``count`` pending readings (off the device path)."""
         if self._pending_origins is None:

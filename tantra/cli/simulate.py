@@ -23,7 +23,14 @@ from typing import Any
 import attrs
 
 from tantra.cli import CommandError
-from tantra.cli.links import LINKS, connection_error, encode, parse_url, run_reactor
+from tantra.cli.links import (
+    LINKS,
+    add_token_argument,
+    connection_error,
+    encode,
+    parse_url,
+    run_reactor,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,6 +74,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="re-sends of an unacked reading [default: %(default)s]",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line, only the totals")
+    add_token_argument(parser, "tcp/ws: an admin token sends as every PREFIX-N; udp: signs")
 
 
 @attrs.define
@@ -89,6 +97,12 @@ class Totals:
 
 def _check(args: argparse.Namespace) -> None:
     from tantra.model import NAME_PATTERN
+
+    if args.token and args.url.startswith("udp:") and args.devices != 1:
+        raise CommandError(
+            "signed UDP sends as the token's own device: use --devices 1 and a --prefix"
+            " so that PREFIX-1 is that device (over tcp or ws an admin token sends as any)"
+        )
 
     if args.devices < 1 or args.devices > 100_000:
         raise CommandError("--devices must be from 1 to 100000")
@@ -149,7 +163,9 @@ async def _simulate(reactor: Any, url: Any, args: argparse.Namespace, totals: To
         return url
 
     opening = [
-        defer.maybeDeferred(LINKS[url.scheme].open, reactor, url_of(index), args.ack_timeout * 5)
+        defer.maybeDeferred(
+            LINKS[url.scheme].open, reactor, url_of(index), args.ack_timeout * 5, token=args.token
+        )
         for index in range(1, args.devices + 1)
     ]
     devices = []

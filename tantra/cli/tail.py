@@ -19,7 +19,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 from tantra.cli import CommandError
-from tantra.cli.links import WsLink, connection_error, parse_url, run_reactor
+from tantra.cli.links import (
+    WsLink,
+    add_token_argument,
+    bearer,
+    connection_error,
+    parse_url,
+    run_reactor,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=5.0,
         help="seconds to wait for the connection [default: %(default)s]",
     )
+    add_token_argument(parser, "a reader sees its scope; sent as Authorization: Bearer")
 
 
 class Printer:
@@ -127,7 +135,9 @@ async def _tail(
             finished.callback(None)
 
     try:
-        link = await WsLink.open(reactor, live_url, args.timeout, on_reading=on_reading)
+        link = await WsLink.open(
+            reactor, live_url, args.timeout, on_reading=on_reading, token=args.token
+        )
     except Exception as error:
         raise connection_error(error, live_url) from None
 
@@ -171,7 +181,8 @@ def _history(url: Any, args: argparse.Namespace, printer: Printer) -> set[tuple]
     address = f"http://{url.host}:{url.port}/api/v1/readings?{query}"
     seen: set[tuple] = set()
     try:
-        with urllib.request.urlopen(address, timeout=args.timeout) as response:
+        request = urllib.request.Request(address, headers=bearer(args.token))
+        with urllib.request.urlopen(request, timeout=args.timeout) as response:
             for line in response:
                 if line.strip():
                     reading = json.loads(line)
@@ -181,6 +192,10 @@ def _history(url: Any, args: argparse.Namespace, printer: Printer) -> set[tuple]
         if error.code in (404, 503):
             raise CommandError(
                 "--since needs a hub that keeps history (this one has no store)", 1
+            ) from None
+        if error.code == 401:
+            raise CommandError(
+                "--since: the hub wants a token (--token or $TANTRA_TOKEN) or refused this one", 1
             ) from None
         detail = error.read(500).decode(errors="replace").strip()
         raise CommandError(f"--since: the hub said {error.code}: {detail}", 1) from None

@@ -314,12 +314,16 @@ class Backend:
 
     def series(self, conn: Any, filter_: SeriesFilter) -> list[tuple[int, str, str, str]]:
         where, params = self._series_clause(filter_)
-        return self._fetchall(
+        rows = self._fetchall(
             conn,
             f"SELECT id, device, sensor, unit FROM series WHERE {where}"
             " ORDER BY device, sensor, unit",
             params,
         )
+        visible = filter_.visible
+        if visible is not None:  # a reader's scope: decided per series, before any reading
+            rows = [row for row in rows if visible(row[1], row[2])]
+        return rows
 
     def sensors(self, conn: Any, filter_: SeriesFilter) -> list[dict[str, Any]]:
         """One entry per series: counts and ends from the hour rollups, the last raw reading."""
@@ -393,7 +397,11 @@ class Backend:
     def readings_after_id(
         self, conn: Any, after_id: int, filter_: SeriesFilter, limit: int
     ) -> list[StoredReading]:
-        """Readings with ``id > after_id`` in id order (resume and de-duplication rebuild)."""
+        """Readings with ``id > after_id`` in id order (resume and de-duplication rebuild).
+
+        For the hub's own use: ``filter_.visible`` (a reader's scope) is not applied here.
+        """
+        assert filter_.visible is None, "scoped queries go through series()"
         where, params = self._series_clause(filter_)
         rows = self._fetchall(
             conn,

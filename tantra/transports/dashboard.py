@@ -33,15 +33,21 @@ from tantra.hub import EVERYTHING, Filter, Hub, Subscription
 from tantra.lifecycle import IGoodbye
 from tantra.model import NAME_PATTERN, NAME_RULE, Reading, device_name_for_address
 from tantra.outbox import Outbox
+from tantra.security.gate import FORBIDDEN, SENDERS, Ingress
+from tantra.security.readers import origin_allowed, presented_token, subscribe_scoped
+from tantra.security.tokens import Token
 from tantra.transports.ordered import OrderedReplies
 from tantra.transports.sendnow import writer_for
 from tantra.transports.websocket import (
     CLOSE_SLOW_CONSUMER,
+    CLOSE_TOKEN_REVOKED,
     HubWebSocketFactory,
     HubWebSocketProtocol,
 )
 
 FILTER_PARAMETERS = ("device", "sensor")
+#: Not a filter: the token (``?token=``), taken out before the filter is read.
+TOKEN_PARAMETER = "token"
 _OPEN = WebSocketServerProtocol.STATE_OPEN
 
 
@@ -113,9 +119,15 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
         # Not ``_send``: Autobahn's own ``_send`` drains its send queue.
         self._write_through: Callable[[bytes], None] = self._not_connected
         self._subscription: Subscription | None = None
+        self._token: Token | None = None
+        self._release_token: Callable[[], None] | None = None
+        self._presented: str | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        # Through the HTTP site the token was taken out of the request already
+        # (tantra.security.web), so no log line can show it.
+        self._presented = getattr(self.factory, "presented_secret", None)
         # Autobahn keeps an (almost always empty) deque per connection for
         # chopped or synchronous sends, which the hub never makes; a deque
         # costs 760 bytes even when empty, a list subclass 56. Per idle
@@ -124,10 +136,25 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
         self.send_queue = _SendQueue()  # type: ignore[assignment]  # deque's popleft only
 
     def onConnect(self, request):
+        factory = self.factory
+        # Autobahn's request.params drops blank values (``?device=``), which
+        # would subscribe to everything: parse the raw query ourselves.
+        query = query_of(self.http_request_uri)
+        secret = query.pop(TOKEN_PARAMETER, None)
+        if not origin_allowed(request.headers.get("origin"), factory.allowed_origins):
+            factory.counters.auth.origin_refused += 1
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
+        auth = factory.ingress.auth if factory.ingress is not None else None
+        if auth is not None:
+            presented = self._presented
+            if presented is None:  # a WebSocket port of our own, without the HTTP site
+                presented = presented_token(request.headers, {"token": secret} if secret else {})
+            self._presented = None
+            self._token = auth.login(presented, "websocket")
+            if self._token is None:
+                raise ConnectionDeny(401, "unauthorized")
         try:
-            # Autobahn's request.params drops blank values (``?device=``), which
-            # would subscribe to everything: parse the raw query ourselves.
-            self._filter = filter_from_query(query_of(self.http_request_uri))
+            self._filter = filter_from_query(query)
         except ValueError as error:
             self.factory.hub.reject("bad_subscription", source=str(request.peer), detail=str(error))
             raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, str(error)) from None
@@ -168,7 +195,14 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
             counters=factory.counters,
         )
         self._take_over_producer(outbox)
-        self._subscription, snapshot = factory.hub.subscribe(outbox, self._filter or EVERYTHING)
+        token = self._token
+        if token is not None:
+            auth = factory.ingress.auth  # type: ignore[union-attr]
+            self._release_token = auth.hold(token, self._revoked)  # type: ignore[union-attr]
+        scope = token.scope if token is not None else None
+        self._subscription, snapshot = subscribe_scoped(
+            factory.hub, outbox, self._filter or EVERYTHING, scope
+        )
         factory.connections.add(self)
         if snapshot:
             outbox.send_snapshot(snapshot)
@@ -177,8 +211,22 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
         if self.state == _OPEN:
             self._write_through(data)
 
+    def _revoked(self) -> None:
+        self._release_token = None
+        self.close_with(CLOSE_TOKEN_REVOKED, b"token revoked")
+
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        outcome = self.factory.hub.ingest(payload, default_device=self._device)
+        ingress = self.factory.ingress
+        token = self._token
+        if ingress is None:
+            outcome = self.factory.hub.ingest(payload, default_device=self._device)
+        elif token is not None and token.kind not in SENDERS:
+            self.factory.counters.auth.forbidden += 1
+            detail = f"a {token.kind} token may not send readings"
+            self._reply_now_or_in_order([{"error": FORBIDDEN, "detail": detail}])
+            return
+        else:
+            outcome = ingress.ingest(payload, default_device=self._device, token=token)
         ordered = self._replies
         if ordered is None:
             if outcome.settled is None:  # no store, nothing waiting: write now
@@ -189,6 +237,13 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
             # Made on first need: idle dashboards pay nothing for it.
             ordered = self._replies = OrderedReplies(self._write_replies)
         ordered.add(outcome)
+
+    def _reply_now_or_in_order(self, messages: list[dict[str, Any]]) -> None:
+        """Replies that wait for no commit, behind any that do (payload order is kept)."""
+        if self._replies is None:
+            self._write_replies(messages)
+        else:
+            self._replies.add_messages(messages)
 
     def _write_replies(self, messages: list[dict[str, Any]]) -> None:
         # Same framing as broadcasts (one text frame per reply), without
@@ -201,6 +256,9 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
         self.close_with(CLOSE_SLOW_CONSUMER, b"slow consumer")
 
     def _connection_gone(self) -> None:
+        if self._release_token is not None:
+            self._release_token()
+            self._release_token = None
         if self._replies is not None:
             self._replies.close()
         if self._subscription is not None:
@@ -214,10 +272,26 @@ class DashboardFactory(HubWebSocketFactory, WebSocketServerFactory):
 
     protocol = DashboardProtocol  # type: ignore[assignment]  # twisted's generic Factory
 
-    def __init__(self, hub: Hub, clock: IReactorTime, **options: Any):
-        """``options``: see :meth:`HubWebSocketFactory._setup`."""
+    def __init__(
+        self,
+        hub: Hub,
+        clock: IReactorTime,
+        *,
+        ingress: Ingress | None = None,
+        allowed_origins: Sequence[str] = (),
+        **options: Any,
+    ):
+        """``options``: see :meth:`HubWebSocketFactory._setup`.
+
+        ``ingress``: device checks, and with auth its tokens (``tantra.security``);
+        ``allowed_origins``: the browser origins allowed to connect (empty: any).
+        """
         super().__init__(server="Tantra", reactor=clock)
         self._setup(hub, clock, **options)
+        self.ingress = ingress
+        self.allowed_origins = tuple(allowed_origins)
+        #: The token of the request being upgraded (``tantra.security.web``).
+        self.presented_secret: str | None = None
 
     @property
     def clients(self) -> set[DashboardProtocol]:

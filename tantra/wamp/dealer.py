@@ -375,6 +375,9 @@ class Dealer:
     ) -> None:
         try:
             result = builtin(list(msg.args or ()), dict(msg.kwargs or {}))
+            restrict = getattr(peer, "restrict_result", None)  # a scoped session (--auth)
+            if restrict is not None:
+                result = restrict(msg.procedure, result)
         except CallError as error:
             self._refuse(peer, msg, error.uri, error.text)
             return

@@ -25,6 +25,9 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
+from tantra.hub import Filter
+from tantra.security.http import scope_of
+from tantra.security.scopes import Scope
 from tantra.store.query import (
     AGGREGATE_FUNCTIONS,
     HOUR_MS,
@@ -134,11 +137,11 @@ class _Endpoint(Resource):
         deferred.addCallbacks(done, failed)
         return NOT_DONE_YET
 
-    def series_filter(self, args: dict[str, list[str]]) -> SeriesFilter:
-        return SeriesFilter(
-            params.parse_names("device", args.get("device", [])),
-            params.parse_names("sensor", args.get("sensor", [])),
-        )
+    def series_filter(self, request, args: dict[str, list[str]]) -> SeriesFilter:
+        """The series asked for, within the scope of the request's token (if it has one)."""
+        devices = params.parse_names("device", args.get("device", []))
+        sensors = params.parse_names("sensor", args.get("sensor", []))
+        return within_scope(SeriesFilter(devices, sensors), scope_of(request))
 
 
 class SensorsResource(_Endpoint):
@@ -148,7 +151,32 @@ class SensorsResource(_Endpoint):
 
     def answer(self, request, args):
         assert self.store is not None
-        return self.respond(request, self.store.query("sensors", self.series_filter(args)), list)
+        found = self.store.query("sensors", self.series_filter(request, args))
+        return self.respond(request, found, list)
+
+
+def _nothing_visible(device: str, sensor: str) -> bool:
+    return False
+
+
+def within_scope(asked: SeriesFilter, scope: Scope | None) -> SeriesFilter:
+    """``asked`` ∩ ``scope``: a reader gets what it may see and asked for, never an error.
+
+    The filter is narrowed as far as the scope's exact names allow (so the
+    store's series lookup is an index search), and when the scope has globs
+    each series is checked too (``SeriesFilter.visible``). Asking only for
+    what the scope hides gives empty results, as on a dashboard.
+    """
+    if scope is None or scope.everything:
+        return asked
+    narrowed, check = scope.narrow(Filter.of(asked.devices, asked.sensors))
+    if narrowed is None:
+        return SeriesFilter(asked.devices, asked.sensors, visible=_nothing_visible)
+    return SeriesFilter(
+        tuple(sorted(narrowed.devices or ())),
+        tuple(sorted(narrowed.sensors or ())),
+        visible=scope.allows_uncached if check else None,
+    )
 
 
 def _negotiate(request, args: dict[str, list[str]]) -> str:
@@ -179,7 +207,7 @@ class ReadingsResource(_Endpoint):
         limit_text = _one(args, "limit")
         cursor = _one(args, "cursor")
         query = ReadingsQuery(
-            filter=self.series_filter(args),
+            filter=self.series_filter(request, args),
             start=None if start is None else params.parse_time("from", start, now),
             end=None if end is None else params.parse_time("to", end, now),
             order=order,
@@ -366,7 +394,7 @@ class AggregateResource(_Endpoint):
             args.get("fn", ["avg,min,max,count"]), AGGREGATE_FUNCTIONS
         )
         first, last = params.align(start, end, step)
-        query = AggregateQuery(self.series_filter(args), first, last, step, functions)
+        query = AggregateQuery(self.series_filter(request, args), first, last, step, functions)
         return self.respond(
             request,
             self.store.query("aggregate", query),
