@@ -31,6 +31,7 @@ import heapq
 from collections.abc import Hashable, Iterable
 from typing import Any
 
+import attrs
 from autobahn.wamp import message
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -105,6 +106,8 @@ class HubBridge:
             # origin (see publish): it goes out with that client's id and options.
             if isinstance(origin, Publication):
                 publication = origin
+                if reading.id is not None:  # numbered at the hub's flush, after the PUBLISH
+                    publication = attrs.evolve(origin, args=[reading.to_dict()])
             else:
                 publication = Publication(
                     self._broker.new_publication_id(),
