@@ -517,13 +517,14 @@ class Hub:
     # -- subscribers ------------------------------------------------------------
 
     def subscribe(
-        self, sink: ISink, filter_: Filter = EVERYTHING
+        self, sink: ISink, filter_: Filter = EVERYTHING, *, snapshot: bool = True
     ) -> tuple[Subscription, list[Reading]]:
         """Register ``sink``; returns its subscription and the snapshot it should show first.
 
         The snapshot and the subscription are taken in the same turn, and the
         cache only changes when a turn's readings are delivered, so a sink
         sees every reading once: either in the snapshot or live, never both.
+        ``snapshot=False``: none is made (a resuming dashboard, ``tantra.resume``).
         """
         subscription = Subscription(sink, filter_)
         members = self._groups.get(filter_)
@@ -531,7 +532,7 @@ class Hub:
             members = self._groups[filter_] = {}
             self._add_routes(filter_)
         members[sink] = subscription
-        return subscription, self.latest(filter_)
+        return subscription, self.latest(filter_) if snapshot else []
 
     def unsubscribe(self, subscription: Subscription) -> None:
         members = self._groups.get(subscription.filter)

@@ -33,6 +33,9 @@ CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_SLOW_CONSUMER = 4001
+#: A resuming dashboard (``?since=``) fell too far behind, or its history could not be read:
+#: reconnect with ``?since=`` the last id received.
+CLOSE_RESUME_AGAIN = 4002
 
 #: ``clients_dropped`` reason for a client that did not answer a ping in time.
 PING_TIMEOUT = "ping_timeout"
