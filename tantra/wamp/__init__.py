@@ -27,6 +27,12 @@ def build_wamp(
 ) -> tuple[WampFactory, WebSocketResource]:
     """A router for ``realm`` bridged to ``hub``: its factory and the resource for /wamp."""
     router = Router(realm, counters=hub.counters, limits=limits, clock=clock)
-    HubBridge(hub, router.broker, router.dealer, router.stats).start()
+    HubBridge(
+        hub,
+        router.broker,
+        router.dealer,
+        router.stats,
+        max_result_bytes=(limits or WampLimits()).max_outgoing_bytes,
+    ).start()
     factory = WampFactory(hub, router, clock, **options)
     return factory, WebSocketResource(factory)
