@@ -129,3 +129,31 @@ def test_since_without_a_store_is_a_400_with_the_reason(tmp_path):
             assert "id" not in recv_json(ws), "no store: no id"
     finally:
         plain.stop()
+
+
+def test_tantra_tail_since_an_id_prints_every_reading_after_it(hub):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    with socket.create_connection(("127.0.0.1", hub.ports["tcp"]), timeout=10) as sock:
+        sock.sendall(
+            json.dumps([{"device": "tailer", "sensor": "n", "value": v} for v in range(5)]).encode()
+            + b"\n"
+        )
+    api = f"http://127.0.0.1:{hub.ports['http']}/api/v1/readings?device=tailer"
+    for _ in range(100):
+        with urllib.request.urlopen(api, timeout=10) as response:
+            stored = json.load(response)["readings"]
+        if len(stored) == 5:
+            break
+        time.sleep(0.05)
+    tantra = str(Path(sys.executable).with_name("tantra"))
+    for since in (f"id:{stored[1]['id']}", str(stored[1]["id"])):
+        done = subprocess.run(
+            [tantra, "tail", "--url", hub.ws_url, "--device", "tailer", "--json", "--count", "3",
+             "--since", since],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert [json.loads(line)["value"] for line in done.stdout.splitlines()] == [2, 3, 4]
