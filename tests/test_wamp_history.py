@@ -7,11 +7,12 @@ are compared with the REST API's for the same question (same semantics).
 from __future__ import annotations
 
 import json
+import urllib.request
 
 import pytest
 import pytest_twisted
 from autobahn.wamp.exception import ApplicationError
-from twisted.web.client import Agent, readBody
+from twisted.internet import threads
 
 from tests.test_wamp_loopback import eventually, run_hub, stop_hub, within
 
@@ -19,12 +20,14 @@ pytestmark = pytest.mark.integration
 
 
 async def api(hub, path: str):
-    from twisted.internet import reactor
+    """GET from the REST API in a thread (the hub runs on this reactor)."""
 
-    response = await within(
-        Agent(reactor).request(b"GET", f"http://127.0.0.1:{hub.port('http')}{path}".encode())
-    )
-    return json.loads(await within(readBody(response)))
+    def get():
+        url = f"http://127.0.0.1:{hub.port('http')}{path}"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return json.load(response)
+
+    return await within(threads.deferToThread(get))
 
 
 async def seeded(tmp_path, **overrides):
