@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import PreparedMessage
 from autobahn.websocket.types import ConnectionDeny
@@ -33,12 +34,15 @@ from tantra.hub import EVERYTHING, Filter, Hub, Subscription
 from tantra.lifecycle import IGoodbye
 from tantra.model import NAME_PATTERN, NAME_RULE, Reading, device_name_for_address
 from tantra.outbox import Outbox
+from tantra.resume import ResumeOutbox, parse_since, resume_fetch
 from tantra.security.gate import FORBIDDEN, SENDERS, Ingress
 from tantra.security.readers import origin_allowed, presented_token, subscribe_scoped
 from tantra.security.tokens import Token
+from tantra.store.query import StoredReading
 from tantra.transports.ordered import OrderedReplies
 from tantra.transports.sendnow import writer_for
 from tantra.transports.websocket import (
+    CLOSE_RESUME_AGAIN,
     CLOSE_SLOW_CONSUMER,
     CLOSE_TOKEN_REVOKED,
     HubWebSocketFactory,
@@ -66,6 +70,11 @@ def encode_text_frames(readings: Sequence[Reading]) -> bytes:
     the whole cache again.
     """
     return b"".join([reading.framed(frame_text) for reading in readings])
+
+
+def encode_stored_frames(rows: Sequence[StoredReading]) -> bytes:
+    """History rows (a resume's replay) as text frames, one reading per frame."""
+    return b"".join([frame_text(orjson.dumps(row.to_dict())) for row in rows])
 
 
 def query_of(uri: str) -> dict[str, list[str]]:
@@ -114,6 +123,7 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
     def __init__(self) -> None:
         super().__init__()
         self._filter: Filter | None = None
+        self._since: int | None = None  # ?since=ID: history first (tantra.resume)
         self._device = "unknown"
         self._replies: OrderedReplies | None = None  # with a store: acks wait for commits
         # Not ``_send``: Autobahn's own ``_send`` drains its send queue.
@@ -154,8 +164,11 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
             if self._token is None:
                 raise ConnectionDeny(401, "unauthorized")
         try:
+            since = query.pop("since", None)
             self._filter = filter_from_query(query)
-        except ValueError as error:
+            if since is not None:
+                self._since = parse_since(since, self.factory.hub)
+        except ValueError as error:  # BadSince too
             self.factory.hub.reject("bad_subscription", source=str(request.peer), detail=str(error))
             raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, str(error)) from None
         self._device = device_name_for_address(self.transport.getPeer())
@@ -184,6 +197,9 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
         """Subscribe with the filter of the handshake; the snapshot goes out first."""
         factory = self.factory
         self._write_through = writer_for(self.transport)
+        if self._since is not None:
+            self._resume(self._since)
+            return
         outbox = Outbox(
             # Straight to the socket: the outbox is closed before any close frame
             # (see HubWebSocketProtocol.sendCloseFrame), so it never writes after one.
@@ -206,6 +222,48 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
         factory.connections.add(self)
         if snapshot:
             outbox.send_snapshot(snapshot)
+
+    def _resume(self, since: int) -> None:
+        """``?since=ID``: the stored readings after it, then live, each once (``tantra.resume``)."""
+        factory = self.factory
+        filter_ = self._filter or EVERYTHING
+        encode, encode_stored = encode_text_frames, encode_stored_frames
+        token = self._token
+        if token is not None:
+            auth = factory.ingress.auth  # type: ignore[union-attr]
+            self._release_token = auth.hold(token, self._revoked)  # type: ignore[union-attr]
+            scope = token.scope
+            if not scope.everything:
+                # A reader resumes within its scope, history and live alike.
+                narrowed, check = scope.narrow(filter_)
+                if narrowed is None:  # nothing it may see: an empty, live-only stream
+                    self._since = None
+                    self._release_token()
+                    self._release_token = None
+                    self._start()
+                    return
+                filter_ = narrowed
+                if check:
+
+                    def encode(readings, scope=scope):
+                        return encode_text_frames(scope.restrict(readings))
+
+                    def encode_stored(rows, scope=scope):
+                        return encode_stored_frames(scope.restrict(rows))
+
+        outbox = ResumeOutbox(
+            write=self._write_through,
+            encode=encode,
+            encode_stored=encode_stored,
+            fetch=resume_fetch(factory.hub, filter_),
+            clock=factory.clock,
+            stall_timeout=factory.stall_timeout,
+            on_give_up=self._give_up,
+            counters=factory.counters,
+        )
+        self._take_over_producer(outbox)
+        self._subscription = outbox.join(factory.hub, filter_, since)
+        factory.connections.add(self)
 
     def _write_frames(self, data: bytes) -> None:
         if self.state == _OPEN:
@@ -253,7 +311,10 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
 
     def _give_up(self, reason: str) -> None:
         self._log.info("closing WebSocket client {peer}: {reason}", peer=self.peer, reason=reason)
-        self.close_with(CLOSE_SLOW_CONSUMER, b"slow consumer")
+        if self._since is None:
+            self.close_with(CLOSE_SLOW_CONSUMER, b"slow consumer")
+        else:  # a resuming client reconnects with since = the last id it got
+            self.close_with(CLOSE_RESUME_AGAIN, f"resume again: {reason}".encode())
 
     def _connection_gone(self) -> None:
         if self._release_token is not None:

@@ -34,6 +34,9 @@ CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_SLOW_CONSUMER = 4001
+#: A resuming dashboard (``?since=``) fell too far behind, or its history could not be read:
+#: reconnect with ``?since=`` the last id received.
+CLOSE_RESUME_AGAIN = 4002
 #: The token this connection was admitted with was revoked or changed.
 CLOSE_TOKEN_REVOKED = 4003
 

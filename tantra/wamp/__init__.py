@@ -45,7 +45,13 @@ def build_wamp(
 
         security = {"authenticator": TicketAuthenticator(auth), "authorizer": WampAuthorizer(auth)}
     router = Router(realm, counters=hub.counters, limits=limits, clock=clock, **security)
-    HubBridge(hub, router.broker, router.dealer, router.stats).start()
+    HubBridge(
+        hub,
+        router.broker,
+        router.dealer,
+        router.stats,
+        max_result_bytes=(limits or WampLimits()).max_outgoing_bytes,
+    ).start()
     factory = WampFactory(hub, router, clock, **options)
     # The token-taking resource: a ``?token=`` never reaches a log line, and a
     # --max-connections-per-address slot goes with the socket (tantra.security).

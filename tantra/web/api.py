@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
 import orjson
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -29,9 +30,7 @@ from tantra.hub import Filter
 from tantra.security.http import scope_of
 from tantra.security.scopes import Scope
 from tantra.store.query import (
-    AGGREGATE_FUNCTIONS,
     HOUR_MS,
-    AggregateQuery,
     ReadingsQuery,
     SeriesFilter,
     StoredReading,
@@ -78,13 +77,7 @@ def _args(request, allowed: Sequence[str]) -> dict[str, list[str]]:
     return out
 
 
-def _one(args: dict[str, list[str]], name: str) -> str | None:
-    values = args.get(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        raise BadParameter(name, "given more than once")
-    return values[0]
+_one = params.one
 
 
 class _Endpoint(Resource):
@@ -139,9 +132,7 @@ class _Endpoint(Resource):
 
     def series_filter(self, request, args: dict[str, list[str]]) -> SeriesFilter:
         """The series asked for, within the scope of the request's token (if it has one)."""
-        devices = params.parse_names("device", args.get("device", []))
-        sensors = params.parse_names("sensor", args.get("sensor", []))
-        return within_scope(SeriesFilter(devices, sensors), scope_of(request))
+        return within_scope(params.series_filter(args), scope_of(request))
 
 
 class SensorsResource(_Endpoint):
@@ -199,23 +190,10 @@ class ReadingsResource(_Endpoint):
 
     def answer(self, request, args):
         assert self.store is not None
-        now = self.now_ms()
-        start = _one(args, "from")
-        end = _one(args, "to")
-        order_text = _one(args, "order")  # absent means asc; an empty value is an error
-        order = "asc" if order_text is None else params.parse_order(order_text)
+        query = params.readings_query(args, self.now_ms())
         limit_text = _one(args, "limit")
-        cursor = _one(args, "cursor")
-        query = ReadingsQuery(
-            filter=self.series_filter(request, args),
-            start=None if start is None else params.parse_time("from", start, now),
-            end=None if end is None else params.parse_time("to", end, now),
-            order=order,
-            limit=params.DEFAULT_LIMIT if limit_text is None else params.parse_limit(limit_text),
-            after=None if cursor is None else params.decode_cursor(cursor, order),
-        )
-        if query.start is not None and query.end is not None and query.end < query.start:
-            raise BadParameter("to", "is before from")
+        query = attrs.evolve(query, filter=within_scope(query.filter, scope_of(request)))
+        order = query.order
         kind = _negotiate(request, args)
         if kind != "json":
             if limit_text is not None:
@@ -363,38 +341,9 @@ class AggregateResource(_Endpoint):
 
     def answer(self, request, args):
         assert self.store is not None
-        now = self.now_ms()
-        start_text, end_text = _one(args, "from"), _one(args, "to")
-        end = now if end_text is None else params.parse_time("to", end_text, now)
-        start = (
-            max(0, end - DEFAULT_AGGREGATE_RANGE)
-            if start_text is None
-            else params.parse_time("from", start_text, now)
-        )
-        if end <= start:
-            raise BadParameter("to", "must be after from")
-        every = _one(args, "every")
-        every = "auto" if every is None else every  # absent means auto; empty is an error
-        points_text = _one(args, "points")
-        if every == "auto":
-            points = 1000 if points_text is None else params.parse_points(points_text)
-            step = params.auto_step(start, end, points)
-        else:
-            if points_text is not None:
-                raise BadParameter("points", "only goes with every=auto")
-            step = params.parse_duration("every", every)
-            count = params.bucket_count(start, end, step)
-            if count > params.MAX_BUCKETS:
-                raise BadParameter(
-                    "every",
-                    f"{every} gives {count} buckets over this range; at most"
-                    f" {params.MAX_BUCKETS} (use a longer step or every=auto)",
-                )
-        functions = params.parse_functions(
-            args.get("fn", ["avg,min,max,count"]), AGGREGATE_FUNCTIONS
-        )
-        first, last = params.align(start, end, step)
-        query = AggregateQuery(self.series_filter(request, args), first, last, step, functions)
+        query = params.aggregate_query(args, self.now_ms())
+        query = attrs.evolve(query, filter=within_scope(query.filter, scope_of(request)))
+        step, first, last = query.step, query.start, query.end
         return self.respond(
             request,
             self.store.query("aggregate", query),
