@@ -246,3 +246,39 @@ def test_history_api_metrics_and_probes_under_auth(tmp_path, capsys):
         assert code == 200 and json.loads(body)["status"] == "ready"
     finally:
         hub.stop()
+
+
+def test_a_scoped_reader_resumes_within_its_scope(tmp_path, capsys):
+    """``?since=`` replays history and goes live through the reader's scope, nothing else."""
+    auth = tmp_path / "auth.json"
+    pumps = {
+        name: add_token(capsys, auth, "--kind", "device", name) for name in ("farm-1", "farm-2")
+    }
+    reader = add_token(capsys, auth, "--kind", "reader", "--scope", "farm-1/*", "ro")
+    hub = HubProcess.start(tmp_path, "--auth", str(auth), "--store", "sqlite:h.sqlite3")
+    devices = {}
+    try:
+        for name, token in pumps.items():
+            devices[name] = TcpDevice(hub.host, hub.ports["tcp"])
+            devices[name].send(json.dumps({"auth": token}).encode() + b"\n")
+            assert devices[name].reply() == {"ok": "auth", "device": name}
+        for seq in (1, 2):
+            for device in devices.values():
+                device.send(b'{"sensor":"flow","value":%d,"seq":%d}\n' % (seq, seq))
+                assert device.reply() == {"ack": seq}  # acked: stored
+        base = f"ws://127.0.0.1:{hub.ports['http']}/?since=0&token={reader}"
+        with websockets.sync.client.connect(base) as ws:
+            replayed = [recv_json(ws) for _ in range(2)]
+            assert [(r["device"], r["value"]) for r in replayed] == [("farm-1", 1), ("farm-1", 2)]
+            for device in devices.values():
+                device.send(b'{"sensor":"flow","value":3,"seq":3}\n')
+                assert device.reply() == {"ack": 3}
+            live = recv_json(ws)
+            assert (live["device"], live["value"]) == ("farm-1", 3)
+            assert live["id"] > replayed[-1]["id"]
+            with pytest.raises(TimeoutError):
+                ws.recv(timeout=0.5)  # farm-2's readings never come
+    finally:
+        for device in devices.values():
+            device.close()
+        hub.stop()
