@@ -200,6 +200,13 @@ def scenarios() -> list[Scenario]:
             metrics=STALL_METRICS,
         )
     )
+    wamp_metrics = (
+        ("deliveries_per_s", "events/s", True),
+        ("hub_us_per_delivery", "hub CPU µs/event", False),
+        ("hub_util", "hub CPU busy", None),
+        ("delivered_pct", "delivered %", None),
+        ("load_util", "load CPU busy", None),
+    )
     s.append(
         Scenario(
             "wamp-100",
@@ -208,13 +215,19 @@ def scenarios() -> list[Scenario]:
             "wamp",
             dict(subs=100, mode="max", burst=1, window=64, lat_every=16),
             targets=("tantra",),
-            metrics=(
-                ("deliveries_per_s", "events/s", True),
-                ("hub_us_per_delivery", "hub CPU µs/event", False),
-                ("hub_util", "hub CPU busy", None),
-                ("delivered_pct", "delivered %", None),
-                ("load_util", "load CPU busy", None),
-            ),
+            metrics=wamp_metrics,
+        )
+    )
+    s.append(
+        Scenario(
+            "wamp-1000-burst16",
+            "WAMP fan-out: bursts of 16 readings per write (256 in flight), 1000 WAMP "
+            "subscribers (wamp.2.json, prefix tantra.reading)",
+            "wamp",
+            dict(subs=1000, mode="max", burst=16, window=256, lat_every=256),
+            targets=("tantra",),
+            metrics=wamp_metrics,
+            goal="≥ 1,000,000 events/s",
         )
     )
     return s
