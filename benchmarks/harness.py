@@ -171,6 +171,17 @@ def scenarios() -> list[Scenario]:
     )
     s.append(
         Scenario(
+            "ingest-tcp-store",
+            "ingest over raw TCP with history on (--store sqlite:, group commit; "
+            "compare ingest-tcp, --store none)",
+            "ingest",
+            dict(transport="tcp", burst=32, window=2048, store="sqlite:bench.sqlite3"),
+            targets=("tantra",),
+            metrics=INGEST_METRICS,
+        )
+    )
+    s.append(
+        Scenario(
             "ingest-udp",
             "ingest over UDP (1 WS counter subscribed)",
             "ingest",
@@ -548,6 +559,8 @@ def run(
             if sc.kind != "memory":
                 for name in tg:
                     hubs[name] = procs.HUBS[name]()
+                    if "store" in sc.params:  # Tantra's history; otherwise --store none
+                        hubs[name].store = sc.params["store"]
                     hubs[name].start()
             for rep in range(t.reps):
                 order = tg if rep % 2 == 0 else list(reversed(tg))
