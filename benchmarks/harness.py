@@ -231,6 +231,17 @@ def scenarios() -> list[Scenario]:
     )
     s.append(
         Scenario(
+            "wamp-rate-1000x50",
+            "WAMP fixed rate 50 readings/s → 1000 WAMP subscribers (compare rate-1000x50)",
+            "wamp",
+            dict(subs=1000, mode="rate", rate=50, lat_every=1),
+            targets=("tantra",),
+            metrics=RATE_METRICS,
+            goal="p99 ≤ 1.2× rate-1000x50's dashboard p99",
+        )
+    )
+    s.append(
+        Scenario(
             "wamp-1000-burst16",
             "WAMP fan-out: bursts of 16 readings per write (256 in flight), 1000 WAMP "
             "subscribers (wamp.2.json, prefix tantra.reading)",
