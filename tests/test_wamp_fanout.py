@@ -56,16 +56,21 @@ class FramedConnection:
         self.serializer = keeping_disclosure(serializer or JSON)
         self.writes: list[bytes] = []
         self.counters = Counters()
+        self.clock = clock
+        self.limit_to(limits.max_outgoing_bytes)
+
+    def limit_to(self, max_message_bytes):
+        """A fresh outbox with this outgoing limit (the WELCOME needs the default one)."""
         self.outbox = MessageOutbox(
             write=lambda payload, binary: self.writes.append(frame(payload, binary)),
             write_framed=self.writes.append,
             frame_all=frame_all,
             serialize=self.serializer.serialize,
-            clock=clock,
+            clock=self.clock,
             stall_timeout=30.0,
             on_stalled=lambda reason: None,
             counters=self.counters,
-            max_message_bytes=limits.max_outgoing_bytes,
+            max_message_bytes=max_message_bytes,
         )
 
     def send(self, msg, conflation_key=None):
@@ -216,7 +221,7 @@ def test_an_event_over_the_outgoing_limit_is_skipped_and_counted_the_rest_goes_o
     sessions = [realm.join(f"c{n}") for n in range(2)]
     for s, c in sessions:
         sid = realm.subscribe(s, c, "tantra.reading", "prefix")
-        c.outbox._max_message_bytes = 200  # after the WELCOME, which is larger
+        c.limit_to(200)  # after the WELCOME, which is larger
     realm.readings(("d", "a", 1), ("d", "b" * 60, 2), ("d", "c", 3))
     for _, connection in sessions:
         assert events(connection.take()) == [(sid, "d", "a", 1), (sid, "d", "c", 3)]

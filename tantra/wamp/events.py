@@ -44,18 +44,19 @@ class EventGroup:
         self._encoded: dict[Any, tuple[bytes, list[Encoded], int]] = {}
 
     def encoded(
-        self, serializer: Any, max_bytes: int, frame_all: FrameAll | None
+        self, memo_key: tuple[Any, int, FrameAll | None]
     ) -> tuple[bytes, list[Encoded], int]:
-        """``(framed, items, too_large)`` for one Autobahn object serializer, memoized.
+        """``(framed, items, too_large)`` for ``(serializer, max_bytes, frame_all)``, memoized.
 
         ``serializer`` is the *object* serializer (``Serializer._serializer``),
         which every connection of one kind shares; ``framed`` is
         ``frame_all(items)`` (empty without ``frame_all``); ``too_large`` is how
-        many events were left out for exceeding ``max_bytes``.
+        many events were left out for exceeding ``max_bytes``. The caller keeps
+        the key (one tuple per connection), so a lookup builds nothing.
         """
-        memo_key = (serializer, max_bytes, frame_all)
         found = self._encoded.get(memo_key)
         if found is None:
+            serializer, max_bytes, frame_all = memo_key
             binary = serializer.BINARY
             items: list[Encoded] = []
             too_large = 0

@@ -87,6 +87,7 @@ class MessageOutbox(BoundedSender):
         self._object_serializer = getattr(getattr(serialize, "__self__", None), "_serializer", None)
         self._write_framed = write_framed if frame_all is not None else None
         self._frame_all = frame_all if write_framed is not None else None
+        self._memo_key = (self._object_serializer, max_message_bytes, self._frame_all)
 
     @property
     def backlog(self) -> int:
@@ -113,9 +114,7 @@ class MessageOutbox(BoundedSender):
         serializer = self._object_serializer
         if serializer is None:  # not an Autobahn serializer: one message at a time
             return self._send_one_by_one(group)
-        framed, items, too_large = group.encoded(
-            serializer, self._max_message_bytes, self._frame_all
-        )
+        framed, items, too_large = group.encoded(self._memo_key)
         if self._paused:
             for payload, is_binary, key in items:
                 self._hold(payload, is_binary, key)

@@ -43,7 +43,7 @@ from tantra.transports.websocket import (
     HubWebSocketFactory,
     HubWebSocketProtocol,
 )
-from tantra.wamp.events import Encoded, EventGroup
+from tantra.wamp.events import Encoded
 from tantra.wamp.options import keeping_disclosure
 from tantra.wamp.outbox import DEFAULT_MAX_HELD_BYTES, MessageOutbox
 from tantra.wamp.parse import parse
@@ -90,12 +90,11 @@ class _Connection:
         self._protocol = protocol
         self._outbox = outbox
         self.peer = protocol.peer
+        # Once per subscriber per fan-out turn: no extra call level in between.
+        self.send_events = outbox.send_events
 
     def send(self, msg: message.Message, conflation_key: Hashable | None = None) -> None:
         self._outbox.send(msg, conflation_key)
-
-    def send_events(self, group: EventGroup) -> int:
-        return self._outbox.send_events(group)
 
     def close(self, going_away: bool = False) -> None:
         self._outbox.flush()
@@ -147,7 +146,9 @@ class WampProtocol(HubWebSocketProtocol, WampWebSocketServerProtocol):
         self._write_through = writer_for(self.transport)
         outbox = MessageOutbox(
             write=self._write_message,
-            write_framed=self._write_framed,
+            # Straight to the socket: the outbox only exists while the connection is
+            # open, and it is closed before any close frame goes out.
+            write_framed=self._write_through,
             frame_all=frame_all,
             serialize=self._serializer.serialize,
             clock=factory.clock,
