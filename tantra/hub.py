@@ -70,6 +70,19 @@ class Filter:
 EVERYTHING = Filter()
 
 
+@attrs.frozen(slots=True)
+class Remote:
+    """The origin of readings another hub accepted (they came over the cluster bus).
+
+    ``Hub.accept(..., origin=bus, remote=True)`` tags each such reading with
+    ``Remote(bus)``. Dashboards, WAMP and the last-value cache take them like
+    any other; a sink that must act only on what *this* hub accepted (the
+    store, the MQTT bridge and cluster publishers) reads :meth:`Batch.local`.
+    """
+
+    origin: object
+
+
 class Batch:
     """The readings of one turn for one filter, where they came from, and a per-encoder memo.
 
@@ -99,6 +112,18 @@ class Batch:
         if self.origins is None:
             return ((reading, None) for reading in self.readings)
         return zip(self.readings, self.origins, strict=True)
+
+    def local(self) -> Sequence[Reading]:
+        """The readings this hub accepted itself: all but those from the cluster bus.
+
+        What a store writes and what a hub publishes to the bus: another hub
+        accepted (and stored, and published) the :class:`Remote` ones.
+        """
+        if self.origins is None:
+            return self.readings
+        return [
+            r for r, o in zip(self.readings, self.origins, strict=True) if type(o) is not Remote
+        ]
 
     def encoded(self, encoder: Callable[[Sequence[Reading]], T]) -> T:
         try:
@@ -181,6 +206,7 @@ class Hub:
         source: str = "?",
         origin: object = None,
         now: float | None = None,
+        remote: bool = False,
     ) -> IngestOutcome:
         """Queue already validated readings (WAMP builds them from a topic + kwargs).
 
@@ -189,7 +215,19 @@ class Hub:
         (:attr:`Batch.origins`), so a component that is both a source and a
         sink recognises its own readings; ``now`` saves a clock read when the
         caller has just made one.
+
+        ``remote=True`` says another hub accepted these readings (the cluster
+        bus): they are tagged ``Remote(origin)`` (see :meth:`Batch.local`),
+        so they reach dashboards, WAMP and the cache but no store and never
+        the bus again. They pass the de-dup window like any reading, so a
+        ``(device, seq)`` that one hub accepted is a duplicate on every hub
+        (a device that fails over and re-sends is not shown twice); remote
+        duplicates are dropped and owe no replies (the accepting hub acked).
         """
+        if remote:
+            if origin is None:
+                raise ValueError("remote readings need the origin that received them")
+            origin = Remote(origin)
         if parsed.errors:
             for error in parsed.errors:
                 self.stats.rejected[error.code] += 1
@@ -512,6 +550,10 @@ class Hub:
         found.sort()
         latest = self._latest
         return [latest[key] for _, key in found]
+
+    def cached(self, device: str, sensor: str) -> Reading | None:
+        """The last reading of one sensor, or None (one dict look-up)."""
+        return self._latest.get((device, sensor))
 
     def latest_for_device(self, device: str) -> list[Reading]:
         """Last reading of each sensor of one device, oldest update first (a WAMP prefix helper)."""

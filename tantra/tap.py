@@ -5,7 +5,8 @@ only place that reads settings and connects concrete classes. It is one call
 per part, each a builder that adds the part to the top service: the hub
 (:func:`build_hub`), HTTP with dashboards and ``/stats`` (:func:`build_http`),
 raw TCP and UDP devices (:func:`build_devices`), the WAMP router
-(:func:`build_wamp_part`). A new part is one more builder and one more line.
+(:func:`build_wamp_part`), the MQTT bus (:func:`build_bus`). A new part is
+one more builder and one more line.
 
 Does not own: the start and stop order (``tantra.lifecycle``): stopping the
 top service stops the listeners, delivers what the hub still holds, then
@@ -15,6 +16,7 @@ after their pending acks).
 
 from __future__ import annotations
 
+import secrets
 from functools import partial
 from typing import Any
 
@@ -39,6 +41,8 @@ __all__ = ["SHUTDOWN_GRACE_SECONDS", "ListenerService", "Options", "TantraServic
 def _show_default(value: Any) -> str:
     if isinstance(value, tuple):
         return ", ".join(value)
+    if value is None:
+        return "none"
     return str(value) if value != "" else "all"
 
 
@@ -57,9 +61,10 @@ class Options(usage.Options):
         *[
             [spec.name, None, None, f"{spec.help} [default: {_show_default(spec.default)}]"]
             for spec in SPECS
-            if spec.name != "http"
+            if spec.name != "http" and spec.default is not False
         ],
     ]
+    optFlags = [[spec.name, None, spec.help] for spec in SPECS if spec.default is False]
 
     def __init__(self) -> None:
         super().__init__()
@@ -77,6 +82,9 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         command_line = {spec.name: self.get(spec.name) for spec in SPECS}
+        for spec in SPECS:
+            if spec.default is False:  # a flag: absent means "as the file says"
+                command_line[spec.name] = True if self.get(spec.name) else None
         command_line["http"] = self["http"] or None
         try:
             config_file = load_toml(self["config"]) if self["config"] else {}
@@ -174,12 +182,52 @@ def build_wamp_part(top: TantraService, settings: Settings, reactor: Any) -> Non
     top.mount(b"wamp", resource)
 
 
+def build_bus(top: TantraService, settings: Settings, reactor: Any) -> None:
+    """MQTT (``--mqtt``): device topics, readings out, discovery, and the cluster."""
+    if settings.mqtt is None:
+        return
+    from tantra.bus.bridge import MqttBridge
+    from tantra.bus.client import BrokerUrl, MqttClient
+    from tantra.bus.service import MqttBus
+    from tantra.bus.topics import Topics
+
+    hub = top.hub
+    client_id = settings.mqtt_client_id or f"tantra-{secrets.token_hex(6)}"
+    topics = Topics(settings.mqtt_prefix)
+    bus = MqttBus.build(
+        hub,
+        reactor,
+        lambda on_message, on_connected: MqttClient(
+            reactor,
+            BrokerUrl.parse(settings.mqtt),
+            client_id=client_id,
+            stats=hub.counters.mqtt,
+            on_message=on_message,
+            on_connected=on_connected,
+            session_expiry=300 if settings.mqtt_client_id else 0,
+        ),
+        lambda client: MqttBridge(
+            hub,
+            client,
+            topics,
+            hub.counters.mqtt,
+            qos=settings.mqtt_qos,
+            discovery=settings.mqtt_discovery,
+            discovery_node=settings.mqtt_prefix.replace("/", "_"),
+            max_announced=settings.max_sensors,
+        ),
+        settings.cluster,
+    )
+    bus.setServiceParent(top)
+
+
 def build_service(settings: Settings, reactor: Any) -> TantraService:
     """Wire every part of the hub from checked settings: one line per part."""
     top = build_hub(settings, reactor)
     build_http(top, settings, reactor)
     build_devices(top, settings, reactor)
     build_wamp_part(top, settings, reactor)
+    build_bus(top, settings, reactor)
     return top
 
 
