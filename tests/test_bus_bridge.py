@@ -1,0 +1,219 @@
+"""The bridge, the cluster and the hub's remote readings, in memory (a fake publisher, a Clock)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+from zope.interface import implementer
+
+from tantra.bus.bridge import MqttBridge
+from tantra.bus.cluster import FILL_MAX_SECONDS, FILL_QUIET_SECONDS, Cluster
+from tantra.bus.service import MqttBus
+from tantra.bus.topics import Topics, encode_cluster_batch
+from tantra.hub import Batch, Hub, ISink, Remote
+from tantra.model import ParsedPayload, Reading
+
+
+class FakeClient:
+    """Records what would be published; refuses once ``room`` messages are queued."""
+
+    client_id = "hub-a"
+
+    def __init__(self, room: int = 10**9):
+        self.sent: list[tuple[str, bytes, int, bool]] = []
+        self.room = room
+        self.subscribed: list[str] = []
+        self.unsubscribed: list[str] = []
+
+    def publish(self, topic, payload, *, qos=1, retain=False, properties=None):
+        if len(self.sent) >= self.room:
+            return False
+        self.sent.append((topic, payload, qos, retain))
+        return True
+
+    def subscribe(self, topic, options):
+        self.subscribed.append(topic)
+
+    def unsubscribe(self, topic):
+        self.unsubscribed.append(topic)
+
+    def on(self, prefix):
+        return [(t, json.loads(p)) for t, p, _, _ in self.sent if t.startswith(prefix)]
+
+
+@implementer(ISink)
+class Recorder:
+    def __init__(self):
+        self.batches: list[Batch] = []
+
+    def deliver(self, batch):
+        self.batches.append(batch)
+
+    @property
+    def readings(self):
+        return [r for b in self.batches for r in b.readings]
+
+
+def make(clock, *, cluster=None, discovery=False, max_sensors=100_000, room=10**9):
+    hub = Hub(clock, max_sensors=max_sensors)
+    client = FakeClient(room)
+    topics = Topics("t1")
+    bridge = MqttBridge(
+        hub, client, topics, hub.counters.mqtt, discovery=discovery, max_announced=max_sensors
+    )
+    part = None
+    if cluster:
+        part = Cluster(
+            hub,
+            client,
+            topics,
+            hub.counters.mqtt,
+            clock,
+            name=cluster,
+            member="hub-a",
+            subscribe=client.subscribe,
+            unsubscribe=client.unsubscribe,
+        )
+    bus = MqttBus(hub, client, bridge, part)
+    hub.subscribe(bus)
+    return hub, client, bus
+
+
+def message(topic, payload, retain=False, props=None):
+    return SimpleNamespace(topic=topic, payload=payload, retain=retain, properties=props)
+
+
+def test_device_messages_are_acked_published_retained_and_errors_answered(clock):
+    hub, client, bus = make(clock)
+    dashboard = Recorder()
+    hub.subscribe(dashboard)
+    bus.route(message("t1/in/esp-1", b'{"sensor":"t","value":1,"seq":5}'))
+    bus.route(message("t1/in/esp-1", b'{"sensor":"t","value":1,"seq":5}'))  # a re-send
+    bus.route(message("t1/in/esp-1", b'[{"sensor":"a","value":2,"seq":6},{"sensor":"b"}]'))
+    bus.route(message("t1/in/esp-1/h", b"oops"))
+    bus.route(message("t1/in/bad name", b"1"))
+    clock.advance(0)
+    assert client.on("t1/ack/") == [
+        ("t1/ack/esp-1", {"ack": 5}),
+        ("t1/ack/esp-1", {"ack": 5}),
+        ("t1/ack/esp-1", {"ack": [6]}),
+    ]
+    errors = client.on("t1/error/")
+    assert [(t, e["error"], e.get("index")) for t, e in errors] == [
+        ("t1/error/esp-1", "invalid_reading", 1),
+        ("t1/error/esp-1", "invalid_json", None),
+    ]
+    readings = [(t, json.loads(p)["value"]) for t, p, _, retain in client.sent if retain]
+    assert readings == [("t1/reading/esp-1/t", 1), ("t1/reading/esp-1/a", 2)]
+    assert [r.key for r in dashboard.readings] == [("esp-1", "t"), ("esp-1", "a")]
+    stats = hub.counters.mqtt.as_dict()
+    assert (stats["received"], stats["acks_sent"], stats["errors_sent"]) == (5, 3, 2)
+    assert stats["rejected"] == {"invalid_reading": 1, "invalid_json": 1, "invalid_topic": 1}
+    assert hub.stats.rejected["invalid_topic"] == 1
+    assert hub.stats.duplicates == 1
+
+
+def test_a_full_publish_queue_is_counted_not_raised(clock):
+    hub, _client, bus = make(clock, room=1)
+    for seq in range(3):
+        bus.route(message("t1/in/d", b'{"sensor":"t","value":1,"seq":%d}' % seq))
+    clock.advance(0)
+    assert hub.counters.mqtt.publish_dropped == {"reply": 2, "reading": 3}
+    assert hub.stats.accepted == 3
+
+
+def test_discovery_once_per_sensor_and_bounded_by_the_cache_size(clock):
+    hub, client, bus = make(clock, discovery=True, max_sensors=1000)
+    for _ in range(3):
+        bus.route(message("t1/in/d", b'{"sensor":"t","value":1,"unit":"C"}'))
+    clock.advance(0)
+    configs = client.on("homeassistant/")
+    assert [t for t, _ in configs] == ["homeassistant/sensor/tantra/d_t/config"]
+    # 10^5 distinct device names: the announced set stays at the hub's cache size.
+    for n in range(100_000):
+        bus.route(message(f"t1/in/dev{n}/s", b"1"))
+        if n % 5000 == 0:
+            clock.advance(0)
+    clock.advance(0)
+    assert bus.bridge.announced_count == 1000
+    assert hub.sensor_count() == 1000
+    assert hub.counters.mqtt.discovery_published == 100_001
+
+
+def test_remote_readings_reach_sinks_and_cache_but_not_local(clock):
+    hub = Hub(clock)
+    sink = Recorder()
+    hub.subscribe(sink)
+    origin = object()
+    local = Reading("a", "t", 1, 1, seq=1)
+    remote = Reading("b", "t", 2, 1, seq=1)
+    hub.accept(ParsedPayload((local,), ()))
+    outcome = hub.accept(ParsedPayload((remote,), ()), origin=origin, remote=True)
+    hub.flush()
+    (batch,) = sink.batches
+    assert list(batch.readings) == [local, remote]
+    assert list(batch.local()) == [local]
+    assert [o for _, o in batch.with_origins()] == [None, Remote(origin)]
+    assert hub.cached("b", "t") == remote
+    assert outcome.acks == [1]
+    # A remote re-send of what this hub has already is a duplicate everywhere.
+    again = hub.accept(ParsedPayload((remote,), ()), origin=origin, remote=True)
+    assert again.duplicates == [remote]
+
+
+def test_cluster_publishes_only_what_this_hub_accepted(clock):
+    hub, client, bus = make(clock, cluster="c1")
+    assert client.subscribed == ["t1/cluster/c1/+", "$share/c1/t1/in/#"]
+    bus.route(message("t1/in/d", b'{"sensor":"t","value":1}'))
+    clock.advance(0)
+    other = [Reading("x", "t", 5, hub.now_ms(), seq=1), Reading("x", "u", 6, hub.now_ms())]
+    bus.route(message("t1/cluster/c1/hub-b", encode_cluster_batch(other)))
+    clock.advance(0)
+    sent = client.on("t1/cluster/")
+    assert [(t, [r["device"] for r in p]) for t, p in sent] == [("t1/cluster/c1/hub-a", ["d"])]
+    assert [t for t, _, _, _ in client.sent if t.startswith("t1/reading/")] == ["t1/reading/d/t"]
+    assert hub.cached("x", "u").value == 6
+    assert hub.counters.mqtt.cluster_received == 2
+    bus.route(message("t1/cluster/c1/hub-b", b"not json"))
+    assert hub.counters.mqtt.cluster_rejected == 1
+
+
+def test_cluster_splits_a_large_turn(clock):
+    hub, client, _bus = make(clock, cluster="c1")
+    hub.accept(ParsedPayload(tuple(Reading("d", f"s{n}", n, 1) for n in range(2500)), ()))
+    clock.advance(0)
+    assert [len(p) for _, p in client.on("t1/cluster/")] == [1000, 1000, 500]
+
+
+def test_retained_fill_takes_unknown_or_newer_readings_then_unsubscribes(clock):
+    hub, client, bus = make(clock, cluster="c1")
+    cluster = bus.cluster
+    now = hub.now_ms()
+    hub.accept(ParsedPayload((Reading("known", "t", 1, now),), ()))
+    clock.advance(0)
+    cluster.start_fill()
+    assert "t1/reading/+/+" in client.subscribed
+
+    def retained(device, value, ts, retain=True):
+        body = b'{"device":"%s","sensor":"t","value":%d,"ts":%d}' % (device.encode(), value, ts)
+        bus.route(message(f"t1/reading/{device}/t", body, retain=retain))
+
+    retained("new", 7, now - 100)
+    retained("known", 9, now - 100)  # older than ours: ignored
+    retained("live", 3, now, retain=False)  # live: the cluster topic brings those
+    clock.advance(0)
+    assert hub.cached("new", "t").value == 7
+    assert hub.cached("known", "t").value == 1
+    assert hub.cached("live", "t") is None
+    assert hub.counters.mqtt.retained_filled == 1
+    clock.advance(FILL_QUIET_SECONDS + 0.01)
+    assert client.unsubscribed == ["t1/reading/+/+"]
+    retained("late", 1, now)
+    assert hub.cached("late", "t") is None
+    # With no retained message at all the fill still ends.
+    cluster.start_fill()
+    clock.advance(FILL_MAX_SECONDS)
+    assert client.unsubscribed == ["t1/reading/+/+"] * 2
+    # The filled readings are Remote: never published again by this hub.
+    assert [t for t, _, _, _ in client.sent if "/new/" in t] == []
