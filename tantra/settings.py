@@ -341,6 +341,12 @@ class Settings:
         "MQTT client id (default: tantra-<random>); a fixed id keeps a broker session",
         section="mqtt",
     )
+    mqtt_connect_timeout: float = setting(
+        10.0,
+        _number(0.1),
+        "seconds to connect to the broker (TCP, TLS, CONNACK) before trying again",
+        section="mqtt",
+    )
     cluster: str | None = setting(
         None,
         _optional_name,

@@ -205,6 +205,7 @@ def build_bus(top: TantraService, settings: Settings, reactor: Any) -> None:
             on_message=on_message,
             on_connected=on_connected,
             session_expiry=300 if settings.mqtt_client_id else 0,
+            connect_timeout=settings.mqtt_connect_timeout,
         ),
         lambda client: MqttBridge(
             hub,

@@ -445,7 +445,11 @@ class MqttClient:
             self._drop(f"no CONNACK from {self.url} within {self._connect_timeout:g}s")
 
     def _drop(self, reason: str) -> None:
-        """End the current connection the way paho expects: its next read sees end of stream."""
+        """End the current connection the way paho expects: its next read sees end of stream.
+
+        Called from the reactor (timers, readiness), never from a paho
+        callback: paho's locks are not re-entrant.
+        """
         wrapped = self._socket
         if wrapped is None:
             return
@@ -453,17 +457,22 @@ class MqttClient:
         self._paho.loop_read()  # -> connection lost -> on_socket_close, on_disconnect
 
     def _close(self, reason: str) -> None:
-        """Close without reconnecting (stop)."""
+        """Close without reconnecting (stop); never called from inside a paho callback."""
+        if self._socket is not None:
+            self._drop(reason)  # paho's on_disconnect then calls _finish_stop
+        self._finish_stop(reason)
+
+    def _finish_stop(self, reason: str) -> None:
         if self._connack_call is not None and self._connack_call.active():
             self._connack_call.cancel()
         self._connack_call = None
-        if self._socket is not None:
-            self._drop(reason)
         self._connected = False
         self._set_state("disconnected", reason)
         if self._stopped is not None:
             stopped, self._stopped = self._stopped, None
-            stopped.callback(None)
+            # Fired on the next turn: this may run inside a paho callback, and
+            # whatever waits on the stop must not run there (paho holds its locks).
+            self._reactor.callLater(0, stopped.callback, None)
 
     # -- paho's socket callbacks ---------------------------------------------------
 
@@ -525,7 +534,8 @@ class MqttClient:
         self._connack_call = None
         if reason_code.is_failure:
             self._stats.connect_failures += 1
-            self._drop(f"broker refused the connection: {reason_code}")
+            # Never re-enter paho from its own callback (its locks are not re-entrant).
+            self._reactor.callLater(0, self._drop, f"broker refused the connection: {reason_code}")
             return
         self._connected = True
         self._backoff = self._min_backoff
@@ -551,7 +561,7 @@ class MqttClient:
         reason = self._socket.error if self._socket is not None and self._socket.error else None
         reason = reason or f"connection to {self.url} lost ({reason_code})"
         if not self._running:
-            self._close("stopped")
+            self._finish_stop("stopped")
             return
         self._retry_later(reason)
 
