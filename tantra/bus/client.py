@@ -476,13 +476,13 @@ class MqttClient:
 
     # -- paho's socket callbacks ---------------------------------------------------
 
-    def _socket_open(self, client: Any, userdata: Any, sock: _Socket) -> None:
+    def _socket_open(self, client: Any, userdata: Any, sock: Any) -> None:
         self._socket = sock
         self._watcher = _Watcher(sock.sock, self._readable, self._writable, self._lost)
         self._writing = False
         self._reactor.addReader(self._watcher)
 
-    def _socket_close(self, client: Any, userdata: Any, sock: _Socket) -> None:
+    def _socket_close(self, client: Any, userdata: Any, sock: Any) -> None:
         if sock is self._socket and self._watcher is not None:
             self._reactor.removeReader(self._watcher)
             self._reactor.removeWriter(self._watcher)
@@ -490,12 +490,12 @@ class MqttClient:
             self._socket = None
             self._writing = False
 
-    def _register_write(self, client: Any, userdata: Any, sock: _Socket) -> None:
+    def _register_write(self, client: Any, userdata: Any, sock: Any) -> None:
         if self._watcher is not None and not self._writing:
             self._writing = True
             self._reactor.addWriter(self._watcher)
 
-    def _unregister_write(self, client: Any, userdata: Any, sock: _Socket) -> None:
+    def _unregister_write(self, client: Any, userdata: Any, sock: Any) -> None:
         if self._watcher is not None and self._writing:
             self._writing = False
             self._reactor.removeWriter(self._watcher)
