@@ -177,3 +177,36 @@ def test_discovery_configs():
     topic, config = discovery(Reading("esp-1", "door", True, NOW_MS), TOPICS, "tantra")
     assert topic == "homeassistant/binary_sensor/tantra/esp-1_door/config"
     assert "ON" in json.loads(config)["value_template"]
+
+
+def test_mqtt_settings():
+    from tantra.bus.client import BrokerUrl
+    from tantra.settings import SettingsError, resolve
+
+    settings = resolve(
+        {"mqtt": "mqtts://u%40x:p%3Aw@broker.example", "cluster": "c1", "mqtt-discovery": True},
+        {"mqtt": {"prefix": "site/tantra", "qos": 0}},
+    )
+    assert (settings.mqtt_prefix, settings.mqtt_qos, settings.cluster) == ("site/tantra", 0, "c1")
+    assert settings.mqtt_discovery is True
+    url = BrokerUrl.parse(settings.mqtt)
+    assert (url.host, url.port, url.tls, url.username, url.password) == (
+        "broker.example",
+        8883,
+        True,
+        "u@x",
+        "p:w",
+    )
+    assert "p:w" not in str(url)
+    assert "p:w" not in repr(url)
+    for bad, message in [
+        ({"cluster": "c1"}, "needs --mqtt"),
+        ({"mqtt": "http://x"}, "mqtt://"),
+        ({"mqtt": "mqtt://"}, "no broker host"),
+        ({"mqtt": "mqtt://h:99999"}, "port"),
+        ({"mqtt": "mqtt://h", "mqtt-qos": "2"}, "QoS"),
+        ({"mqtt": "mqtt://h", "mqtt-prefix": "a/+"}, "prefix"),
+        ({"mqtt": "mqtt://h", "cluster": "a/b"}, "characters"),
+    ]:
+        with pytest.raises(SettingsError, match=message):
+            resolve(bad, {})
