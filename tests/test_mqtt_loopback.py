@@ -53,9 +53,11 @@ def bridged(tmp_path):
         assert deadline_ok, hub.log_text()
         yield hub, prefix, watcher
     finally:
-        hub.stop()
-        watcher.close()
-        clear_retained(prefix)
+        try:
+            hub.stop()
+        finally:
+            watcher.close()
+            clear_retained(prefix)
 
 
 def test_devices_in_readings_out_retained_discovery_acks_and_errors(bridged):
