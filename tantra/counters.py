@@ -2,9 +2,10 @@
 
 Owns: :class:`Counters`, the one place counts live: a section per part
 (:class:`HubStats` for ingest and delivery, :class:`WampStats` for the
-router, :class:`UdpStats` for UDP replies, :class:`MqttStats` for the
-bus), built once in ``tantra.tap`` and passed to the constructors of the
-hub, the transports, the outboxes and the WAMP router. ``/stats`` serves
+router, :class:`UdpStats` for UDP replies, :class:`StoreStats` for history
+when a store is configured, :class:`MqttStats` for the bus), built once in
+``tantra.tap`` and passed to the constructors of the hub, the transports,
+the outboxes, the WAMP router, the store and the bus. ``/stats`` serves
 :meth:`Counters.as_dict`, and a metrics
 exporter reads the same object. A new part adds a section here (an attrs
 class with ``as_dict``) rather than a counter dict of its own.
@@ -16,6 +17,7 @@ integers and ``Counter`` s, no Twisted.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import Counter
 from typing import Any
 
@@ -91,6 +93,83 @@ class UdpStats:
         return attrs.asdict(self)
 
 
+#: Upper bounds (seconds) of the latency histograms' buckets: 0.1 ms to 10 s.
+LATENCY_BUCKETS: tuple[float, ...] = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+    0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+)  # fmt: skip
+
+
+@attrs.define
+class Histogram:
+    """Observations in fixed buckets, as plain integers (the metrics exporter reads them).
+
+    Why not ``prometheus_client.Histogram``: the hub counts in this object and
+    the exporter reads it at scrape time, so there is one counting path and
+    core code needs no metrics library. ``observe`` takes a ``count`` so one
+    call records every reading of a payload at the cost of one bisect.
+    """
+
+    bounds: tuple[float, ...] = LATENCY_BUCKETS
+    #: Observations per bucket (not cumulative); the last one is ``+Inf``.
+    buckets: list[int] = attrs.field()
+    count: int = 0
+    sum: float = 0.0
+
+    @buckets.default
+    def _no_observations(self) -> list[int]:
+        return [0] * (len(self.bounds) + 1)
+
+    def observe(self, seconds: float, count: int = 1) -> None:
+        self.buckets[bisect_left(self.bounds, seconds)] += count
+        self.count += count
+        self.sum += seconds * count
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"count": self.count, "sum": round(self.sum, 6)}
+
+
+@attrs.define
+class Latencies:
+    """How long things take, as histograms (``/metrics``; ``/stats`` shows count and sum).
+
+    ``delivery``: hub accept to sink delivery (the end of the flush turn that
+    hands a reading to every sink), measured by the hub with its clock.
+    ``commit``: a history commit, observed by the store: call
+    ``counters.latency.commit.observe(seconds)`` in the reactor thread.
+    """
+
+    delivery: Histogram = attrs.Factory(Histogram)
+    commit: Histogram = attrs.Factory(Histogram)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"delivery": self.delivery.as_dict(), "commit": self.commit.as_dict()}
+
+
+@attrs.define
+class StoreStats:
+    """The history store's counters and the state it reports (``tantra.store.writer``).
+
+    ``state``, ``reason`` and ``queued`` are set by the store in the reactor
+    thread as they change, so ``/stats`` and a metrics exporter read plain
+    values like every other section's.
+    """
+
+    state: str = "stopped"
+    reason: str = ""
+    where: str = ""
+    queued: int = 0
+    queue_limit: int = 0
+    stored: int = 0
+    commits: int = 0
+    shed: int = 0
+    write_failures: int = 0
+    pruned: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
 @attrs.define
 class MqttStats:
     """The MQTT bus: connection state, what went in and out, what was refused or dropped.
@@ -129,18 +208,27 @@ class MqttStats:
 
 @attrs.define
 class Counters:
-    """The hub's counters at the top level, each other part's under its own name."""
+    """The hub's counters at the top level, each other part's under its own name.
+
+    ``store`` is ``None`` (and absent from ``/stats``) when the hub keeps no history.
+    """
 
     hub: HubStats = attrs.Factory(HubStats)
     wamp: WampStats = attrs.Factory(WampStats)
     udp: UdpStats = attrs.Factory(UdpStats)
     mqtt: MqttStats = attrs.Factory(MqttStats)
+    store: StoreStats | None = None
+    latency: Latencies = attrs.Factory(Latencies)
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON ``/stats`` serves: hub counters, then one object per section."""
-        return {
+        out: dict[str, Any] = {
             **self.hub.as_dict(),
             "wamp": self.wamp.as_dict(),
             "udp": self.udp.as_dict(),
             "mqtt": self.mqtt.as_dict(),
+            "latency": self.latency.as_dict(),
         }
+        if self.store is not None:
+            out["store"] = self.store.as_dict()
+        return out

@@ -98,6 +98,23 @@ class SeqWindow:
         state[1] = missing & ~bit
         return True
 
+    def seen(self, device: str, seq: int) -> bool:
+        """True when ``seq`` of ``device`` is in its window as seen; changes nothing.
+
+        With a history store, the hub asks this at accept time and marks a
+        seq (:meth:`mark_seen`) only once it is committed (``tantra.commits``).
+        """
+        state = self._devices.get(device)
+        if state is None:
+            return False
+        mark = state[0]
+        if seq >= mark:
+            return seq == mark
+        behind = mark - seq
+        if behind >= self.size:
+            return False
+        return not state[1] & (1 << (behind - 1))
+
     def expire(self, now: float) -> None:
         """Forget devices idle for ``seconds`` (each forgotten once: O(1) amortized)."""
         devices = self._devices

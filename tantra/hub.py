@@ -18,10 +18,12 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, NamedTuple, TypeVar
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface
 
+from tantra.commits import CommitGate, IDurable
 from tantra.counters import Counters, HubStats
 from tantra.dedupe import SeqWindow
 from tantra.model import ParsedPayload, Reading, Rejection, parse_payload
@@ -77,10 +79,16 @@ class Remote:
     ``Hub.accept(..., origin=bus, remote=True)`` tags each such reading with
     ``Remote(bus)``. Dashboards, WAMP and the last-value cache take them like
     any other; a sink that must act only on what *this* hub accepted (the
-    store, the MQTT bridge and cluster publishers) reads :meth:`Batch.local`.
+    MQTT bridge and cluster publishers) reads :meth:`Batch.local`, and the
+    hub hands only those to its history store (:meth:`Hub.flush`).
     """
 
     origin: object
+
+
+def _local(readings: Sequence[Reading], origins: Sequence[object]) -> list[Reading]:
+    """The readings whose origin is not :class:`Remote` (``origins`` parallel to them)."""
+    return [r for r, o in zip(readings, origins, strict=True) if type(o) is not Remote]
 
 
 class Batch:
@@ -116,14 +124,12 @@ class Batch:
     def local(self) -> Sequence[Reading]:
         """The readings this hub accepted itself: all but those from the cluster bus.
 
-        What a store writes and what a hub publishes to the bus: another hub
-        accepted (and stored, and published) the :class:`Remote` ones.
+        What a hub publishes to the bus (and, at its flush, hands its store):
+        another hub accepted (and stored, and published) the :class:`Remote` ones.
         """
         if self.origins is None:
             return self.readings
-        return [
-            r for r, o in zip(self.readings, self.origins, strict=True) if type(o) is not Remote
-        ]
+        return _local(self.readings, self.origins)
 
     def encoded(self, encoder: Callable[[Sequence[Reading]], T]) -> T:
         try:
@@ -141,6 +147,9 @@ class IngestOutcome(NamedTuple):
     errors: Sequence[Rejection]
     acks: Sequence[int]
     is_batch: bool
+    #: With a history store: fires once every reading the acks name is committed
+    #: (fails with ``tantra.commits.NotCommitted`` if not); ``None``: ack now.
+    settled: Deferred | None = None
 
 
 @attrs.define(eq=False, slots=True)
@@ -162,6 +171,7 @@ class Hub:
     ):
         self._clock = clock
         self._dedupe = dedupe if dedupe is not None else SeqWindow()
+        self._gate: CommitGate | None = None  # set by commit_through (a history store)
         self._max_sensors = max_sensors
         #: Every counter of the running hub; transports default to this object.
         self.counters = counters if counters is not None else Counters()
@@ -184,6 +194,8 @@ class Hub:
         self._pending: list[Reading] = []
         # Parallel to _pending, made only in a turn where some reading has an origin.
         self._pending_origins: list[object] | None = None
+        # (accept time, readings) per accepted payload: the delivery latency histogram.
+        self._pending_since: list[tuple[float, int]] = []
         self._flush_call: IDelayedCall | None = None
         self._last_rejection_log = float("-inf")
         self._rejections_unlogged = 0
@@ -223,6 +235,10 @@ class Hub:
         ``(device, seq)`` that one hub accepted is a duplicate on every hub
         (a device that fails over and re-sends is not shown twice); remote
         duplicates are dropped and owe no replies (the accepting hub acked).
+        With a history store (:meth:`commit_through`) a remote reading marks
+        the window at once (the accepting hub commits it, not this one), is
+        a duplicate of a local copy still waiting for its commit, and never
+        joins a commit turn, so it settles nothing and waits for nothing.
         """
         if remote:
             if origin is None:
@@ -237,13 +253,20 @@ class Hub:
         acks: list[int] = []
         if now is None:
             now = self._clock.seconds()
-        for reading in parsed.readings:
-            if reading.seq is not None:
-                acks.append(reading.seq)
-                if self._dedupe.is_duplicate(reading.device, reading.seq, now):
-                    duplicates.append(reading)
-                    continue
-            accepted.append(reading)
+        settled = None
+        gate = self._gate
+        if gate is None or remote:
+            for reading in parsed.readings:
+                if reading.seq is not None:
+                    acks.append(reading.seq)
+                    if (
+                        gate is not None and gate.holds(reading.device, reading.seq)
+                    ) or self._dedupe.is_duplicate(reading.device, reading.seq, now):
+                        duplicates.append(reading)
+                        continue
+                accepted.append(reading)
+        else:
+            settled = self._classify_for_commit(parsed.readings, accepted, duplicates, acks)
         if acks:
             self.stats.dedupe_evicted = self._dedupe.evicted
         if duplicates:
@@ -253,9 +276,61 @@ class Hub:
             if origin is not None or self._pending_origins is not None:
                 self._tag_origins(origin, len(accepted))
             self._pending.extend(accepted)
+            self._pending_since.append((now, len(accepted)))
             if self._flush_call is None:
                 self._flush_call = self._clock.callLater(0, self._scheduled_flush)
-        return IngestOutcome(accepted, duplicates, parsed.errors, acks, parsed.is_batch)
+        return IngestOutcome(accepted, duplicates, parsed.errors, acks, parsed.is_batch, settled)
+
+    def _classify_for_commit(
+        self,
+        readings: Sequence[Reading],
+        accepted: list[Reading],
+        duplicates: list[Reading],
+        acks: list[int],
+    ) -> Deferred | None:
+        """:meth:`accept`'s loop when acks wait for commits (``tantra.commits``)."""
+        gate = self._gate
+        assert gate is not None
+        turns: list[Any] = []
+        for reading in readings:
+            if reading.seq is None:
+                accepted.append(reading)
+                continue
+            acks.append(reading.seq)
+            state = gate.classify(reading.device, reading.seq)
+            if state is True:  # committed before: a duplicate, acked at once
+                duplicates.append(reading)
+                continue
+            if state is False:  # new: joins this turn
+                accepted.append(reading)
+                turn = gate.current()
+            else:  # its first copy is still uncommitted: wait for that one
+                duplicates.append(reading)
+                turn = state
+            if turn is not None and turn not in turns:
+                turns.append(turn)
+        return gate.settled(turns)
+
+    def remember_committed(self, stored: Iterable[tuple[str, int, int]]) -> None:
+        """Rebuild the de-dup window from the ``(device, seq, ts)`` a store holds, oldest first."""
+        now = self._clock.seconds()
+        mark = self._dedupe.mark_seen
+        for device, seq, _ts in stored:
+            mark(device, seq, now)
+
+    def commit_through(self, store: IDurable) -> CommitGate:
+        """Make acks mean "stored": accepted readings go to ``store`` at each flush,
+        and a payload's acks wait for the commit of the readings they name."""
+        dedupe = self._dedupe
+        clock = self._clock
+
+        def commit(keys: Iterable[tuple[str, int]]) -> None:
+            now = clock.seconds()
+            for device, seq in keys:
+                dedupe.mark_seen(device, seq, now)
+
+        self._gate = CommitGate(store, seen=dedupe.seen, commit=commit)
+        return self._gate
 
     def _tag_origins(self, origin: object, count: int) -> None:
         """Record the origin of the next ``count`` pending readings (off the device path)."""
@@ -309,8 +384,13 @@ class Hub:
             self._flush_call = None
         pending, self._pending = self._pending, []
         origins, self._pending_origins = self._pending_origins, None
+        since, self._pending_since = self._pending_since, []
         if not pending:
             return
+        if self._gate is not None:
+            local = pending if origins is None else _local(pending, origins)
+            if local:  # remote readings: the hub that accepted them stores them
+                self._gate.submit(local)
         self._remember(pending)
         delivered = 0
         members = self._groups.get(EVERYTHING)
@@ -326,6 +406,10 @@ class Hub:
                 if members:
                     delivered += self._deliver(members, batch)
         self.stats.delivered += delivered
+        done = self._clock.seconds()
+        observe = self.counters.latency.delivery.observe
+        for accepted_at, count in since:
+            observe(done - accepted_at, count)
 
     def _route(self, pending: Sequence[Reading]) -> dict[Filter, Batch]:
         """The batch of each filtered group, in arrival order; only groups with any."""
@@ -512,6 +596,11 @@ class Hub:
                 del routes[name]
 
     @property
+    def pending_count(self) -> int:
+        """Readings accepted this turn and not yet delivered (a queue-depth gauge)."""
+        return len(self._pending)
+
+    @property
     def subscriber_count(self) -> int:
         return sum(len(members) for members in self._groups.values())
 
@@ -551,8 +640,8 @@ class Hub:
         latest = self._latest
         return [latest[key] for _, key in found]
 
-    def cached(self, device: str, sensor: str) -> Reading | None:
-        """The last reading of one sensor, or None (one dict look-up)."""
+    def reading_of(self, device: str, sensor: str) -> Reading | None:
+        """The last reading of one sensor, or ``None`` (one lookup)."""
         return self._latest.get((device, sensor))
 
     def latest_for_device(self, device: str) -> list[Reading]:
@@ -567,6 +656,9 @@ class Hub:
         pick devices here, then :meth:`latest_for_device` each.
         """
         return self._by_device.keys()
+
+    def device_count(self) -> int:
+        return len(self._by_device)
 
     def sensor_count(self) -> int:
         return len(self._latest)

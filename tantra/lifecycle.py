@@ -11,7 +11,11 @@ runs, in order:
 3. every component says goodbye to its clients (dashboards get 1001, WAMP
    sessions GOODBYE, TCP devices their pending acks), all at once, for at
    most :data:`SHUTDOWN_GRACE_SECONDS`;
-4. every other child service stops (a store flushes there).
+4. every other child service stops (the history store commits what it
+   was handed, within its own grace period).
+
+Starting runs the other way: every child that is not a listener starts
+first (the history store opens its database), then the listeners.
 
 A new part (a store, an MQTT bus, metrics) is added in one builder in
 ``tantra.tap``: ``top.add_component`` for its clients, ``setServiceParent``
@@ -33,6 +37,7 @@ from twisted.python import failure
 from twisted.web.resource import IResource, Resource
 from zope.interface import Interface
 
+from tantra.health import Readiness
 from tantra.hub import Hub
 
 _log = Logger()
@@ -115,6 +120,8 @@ class TantraService(service.MultiService):
         self.components: dict[str, IGoodbye] = {}
         #: The HTTP resource tree's root, once the HTTP part is built (parts mount on it).
         self.http_root: Resource | None = None
+        #: What ``/readyz`` asks (``tantra.health``): a part that can be unready adds a check.
+        self.readiness = Readiness()
 
     def add_component(self, name: str, component: IGoodbye) -> None:
         """Register a part whose clients must be let go of on stop (see :class:`IGoodbye`)."""
@@ -141,7 +148,19 @@ class TantraService(service.MultiService):
         return [child for child in self if isinstance(child, ListenerService)]
 
     def startService(self) -> None:
-        super().startService()
+        """Every other child first (a store opens), then the listeners, in the order added.
+
+        The mirror of :meth:`stopService`: nothing listens before the parts
+        behind the listeners are ready.
+        """
+        service.Service.startService(self)
+        children = list(self)
+        for child in children:
+            if not isinstance(child, ListenerService):
+                child.startService()
+        for child in children:
+            if isinstance(child, ListenerService):
+                child.startService()
         defer.gatherResults([listener.ready for listener in self.listeners]).addCallback(
             self._announce
         )

@@ -179,6 +179,38 @@ def _optional_name(value: Any) -> str | None:
     return text
 
 
+def _store(value: Any) -> str | None:
+    """Where history lives: ``sqlite:PATH``, ``postgresql://…`` or ``none``."""
+    if not isinstance(value, str) or not value.strip():
+        raise SettingsError("must be sqlite:PATH, postgresql://user@host/db or none")
+    value = value.strip()
+    if value.lower() == DISABLED:
+        return None
+    if value.startswith("sqlite:") and len(value) > len("sqlite:"):
+        return value
+    if value.startswith(("postgresql://", "postgres://")):
+        return value
+    raise SettingsError(
+        f"{value!r} is not a store; use sqlite:PATH (e.g. sqlite:tantra.sqlite3),"
+        " postgresql://user:password@host/database, or none"
+    )
+
+
+_DURATION = re.compile(r"(\d+)(s|m|h|d|w)")
+_DURATION_MS = {"s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000, "w": 604_800_000}
+
+
+def _retention(value: Any) -> int | None:
+    """How long raw readings are kept, e.g. ``30d``, in ms; ``none``/``all`` keeps all."""
+    text = str(value).strip().lower() if isinstance(value, (str, int)) else ""
+    if text in (DISABLED, "all", ""):
+        return None
+    match = _DURATION.fullmatch(text)
+    if match is None or int(match.group(1)) == 0:
+        raise SettingsError(f"{value!r} is not a duration such as 12h, 30d or 8w (or none)")
+    return int(match.group(1)) * _DURATION_MS[match.group(2)]
+
+
 @attrs.frozen
 class Spec:
     """One setting as the command line and the config file know it.
@@ -352,6 +384,23 @@ class Settings:
         _optional_name,
         "cluster name: hubs on one broker with the same name act as one hub (needs --mqtt)",
         section="mqtt",
+    )
+    # -- history (tantra.store) --
+    store: str | None = setting(
+        "sqlite:tantra.sqlite3",
+        _store,
+        "where history lives: sqlite:PATH, postgresql://user@host/db, or none",
+        section="store",
+        key="url",
+    )
+    commit_interval: float = setting(
+        10.0, _number(0), "ms at most between two history commits (group commit)", section="store"
+    )
+    retention: int | None = setting(
+        "none",
+        _retention,
+        "how long raw history is kept, e.g. 30d (rollups longer); none keeps all",
+        section="store",
     )
 
 

@@ -5,13 +5,15 @@ only place that reads settings and connects concrete classes. It is one call
 per part, each a builder that adds the part to the top service: the hub
 (:func:`build_hub`), HTTP with dashboards and ``/stats`` (:func:`build_http`),
 raw TCP and UDP devices (:func:`build_devices`), the WAMP router
-(:func:`build_wamp_part`), the MQTT bus (:func:`build_bus`). A new part is
-one more builder and one more line.
+(:func:`build_wamp_part`), history with its API (:func:`build_history`),
+the MQTT bus (:func:`build_bus`), and the operator's endpoints
+``/metrics``, ``/healthz``, ``/readyz`` (:func:`build_operations`, last).
+A new part is one more builder and one more line.
 
 Does not own: the start and stop order (``tantra.lifecycle``): stopping the
 top service stops the listeners, delivers what the hub still holds, then
 every component lets its clients go (dashboards 1001, WAMP GOODBYE, devices
-after their pending acks).
+after their pending acks), then the store commits what it was handed.
 """
 
 from __future__ import annotations
@@ -24,15 +26,19 @@ from twisted.internet.endpoints import serverFromString
 from twisted.python import usage
 
 from tantra import __version__
-from tantra.counters import Counters
+from tantra.counters import Counters, StoreStats
 from tantra.dedupe import SeqWindow
 from tantra.hub import Hub
 from tantra.lifecycle import SHUTDOWN_GRACE_SECONDS, ListenerService, TantraService
 from tantra.settings import SPECS, Settings, SettingsError, load_toml, resolve
+from tantra.store import backend_for
+from tantra.store.sink import StoreService
+from tantra.store.writer import Store
 from tantra.transports.dashboard import DashboardFactory
 from tantra.transports.endpoints import with_backlog
 from tantra.transports.raw import UDP_READ_SIZE, DeviceDatagramProtocol, DeviceLineFactory
 from tantra.wamp import WampLimits, build_wamp
+from tantra.web.api import build_api
 from tantra.web.site import build_site
 
 __all__ = ["SHUTDOWN_GRACE_SECONDS", "ListenerService", "Options", "TantraService", "makeService"]
@@ -182,6 +188,58 @@ def build_wamp_part(top: TantraService, settings: Settings, reactor: Any) -> Non
     top.mount(b"wamp", resource)
 
 
+def build_history(top: TantraService, settings: Settings, reactor: Any) -> None:
+    """The history store (``--store``) and its REST API at ``/api`` on the HTTP endpoints.
+
+    The store is a plain child service: it opens before any listener (the
+    lifecycle starts listeners last) and stops after the goodbyes, so what
+    clients sent while they were let go of is still committed, within the
+    grace period. With ``--store none`` the API answers 503.
+    """
+    store = None
+    if settings.store is not None:
+        counters = top.hub.counters
+        counters.store = StoreStats()
+        store = Store(
+            backend_for(settings.store),
+            reactor,
+            commit_interval=settings.commit_interval / 1000.0,
+            retention_ms=settings.retention,
+            stats=counters.store,
+            commit_latency=counters.latency.commit.observe,
+        )
+        StoreService(store, top.hub, grace=SHUTDOWN_GRACE_SECONDS).setServiceParent(top)
+    top.mount(b"api", build_api(store, reactor))
+
+
+def build_operations(top: TantraService, settings: Settings, reactor: Any) -> None:
+    """``/metrics``, ``/healthz`` and ``/readyz`` (built last: they read every other part).
+
+    Readiness: every listener bound, and the history store writing when
+    there is one; a later part (an MQTT bus) adds its own check with
+    ``top.readiness.add`` or ``top.readiness.report``.
+    """
+    from tantra.health import listeners_check, store_check
+    from tantra.web.health import HealthzResource, ReadyzResource
+    from tantra.web.metrics import HubCollector, MetricsResource
+
+    counters = top.hub.counters
+    top.readiness.add("listeners", listeners_check(lambda: top.listeners))
+    top.readiness.add("store", store_check(lambda: getattr(counters, "store", None)))
+    transports = {"dashboards": "websocket", "devices": "tcp"}
+    connections = {
+        transports.get(name, name): partial(_connection_count, component)
+        for name, component in top.components.items()
+    }
+    top.mount(b"metrics", MetricsResource(HubCollector(counters, top.hub, connections)))
+    top.mount(b"healthz", HealthzResource())
+    top.mount(b"readyz", ReadyzResource(top.readiness))
+
+
+def _connection_count(component: Any) -> int:
+    return len(getattr(component, "connections", ()))
+
+
 def build_bus(top: TantraService, settings: Settings, reactor: Any) -> None:
     """MQTT (``--mqtt``): device topics, readings out, discovery, and the cluster."""
     if settings.mqtt is None:
@@ -228,7 +286,9 @@ def build_service(settings: Settings, reactor: Any) -> TantraService:
     build_http(top, settings, reactor)
     build_devices(top, settings, reactor)
     build_wamp_part(top, settings, reactor)
+    build_history(top, settings, reactor)
     build_bus(top, settings, reactor)
+    build_operations(top, settings, reactor)
     return top
 
 

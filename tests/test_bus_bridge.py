@@ -13,6 +13,7 @@ from tantra.bus.service import MqttBus
 from tantra.bus.topics import Topics, encode_cluster_batch
 from tantra.hub import Batch, Hub, ISink, Remote
 from tantra.model import ParsedPayload, Reading
+from tests.support.fakes import ControlledStore
 
 
 class FakeClient:
@@ -155,7 +156,7 @@ def test_remote_readings_reach_sinks_and_cache_but_not_local(clock):
     assert list(batch.readings) == [local, remote]
     assert list(batch.local()) == [local]
     assert [o for _, o in batch.with_origins()] == [None, Remote(origin)]
-    assert hub.cached("b", "t") == remote
+    assert hub.reading_of("b", "t") == remote
     assert outcome.acks == [1]
     # A remote re-send of what this hub has already is a duplicate everywhere.
     again = hub.accept(ParsedPayload((remote,), ()), origin=origin, remote=True)
@@ -173,7 +174,7 @@ def test_cluster_publishes_only_what_this_hub_accepted(clock):
     sent = client.on("t1/cluster/")
     assert [(t, [r["device"] for r in p]) for t, p in sent] == [("t1/cluster/c1/hub-a", ["d"])]
     assert [t for t, _, _, _ in client.sent if t.startswith("t1/reading/")] == ["t1/reading/d/t"]
-    assert hub.cached("x", "u").value == 6
+    assert hub.reading_of("x", "u").value == 6
     assert hub.counters.mqtt.cluster_received == 2
     bus.route(message("t1/cluster/c1/hub-b", b"not json"))
     assert hub.counters.mqtt.cluster_rejected == 1
@@ -203,17 +204,94 @@ def test_retained_fill_takes_unknown_or_newer_readings_then_unsubscribes(clock):
     retained("known", 9, now - 100)  # older than ours: ignored
     retained("live", 3, now, retain=False)  # live: the cluster topic brings those
     clock.advance(0)
-    assert hub.cached("new", "t").value == 7
-    assert hub.cached("known", "t").value == 1
-    assert hub.cached("live", "t") is None
+    assert hub.reading_of("new", "t").value == 7
+    assert hub.reading_of("known", "t").value == 1
+    assert hub.reading_of("live", "t") is None
     assert hub.counters.mqtt.retained_filled == 1
     clock.advance(FILL_QUIET_SECONDS + 0.01)
     assert client.unsubscribed == ["t1/reading/+/+"]
     retained("late", 1, now)
-    assert hub.cached("late", "t") is None
+    assert hub.reading_of("late", "t") is None
     # With no retained message at all the fill still ends.
     cluster.start_fill()
     clock.advance(FILL_MAX_SECONDS)
     assert client.unsubscribed == ["t1/reading/+/+"] * 2
     # The filled readings are Remote: never published again by this hub.
     assert [t for t, _, _, _ in client.sent if "/new/" in t] == []
+
+
+# -- with a history store: acks after commit, remote readings outside the commit turns --
+
+
+def committed(clock, **kwargs):
+    """``make`` with a ControlledStore behind the hub's commit gate."""
+    store = ControlledStore()
+    hub, client, bus = make(clock, **kwargs)
+    hub.commit_through(store)
+    return hub, client, bus, store
+
+
+def test_mqtt_acks_wait_for_the_commit_and_none_for_what_was_not_stored(clock):
+    hub, client, bus, store = committed(clock)
+    dashboard = Recorder()
+    hub.subscribe(dashboard)
+    bus.route(message("t1/in/esp-1", b'[{"sensor":"t","value":1,"seq":5},{"sensor":"x"}]'))
+    clock.advance(0)
+    assert [r.seq for r in dashboard.readings] == [5], "shown at once"
+    assert client.on("t1/ack/") == client.on("t1/error/") == [], "replies wait for the commit"
+    bus.route(message("t1/in/esp-1", b'{"sensor":"t","value":1,"seq":5}'))  # re-sent, uncommitted
+    assert client.on("t1/ack/") == []
+    store.commit()
+    assert client.on("t1/ack/") == [("t1/ack/esp-1", {"ack": [5]}), ("t1/ack/esp-1", {"ack": 5})]
+    assert [e["index"] for _, e in client.on("t1/error/")] == [1]
+    # A turn the store sheds: errors yes, no ack; the device's re-send is stored afresh.
+    bus.route(message("t1/in/esp-1", b'[{"sensor":"t","value":2,"seq":6},{"sensor":"y"}]'))
+    clock.advance(0)
+    store.shed()
+    assert len(client.on("t1/ack/")) == 2
+    assert [e["index"] for _, e in client.on("t1/error/")] == [1, 1]
+    bus.route(message("t1/in/esp-1", b'{"sensor":"t","value":2,"seq":6}'))
+    clock.advance(0)
+    assert [r.seq for r in store.turns[-1][0]] == [6]
+    store.commit()
+    assert client.on("t1/ack/")[-1] == ("t1/ack/esp-1", {"ack": 6})
+    assert hub.counters.mqtt.acks_sent == 3
+
+
+def test_remote_readings_are_never_submitted_and_count_as_seen_with_a_store(clock):
+    hub, client, bus, store = committed(clock, cluster="c1")
+    now = hub.now_ms()
+    # A turn with only remote readings submits nothing and makes no commit turn.
+    bus.route(
+        message("t1/cluster/c1/hub-b", encode_cluster_batch([Reading("b", "t", 1, now, seq=7)]))
+    )
+    clock.advance(0)
+    assert store.turns == []
+    assert hub.reading_of("b", "t").value == 1
+    # A mixed turn submits only the local readings; the cluster gets only those.
+    bus.route(message("t1/in/a", b'{"sensor":"t","value":2,"seq":1}'))
+    bus.route(
+        message("t1/cluster/c1/hub-b", encode_cluster_batch([Reading("b", "t", 3, now, seq=8)]))
+    )
+    clock.advance(0)
+    assert [[r.key for r in readings] for readings, _ in store.turns] == [[("a", "t")]]
+    assert [p[0]["device"] for _, p in client.on("t1/cluster/")] == ["a"]
+    # The device of the remote reading fails over here and re-sends seq 7: the other
+    # hub accepted (and stores) it, so it is a duplicate, acked at once, not stored again.
+    bus.route(message("t1/in/b", b'{"sensor":"t","value":1,"seq":7}'))
+    assert client.on("t1/ack/b") == [("t1/ack/b", {"ack": 7})]
+    clock.advance(0)
+    assert len(store.turns) == 1
+    # A cluster copy of a reading still waiting here for its commit is a duplicate too,
+    # and a shed turn is still taken afresh on re-send (the remote copy did not mark it).
+    bus.route(message("t1/in/c", b'{"sensor":"t","value":4,"seq":1}'))
+    bus.route(
+        message("t1/cluster/c1/hub-b", encode_cluster_batch([Reading("c", "t", 4, now, seq=1)]))
+    )
+    assert hub.stats.duplicates == 2
+    clock.advance(0)
+    store.shed()
+    bus.route(message("t1/in/c", b'{"sensor":"t","value":4,"seq":1}'))
+    clock.advance(0)
+    assert [r.key for r in store.turns[-1][0]] == [("c", "t")]
+    assert hub._gate.uncommitted == 2  # a's seq 1 and c's seq 1; never a remote one

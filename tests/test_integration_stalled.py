@@ -34,7 +34,10 @@ MAX_GROWTH_KIB = 8 * 1024
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory):
-    hub = HubProcess.start(tmp_path_factory.mktemp("stall"), "--stall-timeout", "3")
+    # --store none: this measures the dashboard bound; the history queue has its own
+    hub = HubProcess.start(
+        tmp_path_factory.mktemp("stall"), "--stall-timeout", "3", "--store", "none"
+    )
     yield hub
     hub.stop()
 

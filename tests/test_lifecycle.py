@@ -40,6 +40,10 @@ class Store(service.Service):
     def __init__(self, log):
         self.log = log
 
+    def startService(self):
+        super().startService()
+        self.log.append("store started")
+
     def stopService(self):
         super().stopService()
         self.log.append("store stopped")
@@ -69,6 +73,7 @@ def test_stop_order_is_listeners_flush_goodbyes_then_other_services():
     Store(log).setServiceParent(top)
     top.listen("tcp", "tcp:1", lambda: FakePort(log))
     top.startService()
+    log.clear()
     hub.ingest(b'{"sensor":"a","value":1}', default_device="d")  # still pending at stop
     stopped = finished(top.stopService())
     assert log == [
@@ -82,12 +87,22 @@ def test_stop_order_is_listeners_flush_goodbyes_then_other_services():
     assert log[-1] == "store stopped" and stopped
 
 
+def test_other_children_start_before_any_listener_whatever_the_order_added():
+    top, _, _ = make_top()
+    log: list[str] = []
+    top.listen("tcp", "tcp:1", lambda: log.append("listening") or FakePort(log))
+    Store(log).setServiceParent(top)
+    top.startService()
+    assert log == ["store started", "listening"]
+
+
 def test_clients_that_do_not_go_are_given_up_after_the_grace_period():
     top, reactor, _ = make_top()
     log: list[str] = []
     top.add_component("stuck", Component("stuck", log))
     Store(log).setServiceParent(top)
     top.startService()
+    log.clear()
     stopped = finished(top.stopService())
     reactor.advance(SHUTDOWN_GRACE_SECONDS - 0.1)
     assert not stopped and log == ["stuck goodbye (hub delivered None)"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import attrs
 import pytest
 
 from tantra.settings import resolve
@@ -13,7 +14,7 @@ from tests.test_settings import MemoryReactorWithUDP
 
 def started(settings):
     reactor = MemoryReactorWithUDP()
-    top = build_service(settings, reactor)
+    top = build_service(attrs.evolve(settings, store=None), reactor)
     top.startService()
     return reactor, top
 

@@ -30,6 +30,8 @@ def test_wheel_ships_plugin_package_and_page(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     assert "twisted/plugins/tantra_plugin.py" in names
     assert "tantra/web/static/index.html" in names
+    for name in ("app.js", "app.css", "vendor/uPlot.iife.min.js", "vendor/uPlot.LICENSE"):
+        assert f"tantra/web/static/{name}" in names
     assert "tantra/hub.py" in names
     assert not any(
         name.startswith(("twisted/__init__", "twisted/plugins/__init__")) for name in names

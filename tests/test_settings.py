@@ -99,7 +99,7 @@ def test_bad_config_files(tmp_path):
 
 def test_make_service_builds_one_listener_per_endpoint():
     reactor = MemoryReactorWithUDP()
-    settings = resolve({"http": ["tcp:8080", "tcp:8443"], "udp": "9001"}, {})
+    settings = resolve({"http": ["tcp:8080", "tcp:8443"], "udp": "9001", "store": "none"}, {})
     top = build_service(settings, reactor)
     listeners = [child for child in top if isinstance(child, ListenerService)]
     assert [(lst.kind, lst.description) for lst in listeners] == [

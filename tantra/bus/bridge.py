@@ -7,8 +7,11 @@ Owns the device side of SPEC "MQTT (v2)":
   (``tantra.bus.topics``) and handed to :meth:`Hub.accept` like any
   device's payload: validated, de-duplicated, cached, fanned out. The
   replies ``tantra.replies`` says it owes go to ``<prefix>/ack/<device>``
-  and ``<prefix>/error/<device>``; a message whose topic names no valid
-  device is counted and logged, not answered (there is no topic to answer on);
+  and ``<prefix>/error/<device>``; with a history store they wait for the
+  commit of the readings they name, like every transport's (none is sent
+  for readings the store could not keep: the device re-sends); a message
+  whose topic names no valid device is counted and logged, not answered
+  (there is no topic to answer on);
 - **out**: every reading this hub accepted (:meth:`Batch.local`, so never
   one another hub of the cluster accepted) is published retained on
   ``<prefix>/reading/<device>/<sensor>``, so ``mosquitto_sub`` or Home
@@ -32,9 +35,11 @@ from typing import Any
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from tantra.commits import NotCommitted
 from tantra.counters import MqttStats
-from tantra.hub import Hub
+from tantra.hub import Hub, IngestOutcome
 from tantra.model import Reading
 from tantra.replies import encode, for_outcome
 
@@ -109,7 +114,28 @@ class MqttBridge:
         outcome = self._hub.accept(parsed, source=source)
         if device is None:
             return  # no device in the topic: nowhere to answer (counted and logged)
-        for reply in for_outcome(outcome):
+        if outcome.settled is None:
+            self._reply(device, for_outcome(outcome))
+            return
+        # With a history store the ack waits for the commit (tantra.commits), as
+        # on UDP; readings the store could not keep get their errors, no ack.
+        outcome.settled.addCallbacks(
+            self._committed,
+            self._not_committed,
+            callbackArgs=(device, outcome),
+            errbackArgs=(device, outcome),
+        )
+
+    def _committed(self, _: object, device: str, outcome: IngestOutcome) -> None:
+        self._reply(device, for_outcome(outcome))
+
+    def _not_committed(self, reason: Failure, device: str, outcome: IngestOutcome) -> None:
+        reason.trap(NotCommitted)
+        self._reply(device, for_outcome(outcome._replace(acks=())))
+
+    def _reply(self, device: str, replies: Sequence[dict[str, Any]]) -> None:
+        """Publish a payload's replies on ``ack/<device>`` and ``error/<device>``."""
+        for reply in replies:
             if "ack" in reply:
                 where, counter = self.topics.ack(device), "acks_sent"
             else:

@@ -26,7 +26,7 @@ Owns the hub-to-hub side of SPEC "MQTT (v2)", Cluster:
   carries them).
 
 Does not own: the connection, device topics (``tantra.bus.bridge``), or the
-store (which skips ``Remote`` readings through :meth:`Batch.local`).
+store (the hub hands its store only readings that are not ``Remote``).
 """
 
 from __future__ import annotations
@@ -140,7 +140,7 @@ class Cluster:
         if reading is None:
             self._stats.cluster_rejected += 1
             return
-        cached = self._hub.cached(reading.device, reading.sensor)
+        cached = self._hub.reading_of(reading.device, reading.sensor)
         if cached is not None and (cached.ts >= reading.ts or cached.value == reading.value):
             return
         self._stats.retained_filled += 1

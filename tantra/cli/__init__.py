@@ -73,3 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # -- the subcommands (one line each) -------------------------------------------
+register("send", "tantra.cli.send", "send one reading and print the reply")
+register("simulate", "tantra.cli.simulate", "simulate N devices sending readings at a rate")
+register("tail", "tantra.cli.tail", "print live readings (with filters, and --since from history)")
+register("export", "tantra.cli.export", "export stored readings to CSV or NDJSON")

@@ -33,6 +33,7 @@ from tantra.hub import EVERYTHING, Filter, Hub, Subscription
 from tantra.lifecycle import IGoodbye
 from tantra.model import NAME_PATTERN, NAME_RULE, Reading, device_name_for_address
 from tantra.outbox import Outbox
+from tantra.transports.ordered import OrderedReplies
 from tantra.transports.sendnow import writer_for
 from tantra.transports.websocket import (
     CLOSE_SLOW_CONSUMER,
@@ -108,6 +109,7 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
         super().__init__()
         self._filter: Filter | None = None
         self._device = "unknown"
+        self._replies: OrderedReplies | None = None  # with a store: acks wait for commits
         # Not ``_send``: Autobahn's own ``_send`` drains its send queue.
         self._write_through: Callable[[bytes], None] = self._not_connected
         self._subscription: Subscription | None = None
@@ -177,18 +179,30 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         outcome = self.factory.hub.ingest(payload, default_device=self._device)
-        messages = replies.for_outcome(outcome)
-        if messages:
-            # Same framing as broadcasts (one text frame per reply), without
-            # Autobahn's per-message send path, which costs more than the ingest.
-            self._write_frames(b"".join([frame_text(replies.encode(m)) for m in messages]))
-            self._replies_written()
+        ordered = self._replies
+        if ordered is None:
+            if outcome.settled is None:  # no store, nothing waiting: write now
+                messages = replies.for_outcome(outcome)
+                if messages:
+                    self._write_replies(messages)
+                return
+            # Made on first need: idle dashboards pay nothing for it.
+            ordered = self._replies = OrderedReplies(self._write_replies)
+        ordered.add(outcome)
+
+    def _write_replies(self, messages: list[dict[str, Any]]) -> None:
+        # Same framing as broadcasts (one text frame per reply), without
+        # Autobahn's per-message send path, which costs more than the ingest.
+        self._write_frames(b"".join([frame_text(replies.encode(m)) for m in messages]))
+        self._replies_written()
 
     def _give_up(self, reason: str) -> None:
         self._log.info("closing WebSocket client {peer}: {reason}", peer=self.peer, reason=reason)
         self.close_with(CLOSE_SLOW_CONSUMER, b"slow consumer")
 
     def _connection_gone(self) -> None:
+        if self._replies is not None:
+            self._replies.close()
         if self._subscription is not None:
             self.factory.hub.unsubscribe(self._subscription)
             self._subscription = None

@@ -28,6 +28,7 @@ from tantra.lifecycle import IGoodbye
 from tantra.model import device_name_for_address, device_name_for_peer
 from tantra.ratelimit import SourceRateLimiter
 from tantra.transports.backpressure import ReplyGate
+from tantra.transports.ordered import OrderedReplies
 from tantra.transports.websocket import DEFAULT_REPLY_BUFFER
 
 LINE_TOO_LONG = "line_too_long"
@@ -77,6 +78,7 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
             counters=factory.counters,
         )
         self.transport.registerProducer(self._gate, True)
+        self._replies = OrderedReplies(self._write_replies)
         factory.connections.add(self)
         self.setTimeout(factory.idle_timeout)
 
@@ -127,12 +129,12 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
             line = line[:-1]
         if not line or line.isspace():
             return  # an empty line is a keep-alive
-        outcome = self.factory.hub.ingest(line, default_device=self._device)
-        messages = replies.for_outcome(outcome)
-        if messages:
-            self.transport.writeSequence(
-                [part for message in messages for part in (replies.encode(message), b"\n")]
-            )
+        self._replies.add(self.factory.hub.ingest(line, default_device=self._device))
+
+    def _write_replies(self, messages: list[dict[str, Any]]) -> None:
+        self.transport.writeSequence(
+            [part for message in messages for part in (replies.encode(message), b"\n")]
+        )
 
     def lineLengthExceeded(self, line: bytes) -> None:
         detail = f"line longer than {self.MAX_LENGTH} bytes; closing the connection"
@@ -165,7 +167,8 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
         """
         self._closing = True
         self._take_partial_line()
-        self.transport.loseWriteConnection()
+        # Acks that wait for a commit are owed too (tantra.commits).
+        self._replies.when_written().addCallback(lambda _: self.transport.loseWriteConnection())
 
     def readConnectionLost(self) -> None:
         """The device has sent everything: a last line without ``\n`` still counts."""
@@ -173,7 +176,8 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
         if rest and not self._closing:
             self.lineReceived(rest)  # after any held lines
         self._closing = True
-        self.transport.loseConnection()  # after the pending replies are written
+        # After the pending replies (those waiting for a commit too) are written.
+        self._replies.when_written().addCallback(lambda _: self.transport.loseConnection())
 
     def writeConnectionLost(self) -> None:
         self.transport.loseConnection()
@@ -186,6 +190,7 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
     def connectionLost(self, reason=None) -> None:
         self.setTimeout(None)
         self._gate.close()
+        self._replies.close()
         self._held = []
         self.factory.connection_gone(self)
 
@@ -268,21 +273,34 @@ class DeviceDatagramProtocol(DatagramProtocol):
         if len(data) > MAX_DATAGRAM:
             detail = f"datagram longer than {MAX_DATAGRAM} bytes"
             self.hub.reject(DATAGRAM_TOO_LONG, source=host, detail=detail)
-            messages = [{"error": DATAGRAM_TOO_LONG, "detail": detail}]
-            has_errors = True
-        else:
-            outcome = self.hub.ingest(data, default_device=device_name_for_peer(host))
-            messages = replies.for_outcome(outcome)
-            has_errors = bool(outcome.errors)
+            self._reply([{"error": DATAGRAM_TOO_LONG, "detail": detail}], True, len(data), addr)
+            return
+        outcome = self.hub.ingest(data, default_device=device_name_for_peer(host))
+        has_errors = bool(outcome.errors)
+        if outcome.settled is None:
+            self._reply(replies.for_outcome(outcome), has_errors, len(data), addr)
+            return
+        # With a history store the ack waits for the commit (tantra.commits);
+        # a datagram's readings that were not stored get their errors, no ack.
+        outcome.settled.addCallbacks(
+            lambda _: self._reply(replies.for_outcome(outcome), has_errors, len(data), addr),
+            lambda reason: self._reply(
+                replies.for_outcome(outcome._replace(acks=())), has_errors, len(data), addr
+            ),
+        )
+
+    def _reply(self, messages: list[dict[str, Any]], has_errors: bool, size: int, addr) -> None:
+        """At most one datagram, never larger than the request (``size``), errors rate-limited."""
+        host = addr[0]
         if has_errors and not self.limiter.allow(host, self.clock.seconds()):
             kept = [message for message in messages if "error" not in message]
             self.counters.hub.replies_suppressed += len(messages) - len(kept)
             messages = kept
         if not messages:
             return
-        datagram, dropped = replies.one_datagram(messages, len(data))
+        datagram, dropped = replies.one_datagram(messages, size)
         self.counters.hub.replies_suppressed += dropped
-        if not datagram:
+        if not datagram or self.transport is None:
             return
         try:
             self.transport.write(datagram, addr)

@@ -16,7 +16,8 @@ Owns the ``tantra.reading.`` topic namespace and the ``tantra.latest`` /
   ``Batch.origins``), so the bridge keeps no map of what it sent;
 - retained events in the namespace *are* the hub's last-value cache, so WAMP
   ``get_retained`` and the dashboard snapshot always agree. They are found
-  through :class:`_SensorIndex` (device -> its sensors), so a join costs what
+  through the cache's own indices (:meth:`Hub.reading_of`,
+  :meth:`Hub.latest_for_device`, :meth:`Hub.devices`), so a join costs what
   it sends: an exact topic is one lookup, ``tantra.reading.<device>.`` the
   device's sensors, never a scan of the whole cache.
 
@@ -27,7 +28,7 @@ Does not own: validation rules (``tantra.model``), the cache and fan-out
 from __future__ import annotations
 
 import heapq
-from collections.abc import Hashable, Iterable, Iterator
+from collections.abc import Hashable, Iterable
 from typing import Any
 
 from autobahn.wamp import message
@@ -75,71 +76,6 @@ def parse_reading_topic(topic: str) -> tuple[str, str] | str:
     return device, sensor
 
 
-class _SensorIndex:
-    """Which sensors each device has in the hub's last-value cache, for retained lookups.
-
-    Fed from every batch the bridge delivers; readings themselves are always
-    read from the hub's cache, so an evicted sensor is never handed out (it
-    is pruned when met), and the index is rebuilt from the cache when it has
-    grown to twice the cache's size, so it stays bounded.
-
-    Why here and not in ``tantra.hub``: the hub gains indexed last-value
-    lookups separately; this class is the one place to switch to them
-    (:meth:`reading` and :meth:`_cache_size` are the only two that read the
-    hub's private cache).
-    """
-
-    def __init__(self, hub: Hub):
-        self._hub = hub
-        self._sensors: dict[str, dict[str, None]] = {}
-        self._size = 0
-
-    def add(self, readings: Iterable[Reading]) -> None:
-        sensors = self._sensors
-        for reading in readings:
-            mine = sensors.get(reading.device)
-            if mine is None:
-                mine = sensors[reading.device] = {}
-            if reading.sensor not in mine:
-                mine[reading.sensor] = None
-                self._size += 1
-        if self._size > 2 * self._cache_size() + 1024:
-            self._rebuild()
-
-    def reading(self, device: str, sensor: str) -> Reading | None:
-        """The cached reading of one sensor (the only lookup into the hub's cache)."""
-        found = self._hub._latest.get((device, sensor))
-        if found is None:
-            mine = self._sensors.get(device)
-            if mine is not None and mine.pop(sensor, 0) is None:
-                self._size -= 1
-                if not mine:
-                    del self._sensors[device]
-        return found
-
-    def of_device(self, device: str, sensor: str | None = None) -> Iterator[Reading]:
-        if sensor is not None:
-            found = self.reading(device, sensor)
-            if found is not None:
-                yield found
-            return
-        for name in list(self._sensors.get(device, ())):
-            found = self.reading(device, name)
-            if found is not None:
-                yield found
-
-    def devices(self) -> list[str]:
-        return list(self._sensors)
-
-    def _cache_size(self) -> int:
-        return len(self._hub._latest)
-
-    def _rebuild(self) -> None:
-        self._sensors.clear()
-        self._size = 0
-        self.add(self._hub.latest())
-
-
 @implementer(ISink, ITopicNamespace)
 class HubBridge:
     """Connects one hub to one router's broker and dealer."""
@@ -149,20 +85,17 @@ class HubBridge:
         self._broker = broker
         self._dealer = dealer
         self._stats = stats
-        self._index = _SensorIndex(hub)
 
     def start(self) -> None:
         self._broker.add_namespace(self)
         self._dealer.add_builtin(LATEST, self.latest)
         self._dealer.add_builtin(SENSORS, self.sensors)
         # For the hub's lifetime: the router lives as long.
-        _, snapshot = self._hub.subscribe(self)
-        self._index.add(snapshot)
+        self._hub.subscribe(self)
 
     # -- hub -> WAMP ------------------------------------------------------------
 
     def deliver(self, batch: Batch) -> None:
-        self._index.add(batch.readings)
         if not self._broker.subscriptions:
             # Nobody subscribed to anything: no event to build. Retained readings
             # come from the hub's cache, so nothing is lost for later subscribers.
@@ -257,10 +190,9 @@ class HubBridge:
     def _candidates(self, pattern: str, policy: str) -> Iterable[Reading]:
         """Cached readings that may match, found by device and sensor where the pattern names
         them: an exact topic is one lookup, a device prefix that device's sensors."""
-        index = self._index
         if policy == EXACT:
             where = parse_reading_topic(pattern) if pattern.startswith(READING_PREFIX) else None
-            return () if not isinstance(where, tuple) else index.of_device(*where)
+            return () if not isinstance(where, tuple) else self._of_device(*where)
         if policy == PREFIX:
             if READING_PREFIX.startswith(pattern):
                 return self._hub.latest()  # everything: what it sends is the whole cache
@@ -268,16 +200,23 @@ class HubBridge:
                 return ()
             device, dot, _ = pattern[len(READING_PREFIX) :].partition(".")
             if dot:
-                return index.of_device(device)
-            return (r for d in index.devices() if d.startswith(device) for r in index.of_device(d))
+                return self._hub.latest_for_device(device)
+            devices = [d for d in self._hub.devices() if d.startswith(device)]
+            return (r for d in devices for r in self._hub.latest_for_device(d))
         if policy == WILDCARD:
             parts = pattern.split(".")
             if len(parts) != 4 or parts[0] not in ("", "tantra") or parts[1] not in ("", "reading"):
                 return ()
             device, sensor = parts[2], parts[3] or None
-            devices = [device] if device else index.devices()
-            return (r for d in devices for r in index.of_device(d, sensor))
+            devices = [device] if device else list(self._hub.devices())
+            return (r for d in devices for r in self._of_device(d, sensor))
         return ()
+
+    def _of_device(self, device: str, sensor: str | None = None) -> list[Reading]:
+        if sensor is None:
+            return self._hub.latest_for_device(device)
+        found = self._hub.reading_of(device, sensor)
+        return [] if found is None else [found]
 
     # -- built-in procedures ------------------------------------------------------------
 
@@ -308,10 +247,10 @@ class HubBridge:
                 raise CallError(INVALID_ARGUMENT, "after must be '<device>.<sensor>' or null")
             after_key = where
         if device and sensor:
-            found = self._index.reading(device, sensor)
+            found = self._hub.reading_of(device, sensor)
             readings: list[Reading] = [] if found is None else [found]
         elif device and (limit is not None or after_key is not None):
-            readings = list(self._index.of_device(device))
+            readings = self._hub.latest_for_device(device)
         else:  # the whole cache, oldest first as in the dashboards' snapshot
             filter_ = Filter.of([device] if device else [], [sensor] if sensor else [])
             readings = self._hub.latest(filter_)

@@ -1,10 +1,11 @@
 """The HTTP port: one twisted.web site for dashboards, WebSocket, and (later) WAMP and APIs.
 
 Owns: the resource tree. ``/`` answers a WebSocket upgrade with the dashboard
-WebSocket and a plain GET with a small live status page; ``/stats`` serves the
-hub's counters as JSON. A WebSocket upgrade on any other unclaimed path is
-also the dashboard WebSocket, because the Node.js relay accepted any path and
-its clients must keep working. ``/wamp`` and ``/api`` slot in as children.
+WebSocket and a plain GET with the dashboard page (``tantra.web.assets``,
+its files under ``/static``); ``/stats`` serves the hub's counters as JSON.
+A WebSocket upgrade on any other unclaimed path is also the dashboard
+WebSocket, because the Node.js relay accepted any path and its clients must
+keep working. ``/wamp`` and ``/api`` slot in as children.
 
 Does not own: WebSocket behaviour (``tantra.transports.dashboard``) or the hub.
 """
@@ -12,7 +13,6 @@ Does not own: WebSocket behaviour (``tantra.transports.dashboard``) or the hub.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from importlib import resources
 
 import orjson
 from autobahn.twisted.resource import WebSocketResource
@@ -23,31 +23,12 @@ from twisted.web.server import Site
 from tantra import __version__
 from tantra.hub import Hub
 from tantra.transports.dashboard import DashboardFactory
+from tantra.web.assets import Assets, AssetsResource, DashboardPage
 
 
 def is_websocket_upgrade(request) -> bool:
     upgrade = request.getHeader(b"upgrade") or b""
     return upgrade.lower() == b"websocket"
-
-
-class StatusPage(Resource):
-    """The page a browser gets at ``/``: counters plus the live readings."""
-
-    isLeaf = True
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._html = (
-            resources.files("tantra.web")
-            .joinpath("static/index.html")
-            .read_bytes()
-            .replace(b"{{version}}", __version__.encode())
-        )
-
-    def render_GET(self, request) -> bytes:
-        request.setHeader(b"content-type", b"text/html; charset=utf-8")
-        request.setHeader(b"cache-control", b"no-cache")
-        return self._html
 
 
 class StatsResource(Resource):
@@ -109,7 +90,9 @@ def build_site(
     ``stats_sections`` adds named groups to ``/stats`` beside the hub's
     :class:`~tantra.counters.Counters` (which already holds ``"wamp"``).
     """
-    root = RootResource(WebSocketResource(dashboards), StatusPage())
+    assets = Assets()
+    root = RootResource(WebSocketResource(dashboards), DashboardPage(assets))
+    root.putChild(b"static", AssetsResource(assets))
     root.putChild(b"stats", StatsResource(hub, dashboards, stats_sections))
     for name, child in (children or {}).items():
         root.putChild(name, child)

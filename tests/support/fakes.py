@@ -24,3 +24,26 @@ class RecordingSink:
     @property
     def readings(self) -> list[Reading]:
         return [reading for batch in self.batches for reading in batch.readings]
+
+
+class ControlledStore:
+    """A history store whose commits the test fires: ``commit(i)`` or ``shed(i)`` turn ``i``."""
+
+    def __init__(self):
+        from twisted.internet import defer
+
+        self._defer = defer
+        self.turns: list[tuple[list, object]] = []
+
+    def submit(self, readings):
+        deferred = self._defer.Deferred()
+        self.turns.append((list(readings), deferred))
+        return deferred
+
+    def commit(self, index=-1):
+        readings, deferred = self.turns[index]
+        deferred.callback(list(range(len(readings))))
+
+    def shed(self, index=-1):
+        _, deferred = self.turns[index]
+        deferred.errback(RuntimeError("queue full"))

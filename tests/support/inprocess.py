@@ -14,11 +14,12 @@ START_TIMEOUT = 10.0
 
 
 def hub_settings(**overrides: Any) -> dict[str, Any]:
-    """Command-line style settings: HTTP and TCP on loopback port 0, no UDP."""
+    """Command-line style settings: HTTP and TCP on loopback port 0, no UDP, no history."""
     return {
         "http": ["tcp:0:interface=127.0.0.1"],
         "tcp": "tcp:0:interface=127.0.0.1",
         "udp": "none",
+        "store": "none",
         **overrides,
     }
 

@@ -1,0 +1,181 @@
+"""Acks that mean "stored": which accepted ``(device, seq)`` pairs wait for a commit.
+
+Owns: the rule that, with a history store, a reading's ack waits until the
+transaction holding it has committed, and what follows from it:
+
+- The readings the hub accepts in one turn are handed to the store together
+  (:meth:`CommitGate.submit`, at the hub's flush) and form one *turn*; the
+  acks of every payload with a reading in that turn wait for its commit
+  (:meth:`CommitGate.settled` returns the Deferred to wait on).
+- A re-sent ``(device, seq)`` whose first copy is still uncommitted is a
+  duplicate, and its ack waits for that first copy's turn: an ack is never
+  sent for a reading that is not yet stored, not even a repeated one.
+- The de-duplication window learns a ``(device, seq)`` only once it is
+  committed. A turn the store could not keep (queue full, hub stopping) is
+  forgotten, so the device's re-send is accepted afresh instead of being
+  acked as a duplicate of something that was never stored.
+
+Memory: one entry per accepted-but-uncommitted reading with a seq. The
+store's queue is bounded and sheds (failing the turn at once) past it, so
+this is bounded by the store's queue too.
+
+Does not own: storing (``tantra.store``), de-duplication rules
+(``tantra.dedupe``), or writing replies (the transports, which send a
+payload's replies once its Deferred fires, in payload order). Pure of I/O:
+the store is an :class:`IDurable`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import Interface
+
+from tantra.model import Reading
+
+_log = Logger()
+
+Key = tuple[str, int]
+
+
+class IDurable(Interface):
+    """Where accepted readings are made durable (the history store)."""
+
+    def submit(readings: Sequence[Reading]) -> defer.Deferred:
+        """Queue readings; the Deferred fires after their commit, or fails when they were shed."""
+
+
+class NotCommitted(Exception):
+    """The readings a payload's acks waited for were not stored (the device will re-send)."""
+
+
+class _Turn:
+    """The readings with a seq accepted in one hub turn, and who waits for their commit."""
+
+    __slots__ = ("keys", "outcome", "waiters")
+
+    def __init__(self) -> None:
+        self.keys: list[Key] = []
+        self.waiters: list[defer.Deferred] = []
+        #: None while the commit is pending; True once committed; a Failure if not stored.
+        self.outcome: bool | Failure | None = None
+
+    def wait(self) -> defer.Deferred:
+        if self.outcome is True:
+            return defer.succeed(None)
+        if isinstance(self.outcome, Failure):
+            return defer.fail(NotCommitted())
+        waiter: defer.Deferred = defer.Deferred()
+        self.waiters.append(waiter)
+        return waiter
+
+
+class CommitGate:
+    """Holds acks until commit; the hub asks it, instead of the window, what is a duplicate."""
+
+    def __init__(
+        self,
+        store: IDurable,
+        *,
+        seen: Callable[[str, int], bool],
+        commit: Callable[[Iterable[Key]], None],
+    ):
+        """``seen(device, seq)``: already committed (the de-dup window, read only);
+        ``commit(keys)``: record committed pairs in that window."""
+        self._store = store
+        self._seen = seen
+        self._commit = commit
+        self._current: _Turn | None = None
+        self._uncommitted: dict[Key, _Turn] = {}
+
+    @property
+    def uncommitted(self) -> int:
+        """Accepted readings with a seq whose commit is still pending."""
+        return len(self._uncommitted)
+
+    def holds(self, device: str, seq: int) -> bool:
+        """True while an accepted ``(device, seq)`` waits for its commit (changes nothing).
+
+        How the hub tells that a copy of a reading another hub accepted
+        (the cluster bus) is already here, on its way to this hub's store.
+        """
+        return (device, seq) in self._uncommitted
+
+    def classify(self, device: str, seq: int) -> _Turn | bool:
+        """For one incoming ``(device, seq)``: the pending turn that already holds it,
+        True if it was committed before (a plain duplicate), False if it is new
+        (then it joins the current turn)."""
+        key = (device, seq)
+        turn = self._uncommitted.get(key)
+        if turn is not None:
+            return turn
+        if self._seen(device, seq):
+            return True
+        turn = self._current
+        if turn is None:
+            turn = self._current = _Turn()
+        turn.keys.append(key)
+        self._uncommitted[key] = turn
+        return False
+
+    def current(self) -> _Turn | None:
+        return self._current
+
+    @staticmethod
+    def settled(turns: Sequence[_Turn]) -> defer.Deferred | None:
+        """What a payload's acks wait for: every turn holding one of its readings."""
+        if not turns:
+            return None
+        if len(turns) == 1:
+            return turns[0].wait()
+        waiting = defer.gatherResults([turn.wait() for turn in turns], consumeErrors=True)
+        return waiting.addCallbacks(_nothing, _first_error)
+
+    def submit(self, readings: Sequence[Reading]) -> None:
+        """Hand one turn's accepted readings to the store (called at the hub's flush)."""
+        turn, self._current = self._current, None
+        stored = self._store.submit(readings)
+        if turn is None:
+            stored.addErrback(_shed_without_acks)
+        else:
+            stored.addCallbacks(
+                self._committed, self._not_stored, callbackArgs=(turn,), errbackArgs=(turn,)
+            )
+
+    def _committed(self, _ids: Any, turn: _Turn) -> None:
+        self._commit(turn.keys)
+        self._settle(turn, True)
+
+    def _not_stored(self, reason: Failure, turn: _Turn) -> None:
+        self._settle(turn, reason)
+
+    def _settle(self, turn: _Turn, outcome: bool | Failure) -> None:
+        uncommitted = self._uncommitted
+        for key in turn.keys:
+            if uncommitted.get(key) is turn:
+                del uncommitted[key]
+        turn.outcome = outcome
+        waiters, turn.waiters = turn.waiters, []
+        for waiter in waiters:
+            if outcome is True:
+                waiter.callback(None)
+            else:
+                waiter.errback(NotCommitted())
+
+
+def _nothing(_: object) -> None:
+    return None
+
+
+def _first_error(reason: Failure) -> Failure:
+    reason.trap(defer.FirstError)
+    return reason.value.subFailure  # type: ignore[union-attr]
+
+
+def _shed_without_acks(reason: Failure) -> None:
+    """Readings without a seq that the store shed: nobody waits; the store counted them."""
+    return None

@@ -1,0 +1,105 @@
+"""The embedded store: one SQLite file in WAL mode, written by one connection only.
+
+Owns: opening the file (WAL, ``synchronous=NORMAL``, a busy timeout), id
+allocation (the single writer counts on from the largest id), bulk inserts
+with ``executemany`` and rollup upserts. Read threads open their own
+connections (WAL lets them read while the writer writes).
+
+Does not own: threads or retries (``tantra.store.writer``).
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from tantra.store.backend import Backend
+
+_UPSERT = (
+    "INSERT INTO {t} (series, t, n, total, lo, hi, first_ts, first_v, last_ts, last_v)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (series, t) DO UPDATE SET"
+    " n = {t}.n + excluded.n, total = {t}.total + excluded.total,"
+    " lo = min({t}.lo, excluded.lo), hi = max({t}.hi, excluded.hi),"
+    " first_v = CASE WHEN excluded.first_ts < {t}.first_ts"
+    " THEN excluded.first_v ELSE {t}.first_v END,"
+    " first_ts = min({t}.first_ts, excluded.first_ts),"
+    " last_v = CASE WHEN excluded.last_ts >= {t}.last_ts"
+    " THEN excluded.last_v ELSE {t}.last_v END,"
+    " last_ts = max({t}.last_ts, excluded.last_ts)"
+)
+
+
+class SQLiteBackend(Backend):
+    dialect = "sqlite"
+
+    def __init__(self, path: str):
+        super().__init__()
+        self.path = os.path.abspath(path)
+        self._next_id: int | None = None
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
+
+    def describe(self) -> str:
+        return f"SQLite {self.path} (WAL)"
+
+    def connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=5.0, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA foreign_keys=OFF")
+        return conn
+
+    @contextmanager
+    def reader(self) -> Iterator[sqlite3.Connection]:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._local.conn = self.connect()
+            conn.execute("PRAGMA query_only=ON")
+            with self._readers_lock:
+                self._readers.append(conn)
+        try:
+            yield conn
+        finally:
+            if conn.in_transaction:
+                conn.rollback()  # never hold a read snapshot between requests
+
+    def close_readers(self) -> None:
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            conn.close()
+
+    def _execute_script(self, conn: Any, sql: str) -> None:
+        conn.executescript(f"BEGIN;\n{sql}\nCOMMIT;")
+
+    def _upsert_series(self, conn: Any, key: tuple[str, str, str]) -> int:
+        conn.execute("INSERT OR IGNORE INTO series (device, sensor, unit) VALUES (?, ?, ?)", key)
+        row = conn.execute(
+            "SELECT id FROM series WHERE device = ? AND sensor = ? AND unit = ?", key
+        ).fetchone()
+        return int(row[0])
+
+    def _insert_readings(self, conn: Any, rows: list[tuple]) -> list[int]:
+        if self._next_id is None:
+            self._next_id = (conn.execute("SELECT max(id) FROM reading").fetchone()[0] or 0) + 1
+        first = self._next_id
+        ids = list(range(first, first + len(rows)))
+        conn.executemany(
+            "INSERT INTO reading (id, series, ts, value, kind, seq) VALUES (?, ?, ?, ?, ?, ?)",
+            [(id_, *row) for id_, row in zip(ids, rows, strict=True)],
+        )
+        self._next_id = first + len(rows)
+        return ids
+
+    def forget_cache(self) -> None:
+        super().forget_cache()
+        self._next_id = None  # re-read after a rollback
+
+    def _upsert_rollups(self, conn: Any, table: str, rollups: dict) -> None:
+        conn.executemany(_UPSERT.format(t=table), [(s, t, *acc) for (s, t), acc in rollups.items()])

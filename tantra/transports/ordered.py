@@ -1,0 +1,113 @@
+"""A connection's replies in the order its payloads came, each waiting for its commit if it must.
+
+Owns: turning ingest outcomes into replies on a stream connection (raw TCP,
+WebSocket) when acks may have to wait for the history store. Without a store
+(``outcome.settled is None``) a payload's replies are written at once, as
+before. With one, a payload whose acks wait for a commit holds its slot, and
+the replies of the payloads after it wait behind it, so a device always reads
+its replies in the order it sent its lines (the firmware matches acks by seq,
+but people reading ``nc`` output should not see them shuffled). A payload
+whose readings the store could not keep gets its errors but no ack: the
+device re-sends, and the re-send is taken afresh (``tantra.commits``).
+
+Memory: one small slot per payload whose commit is pending; the store's queue
+is bounded and fails what it sheds at once, so slots are bounded by it too.
+
+Does not own: reply wording (``tantra.replies``), framing or writing bytes
+(the ``write`` callable the transport passes), the commit rule (``tantra.commits``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from twisted.internet import defer
+from twisted.python.failure import Failure
+
+from tantra import replies
+from tantra.commits import NotCommitted
+from tantra.hub import IngestOutcome
+
+Messages = list[dict[str, Any]]
+_WAITING: Messages = []  # the marker of a slot whose commit is pending (compared by identity)
+
+
+class OrderedReplies:
+    """Writes each payload's replies with ``write(messages)``, in payload order."""
+
+    __slots__ = ("_empty_waiters", "_slots", "_write")
+
+    def __init__(self, write: Callable[[Messages], None]):
+        self._write: Callable[[Messages], None] | None = write
+        self._slots: list[list[Messages]] = []  # short: a list costs less than a deque
+        self._empty_waiters: list[defer.Deferred] | None = None
+
+    def when_written(self) -> defer.Deferred:
+        """Fires once every payload so far has its replies written (or the connection is gone).
+
+        A device connection that is closing waits for this before it half-closes,
+        so acks that wait for a commit still reach the device.
+        """
+        if not self._slots or self._write is None:
+            return defer.succeed(None)
+        waiter: defer.Deferred = defer.Deferred()
+        if self._empty_waiters is None:
+            self._empty_waiters = []
+        self._empty_waiters.append(waiter)
+        return waiter
+
+    @property
+    def waiting(self) -> int:
+        """Payloads whose replies are not written yet (a commit ahead of them is pending)."""
+        return len(self._slots)
+
+    def add(self, outcome: IngestOutcome) -> None:
+        settled = outcome.settled
+        if settled is None:
+            messages = replies.for_outcome(outcome)
+            if not self._slots:
+                if messages and self._write is not None:
+                    self._write(messages)
+                return
+            if messages:
+                self._slots.append([messages])
+            return
+        slot = [_WAITING]
+        self._slots.append(slot)
+        settled.addCallbacks(
+            self._committed,
+            self._not_committed,
+            callbackArgs=(slot, outcome),
+            errbackArgs=(slot, outcome),
+        )
+
+    def close(self) -> None:
+        """The connection is gone: forget what was not written; later commits write nothing."""
+        self._write = None
+        self._slots.clear()
+        self._wake_empty_waiters()
+
+    def _committed(self, _: object, slot: list[Messages], outcome: IngestOutcome) -> None:
+        slot[0] = replies.for_outcome(outcome)
+        self._drain()
+
+    def _not_committed(self, reason: Failure, slot: list[Messages], outcome: IngestOutcome) -> None:
+        reason.trap(NotCommitted)
+        slot[0] = replies.for_outcome(outcome._replace(acks=()))
+        self._drain()
+
+    def _drain(self) -> None:
+        slots = self._slots
+        ready: Messages = []
+        while slots and slots[0][0] is not _WAITING:
+            ready.extend(slots.pop(0)[0])
+        if ready and self._write is not None:
+            self._write(ready)
+        if not slots:
+            self._wake_empty_waiters()
+
+    def _wake_empty_waiters(self) -> None:
+        waiters, self._empty_waiters = self._empty_waiters, None
+        for waiter in waiters or ():
+            waiter.callback(None)

@@ -1,0 +1,112 @@
+"""Acks after commit on each transport, in memory: replies in payload order, none for what was not stored."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from twisted.internet.address import IPv4Address
+from twisted.internet.testing import StringTransport
+
+from tantra.dedupe import SeqWindow
+from tantra.hub import Hub
+from tantra.transports.dashboard import DashboardFactory
+from tantra.transports.raw import DeviceDatagramProtocol
+from tests.support.fakes import ControlledStore, RecordingSink
+from tests.support.wire import BufferedTransport, client_frame, handshake, server_frames
+from tests.test_raw import connect_tcp, lines
+
+
+@pytest.fixture
+def store():
+    return ControlledStore()
+
+
+@pytest.fixture
+def hub(clock, store):
+    hub = Hub(clock, dedupe=SeqWindow(size=64, seconds=60))
+    hub.commit_through(store)
+    return hub
+
+
+@pytest.fixture
+def dashboard(hub):
+    sink = RecordingSink()
+    hub.subscribe(sink)
+    return sink
+
+
+def test_tcp_replies_wait_for_the_commit_and_keep_their_order(hub, clock, store, dashboard):
+    _, protocol, transport = connect_tcp(hub, clock)
+    protocol.dataReceived(b'{"sensor":"a","value":1,"seq":1}\n{"sensor":"a","value":"x"}\n')
+    assert transport.value() == b"", "the error waits behind the ack it follows"
+    clock.advance(0)
+    assert [r.seq for r in dashboard.readings] == [1], "broadcast at once"
+    store.commit()
+    assert lines(transport) == [
+        {"ack": 1},
+        {
+            "error": "invalid_reading",
+            "detail": "value must be a finite number or boolean",
+            "index": 0,
+        },
+    ]
+
+
+def test_tcp_gets_no_ack_for_what_was_not_stored_and_the_resend_is_stored(hub, clock, store):
+    _, protocol, transport = connect_tcp(hub, clock)
+    protocol.dataReceived(b'{"sensor":"a","value":1,"seq":1}\n')
+    clock.advance(0)
+    store.shed()
+    assert transport.value() == b""
+    protocol.dataReceived(b'{"sensor":"a","value":1,"seq":1}\n')
+    clock.advance(0)
+    assert [r.seq for r in store.turns[-1][0]] == [1], "taken afresh, not as a duplicate"
+    store.commit()
+    assert lines(transport) == [{"ack": 1}]
+
+
+def test_tcp_stop_writes_acks_that_wait_for_a_commit_before_hanging_up(hub, clock, store):
+    factory, protocol, transport = connect_tcp(hub, clock)
+    protocol.dataReceived(b'{"sensor":"a","value":1,"seq":9}\n')
+    clock.advance(0)
+    gone = factory.go_away()
+    assert not transport.write_closed, "the ack is still owed"
+    store.commit()
+    assert lines(transport) == [{"ack": 9}] and transport.write_closed
+    protocol.connectionLost(None)
+    assert gone.called
+
+
+def test_udp_ack_after_commit_and_none_when_shed(hub, clock, store):
+    udp = DeviceDatagramProtocol(hub, clock, error_rate=10)
+    transport = StringTransport()
+    sent = []
+    transport.write = lambda data, addr=None: sent.append((data, addr))
+    udp.makeConnection(transport)
+    udp.datagramReceived(b'{"sensor":"a","value":1,"seq":3}', ("10.0.0.8", 4000))
+    clock.advance(0)
+    assert sent == []
+    store.commit()
+    assert sent == [(b'{"ack":3}', ("10.0.0.8", 4000))]
+    udp.datagramReceived(b'{"sensor":"a","value":1,"seq":4}', ("10.0.0.8", 4000))
+    clock.advance(0)
+    store.shed()
+    assert len(sent) == 1, "nothing for a reading that was not stored"
+
+
+def test_websocket_acks_wait_for_the_commit(hub, clock, store):
+    factory = DashboardFactory(hub, clock, ping_interval=0)
+    protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.9", 4444))
+    transport = BufferedTransport("10.0.0.9")
+    protocol.makeConnection(transport)
+    protocol.dataReceived(handshake("/"))
+    transport.drain()
+    protocol.dataReceived(client_frame(b'{"sensor":"a","value":1,"seq":5}'))
+    clock.advance(0)
+    frames = [json.loads(p) for _, p in server_frames(transport.drain())]
+    assert frames == [
+        {"device": "ip-10-0-0-9", "sensor": "a", "value": 1, "ts": frames[0]["ts"], "seq": 5}
+    ]
+    store.commit()
+    assert [json.loads(p) for _, p in server_frames(transport.drain())] == [{"ack": 5}]

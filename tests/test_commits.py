@@ -1,0 +1,179 @@
+"""Acks after commit (tantra.commits through Hub.commit_through), with a store whose commits the test fires."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from twisted.internet.task import Clock
+
+from tantra.commits import NotCommitted
+from tantra.dedupe import SeqWindow
+from tantra.hub import Hub
+from tantra.replies import for_outcome
+from tests.support.fakes import ControlledStore, RecordingSink
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def store():
+    return ControlledStore()
+
+
+@pytest.fixture
+def hub(clock, store):
+    hub = Hub(clock, dedupe=SeqWindow(size=64, seconds=60))
+    hub.commit_through(store)
+    return hub
+
+
+def send(hub, payload: bytes):
+    return hub.ingest(payload, default_device="ip-1")
+
+
+def results(deferred):
+    seen = []
+    deferred.addBoth(seen.append)
+    return seen
+
+
+def test_ack_waits_for_the_commit_but_the_broadcast_does_not(hub, clock, store):
+    sink = RecordingSink()
+    hub.subscribe(sink)
+    outcome = send(hub, b'{"sensor":"a","value":1,"seq":7}')
+    assert outcome.acks == [7] and outcome.settled is not None
+    settled = results(outcome.settled)
+    clock.advance(0)
+    assert [r.seq for r in sink.readings] == [7], "dashboards do not wait for the store"
+    assert [[r.seq for r in readings] for readings, _ in store.turns] == [[7]]
+    assert settled == []
+    store.commit()
+    assert settled == [None]
+    assert for_outcome(outcome) == [{"ack": 7}]
+
+
+def test_readings_without_seq_ask_for_no_wait(hub, clock, store):
+    outcome = send(hub, b'{"sensor":"a","value":1}')
+    assert outcome.settled is None
+    clock.advance(0)
+    assert len(store.turns) == 1, "still stored"
+    store.shed()  # nobody waits; no unhandled error either
+
+
+def test_a_resend_before_the_commit_is_a_duplicate_that_waits_for_the_first_copy(hub, clock, store):
+    sink = RecordingSink()
+    hub.subscribe(sink)
+    first = results(send(hub, b'{"sensor":"a","value":1,"seq":1}').settled)
+    clock.advance(0)
+    again = send(hub, b'{"sensor":"a","value":1,"seq":1}')
+    clock.advance(0)
+    assert again.duplicates and not again.accepted
+    assert [r.seq for r in sink.readings] == [1], "not broadcast twice"
+    waiting = results(again.settled)
+    assert waiting == [] and first == []
+    store.commit(0)
+    assert first == [None] and waiting == [None]
+
+
+def test_a_resend_after_the_commit_is_acked_at_once(hub, clock, store):
+    send(hub, b'{"sensor":"a","value":1,"seq":1}')
+    clock.advance(0)
+    store.commit()
+    again = send(hub, b'{"sensor":"a","value":1,"seq":1}')
+    assert again.duplicates and again.settled is None
+    assert hub.stats.duplicates == 1
+
+
+def test_a_shed_turn_sends_no_ack_and_the_resend_is_taken_afresh(hub, clock, store):
+    sink = RecordingSink()
+    hub.subscribe(sink)
+    outcome = send(hub, b'[{"sensor":"a","value":1,"seq":5},{"sensor":"b","value":"x"}]')
+    settled = results(outcome.settled)
+    clock.advance(0)
+    store.shed()
+    assert len(settled) == 1 and settled[0].check(NotCommitted)
+    assert for_outcome(outcome._replace(acks=[])) == [
+        {
+            "error": "invalid_reading",
+            "detail": "value must be a finite number or boolean",
+            "index": 1,
+        }
+    ]
+    again = send(hub, b'{"sensor":"a","value":1,"seq":5}')
+    assert again.accepted and not again.duplicates, "never acked as a duplicate of nothing"
+    clock.advance(0)
+    store.commit()
+    assert results(again.settled) == [None]
+    third = send(hub, b'{"sensor":"a","value":1,"seq":5}')
+    assert third.duplicates and third.settled is None, "committed now: acked at once"
+
+
+def test_a_payload_spanning_two_turns_waits_for_both(hub, clock, store):
+    send(hub, b'{"sensor":"a","value":1,"seq":1}')
+    clock.advance(0)
+    mixed = send(hub, b'[{"sensor":"a","value":1,"seq":1},{"sensor":"a","value":2,"seq":2}]')
+    clock.advance(0)
+    settled = results(mixed.settled)
+    store.commit(1)
+    assert settled == [], "the re-sent seq 1 is not stored yet"
+    store.commit(0)
+    assert settled == [None]
+
+
+def test_one_shed_turn_fails_a_payload_that_spans_it(hub, clock, store):
+    send(hub, b'{"sensor":"a","value":1,"seq":1}')
+    clock.advance(0)
+    mixed = send(hub, b'[{"sensor":"a","value":1,"seq":1},{"sensor":"a","value":2,"seq":2}]')
+    clock.advance(0)
+    settled = results(mixed.settled)
+    store.commit(1)
+    store.shed(0)
+    assert len(settled) == 1 and settled[0].check(NotCommitted)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 12), st.sampled_from(["commit", "shed", "wait"])),
+        min_size=1,
+        max_size=30,
+    )
+)
+def test_an_ack_is_only_ever_given_for_a_committed_seq(steps):
+    """Whatever the order of re-sends, commits and sheds: acked implies committed."""
+    clock, store = Clock(), ControlledStore()
+    hub = Hub(clock, dedupe=SeqWindow(size=64, seconds=60))
+    hub.commit_through(store)
+    committed: set[int] = set()
+    acked: set[int] = set()
+    open_turns: list[int] = []
+    known_turns = 0
+
+    def settle(index, how):
+        readings, deferred = store.turns[index]
+        if how == "commit":
+            committed.update(r.seq for r in readings)
+            deferred.callback(None)
+        else:
+            deferred.errback(RuntimeError("shed"))
+
+    for seq, action in steps:
+        outcome = hub.ingest(b'{"sensor":"s","value":1,"seq":%d}' % seq, default_device="d")
+        if outcome.settled is None:
+            acked.add(seq)
+            assert seq in committed
+        else:
+            outcome.settled.addCallbacks(lambda _, s=seq: acked.add(s), lambda f: None)
+        clock.advance(0)
+        open_turns.extend(range(known_turns, len(store.turns)))
+        known_turns = len(store.turns)
+        if action != "wait" and open_turns:
+            settle(open_turns.pop(0), action)
+        assert acked <= committed
+    while open_turns:
+        settle(open_turns.pop(0), "commit")
+    assert acked <= committed
