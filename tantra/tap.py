@@ -248,6 +248,7 @@ def build_bus(top: TantraService, settings: Settings, reactor: Any) -> None:
     from tantra.bus.client import BrokerUrl, MqttClient
     from tantra.bus.service import MqttBus
     from tantra.bus.topics import Topics
+    from tantra.health import broker_check
 
     hub = top.hub
     client_id = settings.mqtt_client_id or f"tantra-{secrets.token_hex(6)}"
@@ -278,6 +279,7 @@ def build_bus(top: TantraService, settings: Settings, reactor: Any) -> None:
         settings.cluster,
     )
     bus.setServiceParent(top)
+    top.readiness.add("broker", broker_check(lambda: hub.counters.mqtt))
 
 
 def build_service(settings: Settings, reactor: Any) -> TantraService:

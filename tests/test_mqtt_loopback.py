@@ -98,6 +98,7 @@ def test_devices_in_readings_out_retained_discovery_acks_and_errors(bridged):
     assert {json.loads(c)["state_topic"] for c in late_configs} == set(by_topic)
     stats = hub.stats()["mqtt"]
     assert stats["acks_sent"] == 2
+    assert hub.readyz()[1]["checks"]["broker"] == {"ok": True, "reason": ""}
     assert stats["readings_published"] == 3
     assert stats["discovery_published"] == 3
 

@@ -77,6 +77,13 @@ def test_dashboard_latency_while_the_broker_misbehaves(tmp_path, kind):
         assert stats["state"] in ("connecting", "reconnecting")
         assert stats["connect_failures"] >= 2, stats
         assert stats["reason"], stats
+        status, ready = hub.readyz()
+        assert status == 503, ready
+        broker = ready["checks"]["broker"]
+        assert broker["ok"] is False
+        assert broker["reason"].startswith(f"broker {stats['state']}: "), broker
+        assert f"127.0.0.1:{port}" in broker["reason"], broker
+        assert ready["checks"]["listeners"]["ok"] is True
         assert p99 < P99_LIMIT, (p99, latencies[-5:], stats)
         if server:
             assert len(server.accepted) >= 2  # it really reached the silent broker, twice

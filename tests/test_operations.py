@@ -12,7 +12,7 @@ from twisted.internet.task import Clock
 from twisted.web.test.requesthelper import DummyRequest
 
 from tantra.counters import LATENCY_BUCKETS, Counters, Histogram
-from tantra.health import Readiness, listeners_check, store_check
+from tantra.health import Readiness, broker_check, listeners_check, store_check
 from tantra.hub import Hub
 from tantra.lifecycle import ListenerService
 from tantra.settings import resolve
@@ -196,3 +196,33 @@ def test_the_wired_hub_mounts_metrics_healthz_and_readyz():
     transports = {labels[0][1] for labels in samples["tantra_connections"]}
     assert transports == {"websocket", "tcp", "wamp"}
     assert "process_resident_memory_bytes" in samples
+
+
+def test_readyz_reports_the_broker_with_its_state_and_reason():
+    from tantra.counters import MqttStats
+
+    mqtt = MqttStats(state="connecting")
+    readiness = Readiness()
+    readiness.add("broker", broker_check(lambda: mqtt))
+    assert render_json(ReadyzResource(readiness)) == (
+        503,
+        {"status": "not_ready", "checks": {"broker": {"ok": False, "reason": "broker connecting"}}},
+    )
+    mqtt.state, mqtt.reason = "reconnecting", "cannot connect to mqtt://b:1883: refused"
+    _, body = render_json(ReadyzResource(readiness))
+    assert body["checks"]["broker"]["reason"] == (
+        "broker reconnecting: cannot connect to mqtt://b:1883: refused"
+    )
+    mqtt.state = "connected"  # the client clears the reason on CONNACK; ok hides it anyway
+    assert render_json(ReadyzResource(readiness))[0] == 200
+
+
+def test_the_broker_check_is_wired_only_with_mqtt():
+    from twisted.internet.testing import MemoryReactorClock
+
+    settings = resolve({"mqtt": "mqtt://u:secret@broker.invalid"}, {})
+    top = build_service(settings, MemoryReactorClock())
+    assert top.readiness.names() == ["broker", "listeners", "store"]
+    status, body = render_json(top.http_root.children[b"readyz"])
+    assert status == 503
+    assert body["checks"]["broker"] == {"ok": False, "reason": "broker: not started"}
