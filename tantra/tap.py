@@ -19,6 +19,7 @@ after their pending acks), then the store commits what it was handed.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -227,10 +228,12 @@ def build_operations(top: TantraService, settings: Settings, reactor: Any) -> No
     top.readiness.add("listeners", listeners_check(lambda: top.listeners))
     top.readiness.add("store", store_check(lambda: getattr(counters, "store", None)))
     transports = {"dashboards": "websocket", "devices": "tcp"}
-    connections = {
+    connections: dict[str, Callable[[], int]] = {
         transports.get(name, name): partial(_connection_count, component)
         for name, component in top.components.items()
     }
+    if settings.mqtt is not None:  # the hub's one broker connection
+        connections["mqtt"] = lambda: int(counters.mqtt.state == "connected")
     top.mount(b"metrics", MetricsResource(HubCollector(counters, top.hub, connections)))
     top.mount(b"healthz", HealthzResource())
     top.mount(b"readyz", ReadyzResource(top.readiness))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.request
 
 import pytest
 
@@ -33,6 +34,20 @@ def pub(topic: str, payload: str, *extra: str) -> None:
          "-t", topic, "-m", payload, *extra],
         check=True, timeout=10,
     )  # fmt: skip
+
+
+def scrape_metrics(hub) -> dict[str, dict[tuple, float]]:
+    """``GET /metrics`` of a running hub, parsed by prometheus_client."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = f"http://{hub.host}:{hub.ports['http']}/metrics"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        body = response.read().decode()
+    samples: dict[str, dict[tuple, float]] = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            samples.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
+    return samples
 
 
 @pytest.fixture
@@ -99,6 +114,11 @@ def test_devices_in_readings_out_retained_discovery_acks_and_errors(bridged):
     stats = hub.stats()["mqtt"]
     assert stats["acks_sent"] == 2
     assert hub.readyz()[1]["checks"]["broker"] == {"ok": True, "reason": ""}
+    metrics = scrape_metrics(hub)
+    assert metrics["tantra_mqtt_up"][()] == 1
+    assert metrics["tantra_mqtt_acks_sent_total"][()] == 2
+    assert metrics["tantra_mqtt_readings_published_total"][()] == 3
+    assert metrics["tantra_connections"][(("transport", "mqtt"),)] == 1
     assert stats["readings_published"] == 3
     assert stats["discovery_published"] == 3
 

@@ -18,7 +18,7 @@ from tantra.lifecycle import ListenerService
 from tantra.settings import resolve
 from tantra.tap import build_service
 from tantra.web.health import HealthzResource, ReadyzResource
-from tantra.web.metrics import HubCollector, MetricsResource
+from tantra.web.metrics import _MQTT_COUNTERS, _MQTT_LABELLED, HubCollector, MetricsResource
 
 
 class FakeSink:
@@ -226,3 +226,37 @@ def test_the_broker_check_is_wired_only_with_mqtt():
     status, body = render_json(top.http_root.children[b"readyz"])
     assert status == 503
     assert body["checks"]["broker"] == {"ok": False, "reason": "broker: not started"}
+
+
+def test_mqtt_section_only_with_mqtt_state_as_an_enum_and_counters_total():
+    clock = Clock()
+    counters = Counters()
+    hub = Hub(clock, counters=counters)
+    resource = MetricsResource(HubCollector(counters, hub), process=False)
+    assert not any(name.startswith("tantra_mqtt") for name in scrape(resource))  # no --mqtt
+    mqtt = counters.mqtt
+    mqtt.state, mqtt.reason = "reconnecting", "cannot connect to mqtt://b:1883"
+    mqtt.connects, mqtt.connect_failures, mqtt.acks_sent = 2, 5, 7
+    mqtt.rejected["invalid_topic"] += 3
+    mqtt.publish_dropped["reading"] += 4
+    samples = scrape(resource)
+    assert samples["tantra_mqtt_up"][()] == 0
+    assert samples["tantra_mqtt_state"] == {
+        (("state", "connecting"),): 0,
+        (("state", "connected"),): 0,
+        (("state", "reconnecting"),): 1,
+        (("state", "disconnected"),): 0,
+    }
+    assert samples["tantra_mqtt_connects_total"][()] == 2
+    assert samples["tantra_mqtt_connect_failures_total"][()] == 5
+    assert samples["tantra_mqtt_acks_sent_total"][()] == 7
+    assert samples["tantra_mqtt_messages_rejected_total"] == {(("reason", "invalid_topic"),): 3}
+    assert samples["tantra_mqtt_publish_dropped_total"] == {(("kind", "reading"),): 4}
+    # Every MqttStats field is exported (a new counter must not be forgotten here).
+    exported = {"state", "reason"} | {attr for *_, attr in _MQTT_COUNTERS}
+    exported |= {attr for _, _, attr, _ in _MQTT_LABELLED}
+    assert exported == set(attrs.fields_dict(type(mqtt)))
+    mqtt.state = "connected"
+    samples = scrape(resource)
+    assert samples["tantra_mqtt_up"][()] == 1
+    assert samples["tantra_mqtt_state"][(("state", "connected"),)] == 1
