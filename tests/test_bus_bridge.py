@@ -295,3 +295,30 @@ def test_remote_readings_are_never_submitted_and_count_as_seen_with_a_store(cloc
     clock.advance(0)
     assert [r.key for r in store.turns[-1][0]] == [("c", "t")]
     assert hub._gate.uncommitted == 2  # a's seq 1 and c's seq 1; never a remote one
+
+
+def test_the_cache_fill_runs_on_the_first_connect_and_after_a_lost_session_only(clock):
+    hub = Hub(clock)
+    hooks = {}
+
+    def client_factory(on_message, on_connected):
+        hooks["connected"] = on_connected
+        return FakeClient()
+
+    bus = MqttBus.build(
+        hub,
+        clock,
+        client_factory,
+        lambda client: MqttBridge(hub, client, Topics("t1"), hub.counters.mqtt),
+        "c1",
+    )
+    fills = lambda: bus.client.subscribed.count("t1/reading/+/+")  # noqa: E731
+    hooks["connected"](True)  # this process's first connect: its cache is empty
+    assert fills() == 1
+    clock.advance(FILL_MAX_SECONDS)
+    # A reconnect to a session the broker kept: the cluster messages queued meanwhile
+    # come with their seqs; retained readings (no seq) on top would be shown twice.
+    hooks["connected"](True)
+    assert fills() == 1
+    hooks["connected"](False)  # the broker lost the session (or it expired): fill again
+    assert fills() == 2

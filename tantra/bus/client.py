@@ -240,8 +240,9 @@ MessageHandler = Callable[[paho.MQTTMessage], None]
 class MqttClient:
     """One MQTT 5 connection, kept up: connect, subscribe, publish, reconnect, stop.
 
-    ``on_connected`` runs after every successful CONNACK, after the
-    subscriptions were re-sent. Messages go to ``on_message``.
+    ``on_connected(session_present)`` runs after every successful CONNACK,
+    after the subscriptions were re-sent (when the broker kept no session).
+    Messages go to ``on_message``.
     """
 
     def __init__(
@@ -252,7 +253,7 @@ class MqttClient:
         client_id: str,
         stats: MqttStats,
         on_message: MessageHandler,
-        on_connected: Callable[[], None] = lambda: None,
+        on_connected: Callable[[bool], None] = lambda session_present: None,
         keepalive: int = 30,
         connect_timeout: float = 10.0,
         max_inflight: int = 100,
@@ -548,7 +549,7 @@ class MqttClient:
         if self._subscriptions and not flags.session_present:
             self._paho.subscribe([(s.topic, s.options) for s in self._subscriptions.values()])
         try:
-            self._on_connected()
+            self._on_connected(bool(flags.session_present))
         except Exception:
             _log.failure("MQTT: on_connected failed")
 

@@ -17,7 +17,9 @@ Owns the hub-to-hub side of SPEC "MQTT (v2)", Cluster:
   :meth:`Topics.shared_ingest_filter`), so exactly one hub ingests, stores and
   acks each device message (No Local is not set there: on a shared
   subscription it is a protocol error);
-- **a new hub's cache**: on every connect the hub subscribes to the retained
+- **a new hub's cache**: on its first connect, and on every reconnect where
+  the broker kept no session for it (a kept session brings the cluster
+  messages queued meanwhile, with their seqs), the hub subscribes to the retained
   ``<prefix>/reading/+/+`` and takes a retained reading it does not know (or
   one newer than what it has) as remote; the fill subscription ends after
   :data:`FILL_QUIET_SECONDS` without a retained message (retained messages
@@ -87,6 +89,8 @@ class Cluster:
         self._fill_quiet: Any = None
         self._fill_end: Any = None
         self.filling = False
+        #: A fill was started once (the first connect of this process).
+        self.filled = False
 
     def subscriptions(self) -> list[tuple[str, SubscribeOptions]]:
         """The cluster feed (No Local) and the shared device-ingest subscription."""
@@ -126,7 +130,7 @@ class Cluster:
     def start_fill(self) -> None:
         """Subscribe to the retained readings (on every connect)."""
         self._cancel_fill_timers()
-        self.filling = True
+        self.filling = self.filled = True
         self._subscribe(self.topics.readings_filter, SubscribeOptions(qos=1, noLocal=True))
         self._fill_quiet = self._clock.callLater(FILL_QUIET_SECONDS * 3, self.end_fill)
         self._fill_end = self._clock.callLater(FILL_MAX_SECONDS, self.end_fill)

@@ -67,8 +67,14 @@ class MqttBus(service.Service):
             assert bus is not None
             bus.route(message)
 
-        def on_connected() -> None:
-            if bus is not None and bus.cluster is not None:
+        def on_connected(session_present: bool) -> None:
+            # After a reconnect, a session the broker kept brings every cluster
+            # message queued while this hub was away; taking retained readings
+            # (they carry no seq) on top of them would show readings twice. The
+            # first connect of this process fills its empty cache either way.
+            if bus is None or bus.cluster is None:
+                return
+            if not session_present or not bus.cluster.filled:
                 bus.cluster.start_fill()
 
         client = client_factory(on_message, on_connected)

@@ -8,6 +8,8 @@ port (:class:`PrivateBroker`), never the shared one.
 
 from __future__ import annotations
 
+import os
+import pwd
 import secrets
 import socket
 import subprocess
@@ -122,6 +124,9 @@ class PrivateBroker:
         self.config.write_text(
             f"listener {self.port} {HOST}\nallow_anonymous true\npersistence true\n"
             f"persistence_location {workdir}/\nautosave_interval 1\n"
+            # As root mosquitto drops to user "mosquitto", which cannot write
+            # the test's directory: no persistence, sessions lost on restart.
+            f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
         )
         self.process: subprocess.Popen | None = None
 
