@@ -207,6 +207,41 @@ class MqttStats:
 
 
 @attrs.define
+class AuthStats:
+    """Authentication and abuse limits (``tantra.security``): who got in, who did not, why."""
+
+    #: Successful logins (and verified UDP datagrams) by transport.
+    logins: Counter[str] = attrs.Factory(Counter)
+    #: Refused logins by ``transport:reason`` (no_token, bad_token, wrong_kind).
+    refused: Counter[str] = attrs.Factory(Counter)
+    #: Readings refused because the token names another device.
+    forbidden: int = 0
+    #: Readings refused by ``--device-rate``.
+    rate_limited: int = 0
+    #: UDP datagrams dropped unanswered: no signature line, or a signature that fails.
+    udp_unsigned: int = 0
+    udp_bad_signature: int = 0
+    #: Signed readings refused because their seq was used (or may have been) before.
+    replayed: int = 0
+    #: Connections closed because their token was revoked or changed.
+    revoked_closed: int = 0
+    #: Token file reloads (by change or SIGHUP) and failed ones (old tokens kept).
+    reloads: int = 0
+    reload_errors: int = 0
+    #: Connections refused: over ``--max-connections-per-address``; bad ``Origin``.
+    connections_refused: int = 0
+    origin_refused: int = 0
+    #: WAMP requests refused for scope (subscribe, publish, call).
+    wamp_denied: Counter[str] = attrs.Factory(Counter)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = attrs.asdict(self)
+        for name in ("logins", "refused", "wamp_denied"):
+            out[name] = dict(getattr(self, name))
+        return out
+
+
+@attrs.define
 class Counters:
     """The hub's counters at the top level, each other part's under its own name.
 
@@ -217,6 +252,7 @@ class Counters:
     wamp: WampStats = attrs.Factory(WampStats)
     udp: UdpStats = attrs.Factory(UdpStats)
     mqtt: MqttStats = attrs.Factory(MqttStats)
+    auth: AuthStats = attrs.Factory(AuthStats)
     store: StoreStats | None = None
     latency: Latencies = attrs.Factory(Latencies)
 
@@ -227,6 +263,7 @@ class Counters:
             "wamp": self.wamp.as_dict(),
             "udp": self.udp.as_dict(),
             "mqtt": self.mqtt.as_dict(),
+            "auth": self.auth.as_dict(),
             "latency": self.latency.as_dict(),
         }
         if self.store is not None:

@@ -26,7 +26,8 @@ from zope.interface import Interface
 from tantra.commits import CommitGate, IDurable
 from tantra.counters import Counters, HubStats
 from tantra.dedupe import SeqWindow
-from tantra.model import ParsedPayload, Reading, Rejection, parse_payload
+from tantra.model import ParsedPayload, Reading, Rejection, number, parse_payload
+from tantra.store.ids import IIdSource
 
 _log = Logger()
 T = TypeVar("T")
@@ -172,6 +173,10 @@ class Hub:
         self._clock = clock
         self._dedupe = dedupe if dedupe is not None else SeqWindow()
         self._gate: CommitGate | None = None  # set by commit_through (a history store)
+        self._ids: IIdSource | None = None  # set by keep_history: readings get an id
+        #: The history store (``tantra.store.writer.Store``) when there is one;
+        #: dashboards resume from it and the WAMP bridge answers history calls.
+        self.history: Any = None
         self._max_sensors = max_sensors
         #: Every counter of the running hub; transports default to this object.
         self.counters = counters if counters is not None else Counters()
@@ -332,6 +337,25 @@ class Hub:
         self._gate = CommitGate(store, seen=dedupe.seen, commit=commit)
         return self._gate
 
+    @property
+    def acks_wait_for_commit(self) -> bool:
+        """True once :meth:`commit_through` made acks mean "stored"."""
+        return self._gate is not None
+
+    def keep_history(self, store: Any) -> None:
+        """Store every accepted reading in ``store`` (acks after commit, see
+        :meth:`commit_through`), numbered from ``store.ids`` at each flush, so
+        every client sees a reading's ``id`` with it; dashboards and WAMP find
+        the store as :attr:`history`."""
+        self.commit_through(store)
+        self._ids = store.ids
+        self.history = store
+
+    @property
+    def last_id(self) -> int | None:
+        """The largest id given to a reading so far (``None`` without a store)."""
+        return None if self._ids is None else self._ids.last
+
     def _tag_origins(self, origin: object, count: int) -> None:
         """Record the origin of the next ``count`` pending readings (off the device path)."""
         if self._pending_origins is None:
@@ -389,7 +413,9 @@ class Hub:
             return
         if self._gate is not None:
             local = pending if origins is None else _local(pending, origins)
-            if local:  # remote readings: the hub that accepted them stores them
+            if local:  # remote readings: the hub that accepted them numbers and stores them
+                if self._ids is not None:
+                    number(local, self._ids.take(len(local)))
                 self._gate.submit(local)
         self._remember(pending)
         delivered = 0
@@ -547,13 +573,14 @@ class Hub:
     # -- subscribers ------------------------------------------------------------
 
     def subscribe(
-        self, sink: ISink, filter_: Filter = EVERYTHING
+        self, sink: ISink, filter_: Filter = EVERYTHING, *, snapshot: bool = True
     ) -> tuple[Subscription, list[Reading]]:
         """Register ``sink``; returns its subscription and the snapshot it should show first.
 
         The snapshot and the subscription are taken in the same turn, and the
         cache only changes when a turn's readings are delivered, so a sink
         sees every reading once: either in the snapshot or live, never both.
+        ``snapshot=False``: none is made (a resuming dashboard, ``tantra.resume``).
         """
         subscription = Subscription(sink, filter_)
         members = self._groups.get(filter_)
@@ -561,7 +588,7 @@ class Hub:
             members = self._groups[filter_] = {}
             self._add_routes(filter_)
         members[sink] = subscription
-        return subscription, self.latest(filter_)
+        return subscription, self.latest(filter_) if snapshot else []
 
     def unsubscribe(self, subscription: Subscription) -> None:
         members = self._groups.get(subscription.filter)

@@ -120,6 +120,12 @@ class TantraService(service.MultiService):
         self.components: dict[str, IGoodbye] = {}
         #: The HTTP resource tree's root, once the HTTP part is built (parts mount on it).
         self.http_root: Resource | None = None
+        #: Device checks and tokens (``tantra.security.gate.Ingress``), once built; None: off.
+        self.ingress: Any = None
+        #: ``--max-connections-per-address`` (``tantra.security.connlimit``), or None.
+        self.address_limit: Any = None
+        #: Tokens and origins on HTTP resources (``tantra.security.http.HttpGate``), or None.
+        self.http_gate: Any = None
         #: What ``/readyz`` asks (``tantra.health``): a part that can be unready adds a check.
         self.readiness = Readiness()
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from functools import lru_cache
 from typing import Any, NamedTuple, TypeGuard
 
@@ -60,6 +60,8 @@ class Reading:
     ts: int
     unit: str | None = None
     seq: int | None = None
+    #: The history cursor (``tantra.store``): set once, by the hub, when a store is on.
+    id: int | None = attrs.field(default=None, init=False, eq=False)
     json: bytes = attrs.field(init=False, repr=False, eq=False)
     _frame: bytes | None = attrs.field(default=None, init=False, repr=False, eq=False)
 
@@ -84,6 +86,8 @@ class Reading:
         out["ts"] = self.ts
         if self.seq is not None:
             out["seq"] = self.seq
+        if self.id is not None:
+            out["id"] = self.id
         return out
 
     def framed(self, frame: Callable[[bytes], bytes]) -> bytes:
@@ -100,6 +104,25 @@ class Reading:
             data = frame(self.json)
             object.__setattr__(self, "_frame", data)  # a cache, not a change of value
         return data
+
+
+_set = object.__setattr__
+
+
+def number(readings: Sequence[Reading], ids: Iterable[int]) -> int:
+    """Give each reading its history ``id`` (in order, as many as ``ids`` has); returns how many.
+
+    The hub calls this at its flush, before any client sees the readings, so
+    the id is in every frame, event and snapshot. The id is spliced into the
+    JSON already built (``...,"id":N}``: ~0.2 µs) instead of encoding the
+    reading again; ``id`` is the last field, as :meth:`Reading.to_dict` has it.
+    """
+    count = 0
+    for reading, id_ in zip(readings, ids, strict=False):
+        _set(reading, "id", id_)
+        _set(reading, "json", b'%b,"id":%d}' % (reading.json[:-1], id_))
+        count += 1
+    return count
 
 
 @attrs.frozen(slots=True)

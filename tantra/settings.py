@@ -105,6 +105,25 @@ def _uri(value: Any) -> str:
     return value.strip()
 
 
+def _path(value: Any) -> str:
+    """A file path, or empty for none."""
+    if not isinstance(value, str):
+        raise SettingsError(f"{value!r} is not a file path")
+    return value.strip()
+
+
+def _origins(value: Any) -> tuple[str, ...]:
+    """Browser origins (``https://farm.example:8443``), comma-separated or a list; empty: any."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)) or not all(isinstance(i, str) for i in items):
+        raise SettingsError(f"{value!r} is not a list of origins")
+    origins = tuple(i.strip().rstrip("/").lower() for i in items if i.strip())
+    for origin in origins:
+        if not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise SettingsError(f"{origin!r} is not an origin such as https://farm.example:8443")
+    return origins
+
+
 def _number(minimum: float, *, integer: bool = False) -> Callable[[Any], float | int]:
     kind = "a whole number" if integer else "a number"
 
@@ -344,6 +363,37 @@ class Settings:
         _number(0),
         "seconds a WAMP callee has to answer (wamp.error.timeout; 0: no limit)",
         section="wamp",
+    )
+    auth: str = setting(
+        "",
+        _path,
+        "token file; turns authentication on for every transport (tantra token add ...)",
+        section="auth",
+        key="file",
+    )
+    replay_state: str = setting(
+        "",
+        _path,
+        "file keeping signed-UDP replay marks across restarts (default: beside --auth)",
+        section="auth",
+    )
+    allowed_origins: tuple[str, ...] = setting(
+        (),
+        _origins,
+        "browser origins allowed for WebSocket and API requests, comma-separated (default: any)",
+        section="auth",
+    )
+    device_rate: float = setting(
+        0.0,
+        _number(0),
+        "readings per second per device, burst of the same size (0: no limit)",
+        section="auth",
+    )
+    max_connections_per_address: int = setting(
+        0,
+        _number(0, integer=True),
+        "open TCP/HTTP/WebSocket connections per client address (0: no limit)",
+        section="auth",
     )
     wamp_max_outgoing: int = setting(
         1048576,

@@ -18,12 +18,14 @@ after their pending acks), then the store commits what it was handed.
 
 from __future__ import annotations
 
+import re
 import secrets
 from collections.abc import Callable
 from functools import partial
 from typing import Any
 
 from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
 from twisted.python import usage
 
 from tantra import __version__
@@ -31,6 +33,12 @@ from tantra.counters import Counters, StoreStats
 from tantra.dedupe import SeqWindow
 from tantra.hub import Hub
 from tantra.lifecycle import SHUTDOWN_GRACE_SECONDS, ListenerService, TantraService
+from tantra.security.connlimit import AddressLimit, limit_factory
+from tantra.security.gate import Auth, Ingress
+from tantra.security.http import HttpGate
+from tantra.security.replay import ReplayGuard, ReplayStateFile, load_floors, state_path_for
+from tantra.security.tokens import TokenFileError, read_tokens
+from tantra.security.watcher import TokenFileWatcher
 from tantra.settings import SPECS, Settings, SettingsError, load_toml, resolve
 from tantra.store import backend_for
 from tantra.store.sink import StoreService
@@ -41,6 +49,8 @@ from tantra.transports.raw import UDP_READ_SIZE, DeviceDatagramProtocol, DeviceL
 from tantra.wamp import WampLimits, build_wamp
 from tantra.web.api import build_api
 from tantra.web.site import build_site
+
+_log = Logger()
 
 __all__ = ["SHUTDOWN_GRACE_SECONDS", "ListenerService", "Options", "TantraService", "makeService"]
 
@@ -126,15 +136,61 @@ def _websocket_options(settings: Settings) -> dict[str, Any]:
     }
 
 
+def build_auth(top: TantraService, settings: Settings, reactor: Any) -> None:
+    """Tokens, signed UDP replay state and per-device rates (``tantra.security``), if asked for.
+
+    Sets ``top.ingress``, which every device transport hands its payloads to;
+    with neither ``--auth`` nor ``--device-rate`` it stays None and nothing
+    changes on the ingest path.
+    """
+    top.http_gate = HttpGate(None, settings.allowed_origins, top.hub.counters.auth)
+    if settings.max_connections_per_address:
+        top.address_limit = AddressLimit(
+            settings.max_connections_per_address, top.hub.counters.auth
+        )
+    auth = None
+    replay = None
+    if settings.auth:
+        try:
+            table = read_tokens(settings.auth)
+        except TokenFileError as error:
+            raise SystemExit(f"tantra: {error}") from None
+        auth = Auth(table, top.hub.counters)
+        top.http_gate.auth = auth
+        TokenFileWatcher(settings.auth, auth, reactor, reactor=reactor).setServiceParent(top)
+        margin = ReplayGuard().margin
+        path = settings.replay_state or state_path_for(settings.auth)
+        replay = ReplayGuard(margin=margin, floors=load_floors(path, margin))
+        state = ReplayStateFile(path, replay, reactor)
+        state.setServiceParent(top)
+    elif not settings.device_rate:
+        return
+    top.ingress = Ingress(
+        top.hub,
+        auth=auth,
+        device_rate=settings.device_rate,
+        replay=replay,
+        on_ahead=(lambda: reactor.callLater(0, state.save_soon)) if replay else (lambda: None),
+    )
+
+
 def build_http(top: TantraService, settings: Settings, reactor: Any) -> None:
     """Dashboards (WebSocket at ``/``), the status page and ``/stats`` on every HTTP endpoint."""
     hub = top.hub
     dashboards = DashboardFactory(
-        hub, reactor, counters=hub.counters, **_websocket_options(settings)
+        hub,
+        reactor,
+        counters=hub.counters,
+        ingress=top.ingress,
+        allowed_origins=settings.allowed_origins,
+        **_websocket_options(settings),
     )
     top.add_component("dashboards", dashboards)
     site = build_site(hub, dashboards)
+    if top.address_limit is not None:
+        limit_factory(site, top.address_limit)
     top.http_root = site.resource
+    top.mount(b"stats", _guarded(top, top.http_root.children[b"stats"], operator=True))
     for description in settings.http:
         endpoint = serverFromString(reactor, with_backlog(description, settings.backlog))
         top.listen("http", description, partial(endpoint.listen, site))
@@ -152,13 +208,20 @@ def build_devices(top: TantraService, settings: Settings, reactor: Any) -> None:
             reply_buffer=settings.reply_buffer,
             stall_timeout=settings.stall_timeout,
             counters=hub.counters,
+            ingress=top.ingress,
         )
         top.add_component("devices", devices)
+        if top.address_limit is not None:
+            limit_factory(devices, top.address_limit)
         endpoint = serverFromString(reactor, with_backlog(settings.tcp, settings.backlog))
         top.listen("tcp", settings.tcp, lambda: endpoint.listen(devices))
     if settings.udp is not None:
         datagrams = DeviceDatagramProtocol(
-            hub, reactor, error_rate=settings.udp_error_rate, counters=hub.counters
+            hub,
+            reactor,
+            error_rate=settings.udp_error_rate,
+            counters=hub.counters,
+            ingress=top.ingress,
         )
         udp_port, interface = settings.udp, settings.udp_interface
         top.listen(
@@ -183,10 +246,43 @@ def build_wamp_part(top: TantraService, settings: Settings, reactor: Any) -> Non
             call_timeout=settings.wamp_call_timeout,
             max_outgoing_bytes=settings.wamp_max_outgoing,
         ),
+        auth=top.ingress.auth if top.ingress is not None else None,
+        allowed_origins=settings.allowed_origins,
         **_websocket_options(settings),
     )
     top.add_component("wamp", wamp)
     top.mount(b"wamp", resource)
+
+
+_LOOPBACK = ("127.", "::1", "localhost")
+_INTERFACE = re.compile(r"(?:^|:)interface=((?:\\:|[^:])*)")
+
+
+def beyond_loopback(settings: Settings) -> list[str]:
+    """The listeners reachable from other machines (UNIX sockets and loopback are not)."""
+    found = []
+    for description in (*settings.http, settings.tcp):
+        if description is None or description.split(":", 1)[0] in ("unix", "systemd"):
+            continue
+        found_interface = _INTERFACE.search(description)
+        interface = found_interface.group(1).replace("\\:", ":") if found_interface else ""
+        if not interface.startswith(_LOOPBACK):
+            found.append(description)
+    if settings.udp is not None and not settings.udp_interface.startswith(_LOOPBACK):
+        found.append(f"udp:{settings.udp}")
+    return found
+
+
+def warn_if_open(settings: Settings) -> None:
+    """One warning line at start-up: reachable beyond loopback, with auth off (SPEC Security)."""
+    if not settings.auth:
+        exposed = beyond_loopback(settings)
+        if exposed:
+            _log.warn(
+                "authentication is off and {listeners} listen beyond loopback: anyone who"
+                " can reach them can send and watch readings (use --auth FILE; docs/security.md)",
+                listeners=", ".join(exposed),
+            )
 
 
 def build_history(top: TantraService, settings: Settings, reactor: Any) -> None:
@@ -210,7 +306,7 @@ def build_history(top: TantraService, settings: Settings, reactor: Any) -> None:
             commit_latency=counters.latency.commit.observe,
         )
         StoreService(store, top.hub, grace=SHUTDOWN_GRACE_SECONDS).setServiceParent(top)
-    top.mount(b"api", build_api(store, reactor))
+    top.mount(b"api", _guarded(top, build_api(store, reactor)))
 
 
 def build_operations(top: TantraService, settings: Settings, reactor: Any) -> None:
@@ -234,9 +330,19 @@ def build_operations(top: TantraService, settings: Settings, reactor: Any) -> No
     }
     if settings.mqtt is not None:  # the hub's one broker connection
         connections["mqtt"] = lambda: int(counters.mqtt.state == "connected")
-    top.mount(b"metrics", MetricsResource(HubCollector(counters, top.hub, connections)))
+    metrics = MetricsResource(HubCollector(counters, top.hub, connections))
+    top.mount(b"metrics", _guarded(top, metrics, operator=True))
     top.mount(b"healthz", HealthzResource())
-    top.mount(b"readyz", ReadyzResource(top.readiness))
+    gate = top.http_gate
+    details = gate.may_see_details if gate is not None and gate.auth is not None else None
+    top.mount(b"readyz", ReadyzResource(top.readiness, details))
+
+
+def _guarded(top: TantraService, resource: Any, *, operator: bool = False) -> Any:
+    """``resource`` behind ``--allowed-origins`` and ``--auth`` (docs/security.md, HTTP)."""
+    if top.http_gate is None:
+        return resource
+    return top.http_gate.guard(resource, operator=operator)
 
 
 def _connection_count(component: Any) -> int:
@@ -283,11 +389,20 @@ def build_bus(top: TantraService, settings: Settings, reactor: Any) -> None:
     )
     bus.setServiceParent(top)
     top.readiness.add("broker", broker_check(lambda: hub.counters.mqtt))
+    if settings.auth or settings.device_rate:
+        _log.info(
+            "--auth and --device-rate do not cover MQTT: the broker authenticates MQTT devices"
+            " and its ACLs must let each publish only to {prefix}/in/<its name>"
+            " (docs/security.md, MQTT)",
+            prefix=settings.mqtt_prefix,
+        )
 
 
 def build_service(settings: Settings, reactor: Any) -> TantraService:
     """Wire every part of the hub from checked settings: one line per part."""
     top = build_hub(settings, reactor)
+    warn_if_open(settings)
+    build_auth(top, settings, reactor)
     build_http(top, settings, reactor)
     build_devices(top, settings, reactor)
     build_wamp_part(top, settings, reactor)

@@ -87,3 +87,60 @@ def test_dashboard_in_chromium(tmp_path):
             browser.kill()
             browser.communicate(timeout=10)
         hub.stop()
+
+
+def test_dashboard_sign_in_in_chromium(tmp_path, capsys):
+    """With --auth: the login form, a refused token, a reader's scope, the saved token."""
+    from tantra.cli import main as cli_main
+
+    node = require("node")
+    if not Path(CHROMIUM).exists():
+        unavailable(f"{CHROMIUM} is not installed (apt-get install chromium)")
+    if not (BROWSER / "node_modules" / "playwright-core").is_dir():
+        unavailable("playwright-core is not installed (bash .ci/install-test-tools)")
+    auth = tmp_path / "auth.json"
+    tokens = {}
+    for name, args in (
+        ("reader", ["--kind", "reader", "--scope", "farm-1/*"]),
+        ("farm-1", ["--kind", "device"]),
+        ("farm-2", ["--kind", "device"]),
+    ):
+        assert cli_main(["token", "add", "--auth", str(auth), *args, name]) == 0
+        tokens[name] = json.loads(capsys.readouterr().out)["token"]
+    hub = HubProcess.start(tmp_path / "hub", "--auth", str(auth))
+    shots = tmp_path / "screenshots"
+    try:
+        done = subprocess.run(
+            [
+                node,
+                str(BROWSER / "dashboard_auth.js"),
+                str(hub.ports["http"]),
+                str(hub.ports["tcp"]),
+                str(shots),
+                tokens["reader"],
+                tokens["farm-1"],
+                tokens["farm-2"],
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "CHROMIUM": CHROMIUM},
+        )
+        assert done.returncode == 0, done.stderr
+        summary = json.loads(done.stdout.splitlines()[-1])
+        assert summary["offsite"] == [] and summary["pageErrors"] == []
+        assert summary["stored"] is True and summary["storedAfterLogout"] is False
+        assert summary["withToken"] == [
+            "header /api/v1/aggregate",
+            "header /api/v1/openapi.json",
+            "header /stats",
+            "socket",
+        ]
+        for name in ("dashboard-login", "dashboard-signed-in"):
+            assert (shots / f"{name}.png").stat().st_size > 1000
+        shutil.copy(shots / "dashboard-login.png", "/tmp/tantra-dashboard-login.png")
+    finally:
+        hub.stop()
+    log = hub.log_text()
+    for token in tokens.values():
+        assert token not in log

@@ -322,3 +322,54 @@ def test_the_cache_fill_runs_on_the_first_connect_and_after_a_lost_session_only(
     assert fills() == 1
     hooks["connected"](False)  # the broker lost the session (or it expired): fill again
     assert fills() == 2
+
+
+class StoreWithIds(ControlledStore):
+    def __init__(self, first):
+        from tantra.store.ids import CounterIds
+
+        super().__init__()
+        self.ids = CounterIds(first)
+
+
+def test_cluster_readings_keep_the_accepting_hubs_id_and_are_never_numbered_here(clock):
+    hub, client, bus = make(clock, cluster="c1")
+    store = StoreWithIds(100)
+    hub.keep_history(store)
+    dashboard = Recorder()
+    hub.subscribe(dashboard)
+    # Local readings are numbered from this hub's store; what goes to the cluster carries the id.
+    bus.route(message("t1/in/a", b'{"sensor":"t","value":1,"seq":1}'))
+    clock.advance(0)
+    store.commit()
+    assert [p for _, p in client.on("t1/cluster/")] == [
+        [{"device": "a", "sensor": "t", "value": 1, "ts": hub.now_ms(), "seq": 1, "id": 100}]
+    ]
+    # Remote readings keep the id they carry (or have none); they take no id from this store.
+    now = hub.now_ms()
+    batch = b'[{"device":"b","sensor":"t","value":2,"ts":%d,"seq":3,"id":7},' % now
+    batch += b'{"device":"b","sensor":"u","value":3,"ts":%d,"seq":4}]' % now
+    bus.route(message("t1/cluster/c1/hub-b", batch))
+    clock.advance(0)
+    assert [(r.key, r.id) for r in dashboard.readings[1:]] == [(("b", "t"), 7), (("b", "u"), None)]
+    assert b'"id":7}' in dashboard.readings[1].json
+    assert hub.last_id == 100 and len(store.turns) == 1
+    # An id that is not a positive integer makes the element invalid, not the message.
+    bad = b'[{"device":"b","sensor":"v","value":1,"id":"x"},{"device":"b","sensor":"w","value":1,"id":0},'
+    bad += b'{"device":"b","sensor":"z","value":1,"id":true},{"device":"b","sensor":"y","value":1}]'
+    bus.route(message("t1/cluster/c1/hub-b", bad))
+    clock.advance(0)
+    assert hub.counters.mqtt.cluster_rejected == 3
+    assert [r.key for r in dashboard.readings[3:]] == [("b", "y")]
+
+
+def test_a_retained_reading_keeps_its_id(clock):
+    hub, _client, bus = make(clock, cluster="c1")
+    bus.cluster.start_fill()
+    now = hub.now_ms()
+    payload = b'{"device":"b","sensor":"t","value":2,"ts":%d,"seq":3,"id":9}' % now
+    bus.route(message("t1/reading/b/t", payload, retain=True))
+    clock.advance(0)
+    assert hub.reading_of("b", "t").id == 9
+    bus.route(message("t1/reading/b/u", payload.replace(b'"id":9', b'"id":-1'), retain=True))
+    assert hub.reading_of("b", "u") is None and hub.counters.mqtt.cluster_rejected == 1

@@ -288,6 +288,8 @@ def test_tail_table_shows_the_snapshot(hub):
             1,
             "tantra tail: --since needs a hub that keeps history (this one has no store)",
         ),
+        (["--since", "5"], 1, "since needs a hub that keeps history (--store)"),
+        (["--since", "id:x"], 2, "--since id:x: id: must be followed by a reading id"),
         (["--count", "0"], 2, "tantra tail: --count must be at least 1"),
     ],
 )

@@ -189,7 +189,12 @@ def test_goodbye_is_answered_and_everything_of_the_session_is_removed(realm):
     [goodbye] = connection.take()
     assert isinstance(goodbye, message.Goodbye) and goodbye.reason == "wamp.close.goodbye_and_out"
     assert len(realm.router.broker.subscriptions) == 0
-    assert realm.router.dealer.procedures == ["tantra.latest", "tantra.sensors"]
+    assert realm.router.dealer.procedures == [
+        "tantra.latest",
+        "tantra.sensors",
+        "tantra.history",
+        "tantra.aggregate",
+    ]
     # The pending call of the leaving callee fails instead of hanging.
     [error] = other_connection.take(message.Error)
     assert (error.request, error.error) == (call, "wamp.error.canceled")

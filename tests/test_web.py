@@ -49,7 +49,9 @@ def test_unknown_path_is_404_but_websocket_on_any_path(site):
     upgrade = {b"upgrade": b"websocket"}
     ws_root, _ = render(site, b"/", upgrade)
     ws_other, _ = render(site, b"/legacy/path", upgrade)
-    assert type(ws_root).__name__ == "WebSocketResource"
+    from autobahn.twisted.resource import WebSocketResource
+
+    assert isinstance(ws_root, WebSocketResource)
     assert ws_other is ws_root
 
 

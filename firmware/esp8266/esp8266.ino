@@ -6,6 +6,7 @@
 //
 // Its own log (JSON lines) goes out on TX, which is wired to the Mega's RX1;
 // the Mega shows it on its USB port.
+#include <EEPROM.h>
 #include <ESP8266WiFi.h>
 #include <WiFiUdp.h>
 #include <TantraCore.h>
@@ -21,6 +22,10 @@
 #define TANTRA_SETTINGS "secrets.h"
 #endif
 #include TANTRA_SETTINGS
+
+#ifndef HUB_TOKEN
+#define HUB_TOKEN ""  // settings from before --auth: no token
+#endif
 
 namespace {
 
@@ -86,6 +91,40 @@ class WifiDatagrams : public tantra::DatagramPort {
   WiFiUDP udp_;
 };
 
+// The boot counter (the seq epoch) in the emulated EEPROM (one flash
+// sector): magic, epoch, and its complement, so a blank or torn sector
+// reads as "nothing stored". One commit per boot, and one per `replayed`
+// epoch (at most one per UDP epoch_min_interval_ms).
+class EepromEpochStore : public tantra::EpochStore {
+ public:
+  static const int kSize = 12;
+  void begin() { EEPROM.begin(kSize); }
+  bool load(uint32_t* epoch) {
+    if (get(0) != kMagic) return false;
+    uint32_t value = get(4);
+    if (get(8) != ~value) return false;
+    *epoch = value;
+    return true;
+  }
+  bool save(uint32_t epoch) {
+    put(0, kMagic);
+    put(4, epoch);
+    put(8, ~epoch);
+    return EEPROM.commit();
+  }
+
+ private:
+  static const uint32_t kMagic = 0x54454e31u;  // "TEN1"
+  uint32_t get(int at) {
+    uint32_t v = 0;
+    for (int i = 0; i < 4; ++i) v |= static_cast<uint32_t>(EEPROM.read(at + i)) << (8 * i);
+    return v;
+  }
+  void put(int at, uint32_t v) {
+    for (int i = 0; i < 4; ++i) EEPROM.write(at + i, static_cast<uint8_t>(v >> (8 * i)));
+  }
+};
+
 // Everything static: no heap on the device path.
 tantra::Pending g_slots[QUEUE_SLOTS];
 tantra::Stats g_stats;
@@ -129,16 +168,24 @@ void setup() {
   WiFi.setAutoReconnect(true);
   WiFi.begin(WIFI_SSID, WIFI_PASSWORD);
 
-  // The hardware RNG seeds both the jitter and the first seq, so a rebooted
-  // board does not reuse the seqs the hub saw from it a minute ago.
+  // seq = epoch << 32 | counter, the epoch one up at every boot (saved in
+  // flash first), so a rebooted board never reuses a seq the hub saw from
+  // it. A blank flash starts at a random epoch below 2^16.
+  static EepromEpochStore store;
+  store.begin();
+  static tantra::SeqSource seq(store);
+  tantra::SeqSource::Result begun = seq.begin(ESP.random() & 0xFFFFu);
   static tantra::XorShift32 rng(ESP.random());
-  static tantra::SeqCounter seq(ESP.random());
+  static tantra::HmacSha256 key;
+  if (HUB_TOKEN[0]) key.set_key(HUB_TOKEN, sizeof HUB_TOKEN - 1);
 #if HUB_USE_UDP
   static tantra::Backoff backoff(UDP_RETRY_BASE_MS, UDP_RETRY_MAX_MS, rng);
   tantra::UdpConfig cfg = tantra::default_udp_config();
   cfg.retry_base_ms = UDP_RETRY_BASE_MS;
   cfg.retry_max_ms = UDP_RETRY_MAX_MS;
   cfg.max_tries = UDP_MAX_TRIES;
+  cfg.key = HUB_TOKEN[0] ? &key : 0;  // signed datagrams under --auth
+  cfg.seqs = &seq;                    // `replayed` -> a new epoch
   g_port.begin();
   static tantra::UdpLink link(g_port, g_outbox, DEVICE_NAME, backoff, cfg, g_stats, &g_log);
 #else
@@ -146,11 +193,16 @@ void setup() {
   tantra::TcpConfig cfg = tantra::default_tcp_config();
   cfg.backoff_base_ms = TCP_BACKOFF_BASE_MS;
   cfg.backoff_max_ms = TCP_BACKOFF_MAX_MS;
+  cfg.token = HUB_TOKEN;  // the auth line first, when there is one
   static tantra::TcpLink link(g_port, g_outbox, DEVICE_NAME, backoff, cfg, g_stats, &g_log);
 #endif
   static tantra::Forwarder forwarder(seq, g_outbox, link, g_stats, &g_log);
   g_forwarder = &forwarder;
-  tantra::log_event(&g_log, "start", "seq_start", seq.peek(), DEVICE_NAME);
+  if (begun != tantra::SeqSource::kOk) {
+    tantra::log_event(&g_log, begun == tantra::SeqSource::kExhausted ? "seq_exhausted" : "epoch_not_saved",
+                      "epoch", seq.epoch(), 0);
+  }
+  tantra::log_event(&g_log, "start", "seq_start", static_cast<int64_t>(seq.peek()), DEVICE_NAME);
 }
 
 void loop() {

@@ -19,6 +19,13 @@
 // UDP only: the local port replies come back to.
 #define UDP_LOCAL_PORT 9001
 
+// The hub's --auth: this device's token (`tantra token add --auth FILE
+// --kind device --device DEVICE_NAME DEVICE_NAME` prints it once). Empty:
+// the hub runs without --auth. With it, TCP sends {"auth": TOKEN} first on
+// every connection; UDP signs every datagram with HMAC-SHA256 under it.
+// Anyone who reads it can send as this device: keep this file private.
+#define HUB_TOKEN ""
+
 // This board's name on the dashboards: 1-64 chars of [A-Za-z0-9_-].
 #define DEVICE_NAME "farm-1"
 

@@ -6,6 +6,12 @@
 //   stty -F /dev/ttyACM0 115200 raw
 //   build/tantra-device --device farm-1 --transport tcp < /dev/ttyACM0
 //
+// With the hub's --auth: --token-file FILE holds the device token (first
+// line; never on the command line, where `ps` shows it). TCP then sends the
+// auth line first, UDP signs every datagram. --boot-file FILE keeps the
+// boot counter (the seq epoch) as the ESP8266 keeps it in flash; without
+// it every run starts at a random epoch below 2^16.
+//
 // Events and counters go to stderr as JSON lines; the last one is
 // {"event":"stats",...}. Exit status: 0 when every reading was acknowledged
 // (or rejected/dropped, as counted), 3 if some were still unacknowledged when
@@ -22,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +58,55 @@ uint32_t urandom32() {
   }
   if (v == 0) v = static_cast<uint32_t>(time(0)) ^ static_cast<uint32_t>(getpid()) << 16;
   return v;
+}
+
+// The boot counter in a file: one decimal line, replaced atomically (write
+// a temporary file, fsync, rename) so a crash leaves the old or the new
+// value, never half of one.
+class FileEpochStore : public tantra::EpochStore {
+ public:
+  explicit FileEpochStore(const char* path) : path_(path) {}
+  bool load(uint32_t* epoch) {
+    FILE* f = fopen(path_, "r");
+    if (!f) return false;
+    unsigned long v = 0;
+    int got = fscanf(f, "%lu", &v);
+    fclose(f);
+    if (got != 1 || v > 0xFFFFFFFFul) return false;
+    *epoch = static_cast<uint32_t>(v);
+    return true;
+  }
+  bool save(uint32_t epoch) {
+    char tmp[4200];
+    if (snprintf(tmp, sizeof tmp, "%s.tmp", path_) >= static_cast<int>(sizeof tmp)) return false;
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return false;
+    char text[16];
+    int n = snprintf(text, sizeof text, "%lu\n", static_cast<unsigned long>(epoch));
+    bool ok = write(fd, text, static_cast<size_t>(n)) == n && fsync(fd) == 0;
+    ok = close(fd) == 0 && ok;
+    if (!ok || rename(tmp, path_) != 0) {
+      unlink(tmp);
+      return false;
+    }
+    return true;
+  }
+
+ private:
+  const char* path_;
+};
+
+// The token: the first line of a file, without its line end.
+bool read_token(const char* path, char* out, size_t cap) {
+  FILE* f = fopen(path, "r");
+  if (!f) return false;
+  bool ok = fgets(out, static_cast<int>(cap), f) != 0;
+  fclose(f);
+  if (!ok) return false;
+  size_t n = strlen(out);
+  while (n > 0 && (out[n - 1] == '\n' || out[n - 1] == '\r' || out[n - 1] == ' ')) out[--n] = '\0';
+  // A line that filled the buffer was cut: refuse it rather than send half.
+  return n > 0 && n + 1 < cap;
 }
 
 class StderrLog : public tantra::Log {
@@ -170,8 +226,11 @@ struct Options {
   unsigned long udp_retry_base_ms, udp_retry_max_ms, udp_tries;
   unsigned long linger_ms;
   unsigned long stats_ms;
-  bool has_seq_start;
-  unsigned long seq_start;
+  bool has_first_epoch;
+  unsigned long first_epoch;
+  const char* token_file;
+  const char* boot_file;
+  unsigned long auth_retry_ms, resend_after_ms, epoch_interval_ms;
 };
 
 void usage() {
@@ -179,7 +238,9 @@ void usage() {
           "usage: tantra-device [--host H] [--port P] [--transport tcp|udp] [--device NAME]\n"
           "         [--queue N] [--backoff-base-ms N] [--backoff-max-ms N] [--keepalive-ms N]\n"
           "         [--udp-retry-base-ms N] [--udp-retry-max-ms N] [--udp-tries N]\n"
-          "         [--linger-ms N] [--stats-ms N] [--seq-start N]   < serial-lines\n");
+          "         [--linger-ms N] [--stats-ms N] [--first-epoch N]\n"
+          "         [--token-file FILE] [--boot-file FILE] [--auth-retry-ms N]\n"
+          "         [--resend-after-ms N] [--epoch-interval-ms N]   < serial-lines\n");
 }
 
 bool parse_ulong(const char* s, unsigned long max, unsigned long* out) {
@@ -207,8 +268,13 @@ bool parse_args(int argc, char** argv, Options* o) {
   o->udp_tries = udp.max_tries;
   o->linger_ms = 10000;
   o->stats_ms = 0;
-  o->has_seq_start = false;
-  o->seq_start = 0;
+  o->has_first_epoch = false;
+  o->first_epoch = 0;
+  o->token_file = 0;
+  o->boot_file = 0;
+  o->auth_retry_ms = tcp.auth_retry_ms;
+  o->resend_after_ms = tcp.resend_after_ms;
+  o->epoch_interval_ms = udp.epoch_min_interval_ms;
   for (int i = 1; i < argc; ++i) {
     const char* a = argv[i];
     if (i + 1 >= argc) return false;
@@ -247,9 +313,19 @@ bool parse_args(int argc, char** argv, Options* o) {
       if (!parse_ulong(v, 3600000, &o->linger_ms)) return false;
     } else if (!strcmp(a, "--stats-ms")) {
       if (!parse_ulong(v, 3600000, &o->stats_ms)) return false;
-    } else if (!strcmp(a, "--seq-start")) {
-      if (!parse_ulong(v, 0xFFFFFFFFul, &o->seq_start)) return false;
-      o->has_seq_start = true;
+    } else if (!strcmp(a, "--first-epoch")) {
+      if (!parse_ulong(v, tantra::kEpochMax, &o->first_epoch)) return false;
+      o->has_first_epoch = true;
+    } else if (!strcmp(a, "--token-file")) {
+      o->token_file = v;
+    } else if (!strcmp(a, "--boot-file")) {
+      o->boot_file = v;
+    } else if (!strcmp(a, "--auth-retry-ms")) {
+      if (!parse_ulong(v, 3600000, &o->auth_retry_ms)) return false;
+    } else if (!strcmp(a, "--resend-after-ms")) {
+      if (!parse_ulong(v, 3600000, &o->resend_after_ms)) return false;
+    } else if (!strcmp(a, "--epoch-interval-ms")) {
+      if (!parse_ulong(v, 3600000, &o->epoch_interval_ms)) return false;
     } else {
       return false;
     }
@@ -290,12 +366,27 @@ int main(int argc, char** argv) {
   sigaction(SIGINT, &sa, 0);
   signal(SIGPIPE, SIG_IGN);
 
-  uint32_t seq_start = opt.has_seq_start ? static_cast<uint32_t>(opt.seq_start) : urandom32();
+  static char token[160];
+  if (opt.token_file && !read_token(opt.token_file, token, sizeof token)) {
+    fprintf(stderr, "{\"event\":\"error\",\"detail\":\"cannot read a token from --token-file\"}\n");
+    return 2;
+  }
+  StderrLog log;
+  tantra::MemoryEpochStore memory_store;
+  FileEpochStore file_store(opt.boot_file ? opt.boot_file : "");
+  tantra::EpochStore& store = opt.boot_file ? static_cast<tantra::EpochStore&>(file_store)
+                                            : static_cast<tantra::EpochStore&>(memory_store);
+  tantra::SeqSource seq(store);
+  uint32_t first_epoch =
+      opt.has_first_epoch ? static_cast<uint32_t>(opt.first_epoch) : (urandom32() & 0xFFFFu);
+  if (seq.begin(first_epoch) != tantra::SeqSource::kOk) {
+    tantra::log_event(&log, "epoch_not_saved", "epoch", seq.epoch(), opt.boot_file);
+  }
   tantra::XorShift32 rng(urandom32());
   tantra::Stats stats = tantra::Stats();
   tantra::Outbox outbox(g_slots, opt.queue, stats);
-  tantra::SeqCounter seq(seq_start);
-  StderrLog log;
+  tantra::HmacSha256 key;
+  if (token[0]) key.set_key(token, strlen(token));
 
   PosixStream stream(addr, addr_len, 1000);
   PosixDatagrams datagrams;
@@ -303,10 +394,17 @@ int main(int argc, char** argv) {
   tcp_cfg.backoff_base_ms = opt.backoff_base_ms;
   tcp_cfg.backoff_max_ms = opt.backoff_max_ms;
   tcp_cfg.keepalive_ms = opt.keepalive_ms;
+  tcp_cfg.token = token;
+  tcp_cfg.auth_retry_ms = opt.auth_retry_ms;
+  tcp_cfg.resend_after_ms = opt.resend_after_ms;
   tantra::UdpConfig udp_cfg = tantra::default_udp_config();
   udp_cfg.retry_base_ms = opt.udp_retry_base_ms;
   udp_cfg.retry_max_ms = opt.udp_retry_max_ms;
   udp_cfg.max_tries = static_cast<uint8_t>(opt.udp_tries);
+  udp_cfg.key = token[0] ? &key : 0;
+  udp_cfg.seqs = &seq;
+  udp_cfg.resend_after_ms = opt.resend_after_ms;
+  udp_cfg.epoch_min_interval_ms = opt.epoch_interval_ms;
   tantra::Backoff backoff(opt.udp ? opt.udp_retry_base_ms : opt.backoff_base_ms,
                           opt.udp ? opt.udp_retry_max_ms : opt.backoff_max_ms, rng);
   tantra::TcpLink tcp(stream, outbox, opt.device, backoff, tcp_cfg, stats, &log);
@@ -320,9 +418,10 @@ int main(int argc, char** argv) {
 
   fprintf(stderr,
           "{\"event\":\"start\",\"device\":\"%s\",\"transport\":\"%s\",\"host\":\"%s\",\"port\":%u,"
-          "\"queue\":%lu,\"seq_start\":%lu}\n",
+          "\"queue\":%lu,\"auth\":%s,\"epoch\":%lu,\"seq_start\":%llu}\n",
           opt.device, opt.udp ? "udp" : "tcp", opt.host, opt.port, opt.queue,
-          static_cast<unsigned long>(seq_start));
+          token[0] ? "true" : "false", static_cast<unsigned long>(seq.epoch()),
+          static_cast<unsigned long long>(seq.peek()));
   fflush(stderr);
 
   bool input_open = true;

@@ -74,12 +74,85 @@ TEST_CASE("xorshift: non-zero even from a zero seed, and varied") {
   CHECK(same1.next() == same2.next());
 }
 
-TEST_CASE("seq counts up and wraps at 2^32") {
-  SeqCounter s(0xFFFFFFFEu);
-  CHECK(s.next() == 0xFFFFFFFEu);
-  CHECK(s.next() == 0xFFFFFFFFu);
-  CHECK(s.next() == 0u);
-  CHECK(s.peek() == 1u);
+TEST_CASE("seq = epoch << 32 | counter; the epoch moves up at every boot, saved first") {
+  MemoryEpochStore store;
+  {
+    SeqSource s(store);  // first boot: nothing stored, the shell's first epoch
+    CHECK(s.begin(7) == SeqSource::kOk);
+    CHECK(store.value() == 7);
+    CHECK(s.next() == (7ull << 32));
+    CHECK(s.next() == (7ull << 32 | 1));
+    CHECK(s.peek() == (7ull << 32 | 2));
+  }
+  {
+    SeqSource s(store);  // reboot: stored + 1, whatever first_epoch says
+    CHECK(s.begin(3) == SeqSource::kOk);
+    CHECK(s.epoch() == 8);
+    CHECK(store.value() == 8);
+    uint64_t first = s.next();
+    CHECK(first == (8ull << 32));
+    CHECK(first > (7ull << 32 | 0xFFFFFFFFu));  // above anything the last boot used
+    CHECK(s.advance() == SeqSource::kOk);        // a `replayed`: next epoch
+    CHECK(store.value() == 9);
+    CHECK(s.next() == (9ull << 32));
+    CHECK(epoch_of(s.peek()) == 9);
+  }
+  CHECK(store.saves() == 3);
+}
+
+TEST_CASE("seq: a failing store still gives seqs, and says so") {
+  MemoryEpochStore store;
+  store.fail_saves(true);
+  SeqSource s(store);
+  CHECK(s.begin(5) == SeqSource::kNotSaved);
+  CHECK(s.next() == (5ull << 32));
+  CHECK(s.advance() == SeqSource::kNotSaved);
+  CHECK(s.next() == (6ull << 32));
+  // A first epoch beyond the maximum is cut to 16 bits, never used as is.
+  MemoryEpochStore other;
+  SeqSource t(other);
+  CHECK(t.begin(0xFFFFFFFFu) == SeqSource::kOk);
+  CHECK(t.epoch() == 0xFFFFu);
+}
+
+TEST_CASE("seq: 2^32 readings move on to the next epoch instead of wrapping") {
+  MemoryEpochStore store;
+  store.set(41);
+  SeqSource s(store);
+  s.begin(0);
+  CHECK(s.epoch() == 42);
+  s.set_counter_for_test(0xFFFFFFFEu);
+  CHECK(s.next() == (42ull << 32 | 0xFFFFFFFEu));
+  CHECK(s.next() == (42ull << 32 | 0xFFFFFFFFu));
+  CHECK(store.value() == 43);  // saved before its first seq goes out
+  CHECK(s.next() == (43ull << 32));
+  // At the last epoch there is nowhere to go: the counter wraps.
+  MemoryEpochStore last;
+  last.set(kEpochMax);
+  SeqSource t(last);
+  t.begin(0);
+  t.set_counter_for_test(0xFFFFFFFFu);
+  CHECK(t.next() == kSeqMax);
+  CHECK(t.next() == (static_cast<uint64_t>(kEpochMax) << 32));
+}
+
+TEST_CASE("seq: epochs stop at 2^21-1 so a seq never passes 2^53-1") {
+  MemoryEpochStore store;
+  store.set(kEpochMax - 1);
+  SeqSource s(store);
+  CHECK(s.begin(0) == SeqSource::kOk);
+  CHECK(s.epoch() == kEpochMax);
+  CHECK(s.next() == (static_cast<uint64_t>(kEpochMax) << 32));
+  CHECK(s.advance() == SeqSource::kExhausted);
+  CHECK(s.epoch() == kEpochMax);
+  CHECK(s.next() == (static_cast<uint64_t>(kEpochMax) << 32 | 1));
+  CHECK(s.peek() <= kSeqMax);
+  CHECK((static_cast<uint64_t>(kEpochMax) << 32 | 0xFFFFFFFFu) == kSeqMax);
+  MemoryEpochStore full;
+  full.set(0xFFFFFFFFu);  // a garbage store: clamps, never overflows
+  SeqSource t(full);
+  CHECK(t.begin(0) == SeqSource::kExhausted);
+  CHECK(t.epoch() == kEpochMax);
 }
 
 TEST_CASE("time_reached across the millis() wrap") {

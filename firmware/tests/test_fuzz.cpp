@@ -21,8 +21,8 @@ namespace {
 
 struct CountingHandler : ReplyHandler {
   int acks = 0, errors = 0;
-  void on_ack(uint32_t) { ++acks; }
-  void on_error(const char* code, const char* detail, bool, uint32_t) {
+  void on_ack(uint64_t) { ++acks; }
+  void on_error(const char* code, const char* detail, bool, uint64_t) {
     CHECK(strlen(code) < 33);
     CHECK(strlen(detail) < 97);
     ++errors;

@@ -32,7 +32,7 @@ struct TcpRig {
     c.keepalive_ms = 0;
     return c;
   }
-  void add(uint32_t seq) {
+  void add(uint64_t seq) {
     Reading r;
     REQUIRE(make_reading(&r, "soilMoisture", 42, 0, "%"));
     box.add(r, seq);
@@ -57,7 +57,7 @@ struct UdpRig {
     c.max_tries = 3;
     return c;
   }
-  void add(uint32_t seq) {
+  void add(uint64_t seq) {
     Reading r;
     REQUIRE(make_reading(&r, "turbineRpm", 1200.5, 1, "rpm"));
     box.add(r, seq);
@@ -343,7 +343,11 @@ TEST_CASE("forwarder: serial bytes in any chunking become queued readings with s
   TcpConfig cfg = default_tcp_config();
   RecordingLog log;
   TcpLink link(port, box, "farm-1", backoff, cfg, stats, &log);
-  SeqCounter seq(0xFFFFFFFFu);
+  MemoryEpochStore store;
+  store.set(1u << 20);  // the last boot's epoch
+  SeqSource seq(store);
+  REQUIRE(seq.begin(0) == SeqSource::kOk);
+  seq.set_counter_for_test(0xFFFFFFFFu);
   Forwarder fw(seq, box, link, stats, &log);
   std::string serial =
       "\xff\xfe boot noise\r\n"
@@ -361,8 +365,8 @@ TEST_CASE("forwarder: serial bytes in any chunking become queued readings with s
   std::vector<std::string> lines = port.lines();
   REQUIRE(lines.size() == 2);
   CHECK(lines[0] ==
-        "{\"sensor\":\"soilMoisture\",\"value\":42.5,\"unit\":\"%\",\"device\":\"farm-1\",\"seq\":4294967295}");
-  CHECK(seq_of(lines[1]) == 0);  // wrapped
+        "{\"sensor\":\"soilMoisture\",\"value\":42.5,\"unit\":\"%\",\"device\":\"farm-1\",\"seq\":4503608217305087}");
+  CHECK(seq_of(lines[1]) == 4503608217305088ll);  // the next epoch, (2^20 + 2) << 32
   CHECK(log.saw("\"event\":\"bad_line\""));
   fw.feed("ue}\n", 4);  // the split line completes
   CHECK(stats.queued == 3);

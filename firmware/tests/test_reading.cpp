@@ -14,7 +14,7 @@ namespace {
 ParseError parse(const std::string& line, Reading* r) {
   return parse_reading(line.data(), line.size(), r);
 }
-std::string line_for(const Reading& r, const char* device, uint32_t seq) {
+std::string line_for(const Reading& r, const char* device, uint64_t seq) {
   char buf[kLineMax];
   size_t n = format_reading_line(r, device, seq, buf, sizeof buf);
   return std::string(buf, n);

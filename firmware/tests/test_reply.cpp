@@ -11,11 +11,13 @@ using namespace tantra;
 
 namespace {
 struct Recorder : ReplyHandler {
-  std::vector<uint32_t> acks;
+  std::vector<uint64_t> acks;
+  std::vector<std::string> oks;
   std::vector<std::string> errors;
   std::vector<long long> error_seqs;
-  void on_ack(uint32_t seq) { acks.push_back(seq); }
-  void on_error(const char* code, const char* detail, bool has_seq, uint32_t seq) {
+  void on_ack(uint64_t seq) { acks.push_back(seq); }
+  void on_ok(const char* what, const char* device) { oks.push_back(std::string(what) + "|" + device); }
+  void on_error(const char* code, const char* detail, bool has_seq, uint64_t seq) {
     errors.push_back(std::string(code) + "|" + detail);
     error_seqs.push_back(has_seq ? static_cast<long long>(seq) : -1);
   }
@@ -29,13 +31,35 @@ TEST_CASE("single and batch acks") {
   CHECK(parse("{\"ack\":[18,19,20]}", &r) == kReplyAck);
   CHECK(parse(" { \"ack\" : [ ] } ", &r) == kReplyAck);
   CHECK(parse("{\"ack\":4294967295}", &r) == kReplyAck);
-  CHECK(r.acks == std::vector<uint32_t>{17, 18, 19, 20, 4294967295u});
+  CHECK(r.acks == std::vector<uint64_t>{17, 18, 19, 20, 4294967295u});
 }
 
-TEST_CASE("acks beyond uint32 cannot be ours and are skipped") {
+TEST_CASE("64-bit seqs up to 2^53-1 are acked; beyond cannot be ours and are skipped") {
   Recorder r;
-  CHECK(parse("{\"ack\":[4294967296,5,9007199254740991]}", &r) == kReplyAck);
-  CHECK(r.acks == std::vector<uint32_t>{5});
+  CHECK(parse("{\"ack\":[4294967296,5,9007199254740991,9007199254740992,18446744073709551615]}", &r) ==
+        kReplyAck);
+  CHECK(r.acks == std::vector<uint64_t>{4294967296ull, 5, 9007199254740991ull});
+  CHECK(parse("{\"error\":\"replayed\",\"seq\":9007199254740992}", &r) == kReplyError);
+  CHECK(parse("{\"error\":\"replayed\",\"seq\":9007199254740991}", &r) == kReplyError);
+  CHECK(r.error_seqs == std::vector<long long>{-1, 9007199254740991ll});
+}
+
+TEST_CASE("ok replies: the auth answer, with a device or null") {
+  Recorder r;
+  CHECK(parse("{\"ok\":\"auth\",\"device\":\"pump-1\"}", &r) == kReplyOk);
+  CHECK(parse("{\"device\":null,\"ok\":\"auth\"}", &r) == kReplyOk);
+  CHECK(parse("{\"ok\":\"auth\"}", &r) == kReplyOk);
+  CHECK(parse("{\"ok\":true}", &r) == kReplyOk);
+  CHECK(r.oks == std::vector<std::string>{"auth|pump-1", "auth|", "auth|", "?|"});
+  // Broken or doubled: nothing heard.
+  CHECK(parse("{\"ok\":\"auth\",\"device\":\"pump-1\"", &r) == kReplyInvalid);
+  CHECK(parse("{\"ok\":\"auth\",\"ok\":\"auth\"}", &r) == kReplyInvalid);
+  CHECK(parse("{\"device\":\"pump-1\"}", &r) == kReplyInvalid);
+  CHECK(r.oks.size() == 4);
+  // An error wins over an ok in the same object; an ack too.
+  CHECK(parse("{\"ok\":\"auth\",\"error\":\"unauthorized\"}", &r) == kReplyError);
+  CHECK(parse("{\"ok\":\"auth\",\"ack\":3}", &r) == kReplyAck);
+  CHECK(r.oks.size() == 4);
 }
 
 TEST_CASE("errors, with and without seq, unknown members skipped") {
@@ -80,7 +104,7 @@ TEST_CASE("a long unknown key is skipped, not confused with ack") {
   Recorder r;
   std::string key(100, 'k');
   CHECK(parse("{\"" + key + "\":1,\"ack\":3}", &r) == kReplyAck);
-  CHECK(r.acks == std::vector<uint32_t>{3});
+  CHECK(r.acks == std::vector<uint64_t>{3});
 }
 
 TEST_CASE("no handler: validation only") {

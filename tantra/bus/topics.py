@@ -37,6 +37,7 @@ from tantra.model import (
     ParsedPayload,
     Reading,
     Rejection,
+    number,
     parse_payload,
     validate_reading,
 )
@@ -47,6 +48,8 @@ INVALID_TOPIC = "invalid_topic"
 MAX_PREFIX_LENGTH = 128
 _PREFIX_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}(/[A-Za-z0-9_-]{1,64})*")
 DISCOVERY_PREFIX = "homeassistant"
+#: Largest reading id taken from another hub (ids are SQLite rowids: 63-bit).
+MAX_ID = 2**63 - 1
 
 
 def check_prefix(prefix: str) -> str | None:
@@ -226,7 +229,9 @@ def parse_cluster_payload(payload: bytes, *, now_ms: int) -> tuple[list[Reading]
     """Readings another hub accepted, and how many elements were not readings.
 
     Checked like any input (a broker is shared; anything may publish there),
-    but each reading keeps its own ``ts`` and ``device``.
+    but each reading keeps its own ``ts`` and ``device``, and the ``id`` the
+    accepting hub's store gave it (:func:`_take_id`); the receiving hub never
+    numbers or stores it.
     """
     try:
         document = orjson.loads(payload)
@@ -240,12 +245,30 @@ def parse_cluster_payload(payload: bytes, *, now_ms: int) -> tuple[list[Reading]
         if type(element) is not dict or "device" not in element:
             bad += 1
             continue
+        id_ = _take_id(element)
         outcome = validate_reading(element, default_device="-", now_ms=now_ms)
-        if isinstance(outcome, Reading):
+        if isinstance(outcome, Reading) and id_ is not False:
+            if id_ is not None:
+                number((outcome,), (id_,))
             readings.append(outcome)
         else:
             bad += 1
     return readings, bad
+
+
+def _take_id(document: dict[str, Any]) -> int | bool | None:
+    """Remove the ``id`` a hub with a store gave a reading; ``False`` if it is not one.
+
+    Devices may not send ``id`` (``validate_reading`` refuses it), but a
+    reading the accepting hub numbered carries it on the cluster and retained
+    topics; it is kept as is (that hub's history numbers it).
+    """
+    if "id" not in document:
+        return None
+    id_ = document.pop("id")
+    if type(id_) is not int or id_ < 1 or id_ > MAX_ID:
+        return False
+    return id_
 
 
 def parse_retained_reading(
@@ -265,9 +288,12 @@ def parse_retained_reading(
     if type(document) is not dict:
         return None
     document.pop("seq", None)  # the accepting hub de-duplicated it; seq would re-enter windows
+    id_ = _take_id(document)
     outcome = validate_reading(document, default_device=parts[0], now_ms=now_ms)
-    if not isinstance(outcome, Reading) or outcome.key != (parts[0], parts[1]):
+    if not isinstance(outcome, Reading) or outcome.key != (parts[0], parts[1]) or id_ is False:
         return None
+    if id_ is not None:
+        number((outcome,), (id_,))
     return outcome
 
 

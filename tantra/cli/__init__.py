@@ -73,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # -- the subcommands (one line each) -------------------------------------------
+register("token", "tantra.cli.token", "manage the tokens of --auth FILE: add, list, revoke")
 register("send", "tantra.cli.send", "send one reading and print the reply")
 register("simulate", "tantra.cli.simulate", "simulate N devices sending readings at a rate")
 register("tail", "tantra.cli.tail", "print live readings (with filters, and --since from history)")

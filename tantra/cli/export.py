@@ -17,7 +17,7 @@ from typing import IO, Any
 from urllib.parse import urlencode
 
 from tantra.cli import CommandError
-from tantra.cli.links import parse_url
+from tantra.cli.links import add_token_argument, bearer, parse_url
 
 CHUNK = 64 * 1024
 
@@ -52,6 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=30.0,
         help="seconds the hub may stay silent [default: %(default)s]",
     )
+    add_token_argument(parser, "a reader exports its scope; sent as Authorization: Bearer")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -84,10 +85,15 @@ def _copy(address: str, out: IO[bytes], args: argparse.Namespace) -> int:
     import urllib.request
 
     try:
-        response: Any = urllib.request.urlopen(address, timeout=args.timeout)
+        request = urllib.request.Request(address, headers=bearer(args.token))
+        response: Any = urllib.request.urlopen(request, timeout=args.timeout)
     except urllib.error.HTTPError as error:
         if error.code in (404, 503):
             raise CommandError("this hub keeps no history (start it with a store)", 1) from None
+        if error.code == 401:
+            raise CommandError(
+                "the hub wants a token (--token or $TANTRA_TOKEN) or refused this one", 1
+            ) from None
         detail = error.read(500).decode(errors="replace").strip()
         raise CommandError(f"the hub said {error.code}: {detail}", 1) from None
     except (urllib.error.URLError, OSError) as error:

@@ -17,6 +17,7 @@ Does not own: the commands (``tantra.cli.send``, ``simulate``, ``tail``).
 from __future__ import annotations
 
 import json
+import os
 from collections import deque
 from typing import Any
 from urllib.parse import urlsplit
@@ -134,10 +135,14 @@ class _Replies:
 
 
 class TcpLink:
-    """One TCP connection speaking the hub's newline-delimited JSON."""
+    """One TCP connection speaking the hub's newline-delimited JSON.
+
+    With a ``token`` (a hub started with ``--auth``) the first line is
+    ``{"auth": TOKEN}`` and the link opens once the hub said ``ok``.
+    """
 
     @classmethod
-    def open(cls, reactor: Any, url: HubUrl, timeout: float) -> Any:
+    def open(cls, reactor: Any, url: HubUrl, timeout: float, token: str | None = None) -> Any:
         from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
         from twisted.protocols.basic import LineOnlyReceiver
 
@@ -155,7 +160,10 @@ class TcpLink:
 
         endpoint = TCP4ClientEndpoint(reactor, url.host, url.port, timeout=timeout)
         protocol = Lines()
-        return connectProtocol(endpoint, protocol).addCallback(lambda _: cls(protocol, replies))
+        opened = connectProtocol(endpoint, protocol).addCallback(lambda _: cls(protocol, replies))
+        if token is not None:
+            opened.addCallback(_log_in, token, reactor, timeout)
+        return opened
 
     def __init__(self, protocol: Any, replies: _Replies):
         self._protocol = protocol
@@ -168,11 +176,46 @@ class TcpLink:
         self._protocol.transport.loseConnection()
 
 
+def _log_in(link: TcpLink, token: str, reactor: Any, timeout: float) -> Any:
+    """Send the auth line; the link once the hub accepted it, else a one-line CommandError."""
+    from twisted.internet import defer
+
+    waiting = link.replies.next()
+    link.send(encode({"auth": token}))
+    waiting.addTimeout(timeout, reactor)
+
+    def answered(line: bytes) -> TcpLink:
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            reply = {}
+        if isinstance(reply, dict) and reply.get("ok") == "auth":
+            return link
+        link.close()
+        text = line.decode(errors="replace")
+        detail = reply.get("detail", text) if isinstance(reply, dict) and reply else text
+        raise CommandError(f"the hub refused the token: {detail}", 1)
+
+    def failed(reason: Any) -> Any:
+        link.close()
+        if reason.check(defer.TimeoutError):
+            raise CommandError(f"the hub did not answer the auth line in {timeout:g} s", 1)
+        return reason
+
+    return waiting.addCallbacks(answered, failed)
+
+
 class UdpLink:
-    """A connected UDP socket: one payload per datagram, the reply datagram's lines back."""
+    """A connected UDP socket: one payload per datagram, the reply datagram's lines back.
+
+    With a ``token`` every datagram is signed (HMAC-SHA256, ``tantra.security.signing``):
+    a hub with ``--auth`` drops unsigned datagrams without a word. The
+    token must be the device's own, and each reading must name the device
+    and carry a seq.
+    """
 
     @classmethod
-    def open(cls, reactor: Any, url: HubUrl, timeout: float) -> Any:
+    def open(cls, reactor: Any, url: HubUrl, timeout: float, token: str | None = None) -> Any:
         import socket
 
         from twisted.internet import defer
@@ -196,14 +239,19 @@ class UdpLink:
         protocol = Datagrams()
         port = reactor.listenUDP(0, protocol)
         port.connect(host, url.port)
-        return defer.succeed(cls(protocol, port, replies))
+        return defer.succeed(cls(protocol, port, replies, token))
 
-    def __init__(self, protocol: Any, port: Any, replies: _Replies):
+    def __init__(self, protocol: Any, port: Any, replies: _Replies, token: str | None = None):
         self._protocol = protocol
         self._port = port
         self.replies = replies
+        self._token = token
 
     def send(self, payload: bytes) -> None:
+        if self._token is not None:
+            from tantra.security.signing import sign
+
+            payload = sign(payload, self._token)
         self._protocol.transport.write(payload)
 
     def close(self) -> None:
@@ -215,10 +263,19 @@ class WsLink:
 
     The hub also broadcasts every reading (the sender's own included) to it;
     those are handed to ``on_reading`` (``tantra tail``) and are not replies.
+    A ``token`` goes in ``Authorization: Bearer`` (never in the URL, which
+    ends up in logs); a hub that refuses it answers the handshake with 401.
     """
 
     @classmethod
-    def open(cls, reactor: Any, url: HubUrl, timeout: float, on_reading: Any = None) -> Any:
+    def open(
+        cls,
+        reactor: Any,
+        url: HubUrl,
+        timeout: float,
+        on_reading: Any = None,
+        token: str | None = None,
+    ) -> Any:
         from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
         from twisted.internet import defer
         from twisted.internet.endpoints import TCP4ClientEndpoint
@@ -248,7 +305,8 @@ class WsLink:
                     opened.errback(LinkClosed(why))
 
         address = f"{url.scheme}://{url.host}:{url.port}{url.path}"
-        factory = WebSocketClientFactory(address)
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else None
+        factory = WebSocketClientFactory(address, headers=headers)
         factory.protocol = Client
         factory.setProtocolOptions(openHandshakeTimeout=timeout, maxMessagePayloadSize=0)
         endpoint = TCP4ClientEndpoint(reactor, url.host, url.port, timeout=timeout)
@@ -259,7 +317,7 @@ class WsLink:
                 opened.errback(failure)
 
         connecting.addErrback(failed)
-        return opened
+        return opened.addErrback(_refused_handshake)
 
     def __init__(self, protocol: Any, replies: _Replies):
         self._protocol = protocol
@@ -289,7 +347,7 @@ class MqttLink:
     """
 
     @classmethod
-    def open(cls, reactor: Any, url: HubUrl, timeout: float) -> Any:
+    def open(cls, reactor: Any, url: HubUrl, timeout: float, token: str | None = None) -> Any:
         import secrets
         from urllib.parse import parse_qs
 
@@ -302,6 +360,12 @@ class MqttLink:
         device = (parse_qs(query).get("device") or [""])[0]
         if not device:
             return defer.fail(CommandError(f"{url}: name the device (--device, or ?device=NAME)"))
+        if token is not None:  # the broker authenticates MQTT devices, not the hub
+            return defer.fail(
+                CommandError(
+                    "--token is for the hub; over mqtt:// give the broker's user:password@"
+                )
+            )
         replies = _Replies()
         opened: defer.Deferred = defer.Deferred()
         client = Client(
@@ -374,6 +438,31 @@ class MqttLink:
         self._closed = True
         self._client.disconnect()
         self._client.loop_stop()
+
+
+def _refused_handshake(reason: Any) -> Any:
+    """Autobahn's 'handshake failed: 401' as one line that says what to do."""
+    text = reason.getErrorMessage()
+    for status, meaning in (
+        ("401", "the hub wants a token (--token) or refused this one"),
+        ("403", "the hub refused this origin or token kind"),
+    ):
+        if f"[{status}]" in text:  # Autobahn: "WebSocket connection upgrade failed [401]"
+            raise CommandError(f"{meaning} (HTTP {status})", 1)
+    return reason
+
+
+def bearer(token: str | None) -> dict[str, str]:
+    """The HTTP header a ``--token`` becomes (``tail --since``, ``export``)."""
+    return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+def add_token_argument(parser: Any, what: str) -> None:
+    parser.add_argument(
+        "--token",
+        default=os.environ.get("TANTRA_TOKEN"),
+        help=f"token for a hub started with --auth ({what}) [default: $TANTRA_TOKEN]",
+    )
 
 
 #: Scheme -> link.

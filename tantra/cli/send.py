@@ -19,6 +19,7 @@ import attrs
 from tantra.cli import CommandError
 from tantra.cli.links import (
     LINKS,
+    add_token_argument,
     connection_error,
     encode,
     make_reading,
@@ -46,10 +47,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--timeout", type=float, default=5.0, help="seconds to wait [default: %(default)s]"
     )
+    add_token_argument(parser, "tcp: the auth line; ws: Bearer; udp: signs the datagram")
 
 
 def run(args: argparse.Namespace) -> int:
     url = parse_url(args.url)
+    if args.token and url.scheme == "udp" and (args.device is None or args.seq is None):
+        raise CommandError("a signed UDP reading needs --device (the token's) and --seq")
     if url.scheme == "mqtt" and args.device and "?" not in url.path:
         url = attrs.evolve(url, path=f"{url.path}?device={args.device}")  # the topic names it
     reading = make_reading(
@@ -62,7 +66,9 @@ def run(args: argparse.Namespace) -> int:
         now_ms=int(time.time() * 1000),
     )
     outcome: dict[str, Any] = {}
-    run_reactor(_send, url, encode(reading), args.timeout, args.seq is not None, outcome)
+    run_reactor(
+        _send, url, encode(reading), args.timeout, args.seq is not None, outcome, args.token
+    )
     if "error" in outcome:
         raise outcome["error"]
     reply = outcome.get("reply")
@@ -74,12 +80,18 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _send(
-    reactor: Any, url, payload: bytes, timeout: float, acked: bool, outcome: dict
+    reactor: Any,
+    url,
+    payload: bytes,
+    timeout: float,
+    acked: bool,
+    outcome: dict,
+    token: str | None = None,
 ) -> None:
     from twisted.internet import defer
 
     try:
-        link = await defer.Deferred.fromCoroutine(_open(reactor, url, timeout))
+        link = await defer.Deferred.fromCoroutine(_open(reactor, url, timeout, token))
     except Exception as error:
         outcome["error"] = connection_error(error, url)
         return
@@ -98,5 +110,5 @@ async def _send(
         link.close()
 
 
-async def _open(reactor: Any, url, timeout: float) -> Any:
-    return await LINKS[url.scheme].open(reactor, url, timeout)
+async def _open(reactor: Any, url, timeout: float, token: str | None = None) -> Any:
+    return await LINKS[url.scheme].open(reactor, url, timeout, token=token)

@@ -24,7 +24,15 @@ from typing import Any
 import attrs
 
 from tantra.cli import CommandError
-from tantra.cli.links import LINKS, SCHEMES, connection_error, encode, parse_url, run_reactor
+from tantra.cli.links import (
+    LINKS,
+    SCHEMES,
+    add_token_argument,
+    connection_error,
+    encode,
+    parse_url,
+    run_reactor,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,6 +82,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="re-sends of an unacked reading [default: %(default)s]",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress line, only the totals")
+    add_token_argument(parser, "tcp/ws: an admin token sends as every PREFIX-N; udp: signs")
 
 
 @attrs.define
@@ -137,6 +146,11 @@ def _url(args: argparse.Namespace) -> Any:
 def run(args: argparse.Namespace) -> int:
     _check(args)
     url = _url(args)
+    if args.token and url.scheme == "udp" and args.devices != 1:
+        raise CommandError(
+            "signed UDP sends as the token's own device: use --devices 1 and a --prefix"
+            " so that PREFIX-1 is that device (over tcp or ws an admin token sends as any)"
+        )
     if args.duration is None and args.count is None:
         args.duration = 10.0
     totals = Totals()
@@ -175,7 +189,9 @@ async def _simulate(reactor: Any, url: Any, args: argparse.Namespace, totals: To
         return url
 
     opening = [
-        defer.maybeDeferred(LINKS[url.scheme].open, reactor, url_of(index), args.ack_timeout * 5)
+        defer.maybeDeferred(
+            LINKS[url.scheme].open, reactor, url_of(index), args.ack_timeout * 5, token=args.token
+        )
         for index in range(1, args.devices + 1)
     ]
     devices = []

@@ -2,11 +2,15 @@
 
 Connects as a dashboard (``ws://HOST:PORT/?device=..&sensor=..``: the hub
 filters), so it first prints the latest reading of every matching sensor,
-then each new one. ``--since WHEN`` (ms since the epoch, ISO 8601, or
-relative like ``-15m``) first prints the stored readings from then on from
-the history API (``/api/v1/readings``, streamed as NDJSON), then continues
-live without a gap: readings that arrive while the history loads are held
-and printed after it, minus those the history already had.
+then each new one. ``--since ID`` (a reading id, as the hub's readings carry
+when it keeps history: ``id:N``, or a plain number below 10^12) resumes
+after that reading: the hub replays what it stored after it, then goes on
+live, each reading once (``?since=ID``, ``tantra.resume``). ``--since WHEN``
+(ms since the epoch, ISO 8601, or relative like ``-15m``) first prints the
+stored readings from then on from the history API (``/api/v1/readings``,
+streamed as NDJSON), then continues live without a gap: readings that
+arrive while the history loads are held and printed after it, minus those
+the history already had.
 """
 
 from __future__ import annotations
@@ -19,7 +23,14 @@ from typing import Any
 from urllib.parse import urlencode
 
 from tantra.cli import CommandError
-from tantra.cli.links import WsLink, connection_error, parse_url, run_reactor
+from tantra.cli.links import (
+    WsLink,
+    add_token_argument,
+    bearer,
+    connection_error,
+    parse_url,
+    run_reactor,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -35,7 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--sensor", action="append", default=[], help="only this sensor (repeatable)"
     )
     parser.add_argument(
-        "--since", help="first the stored readings from then (needs a hub with history)"
+        "--since",
+        help="first the stored readings after reading id ID (id:N, or a number below 10^12)"
+        " or from time WHEN (ms, ISO 8601, -15m); needs a hub with history",
     )
     parser.add_argument(
         "--json", action="store_true", help="one JSON object per line instead of a table"
@@ -47,6 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=5.0,
         help="seconds to wait for the connection [default: %(default)s]",
     )
+    add_token_argument(parser, "a reader sees its scope; sent as Authorization: Bearer")
 
 
 class Printer:
@@ -95,7 +109,12 @@ def run(args: argparse.Namespace) -> int:
     url = parse_url(args.url, ("ws",))
     if args.count is not None and args.count < 1:
         raise CommandError("--count must be at least 1")
-    query = urlencode([("device", d) for d in args.device] + [("sensor", s) for s in args.sensor])
+    resume = reading_id(args.since)
+    pairs = [("device", d) for d in args.device] + [("sensor", s) for s in args.sensor]
+    if resume is not None:
+        pairs.append(("since", str(resume)))
+        args.since = None  # the hub replays; no history request of our own
+    query = urlencode(pairs)
     base = url.path.split("?", 1)[0]
     live_url = parse_url(
         f"ws://{url.host}:{url.port}{base}" + (f"?{query}" if query else ""), ("ws",)
@@ -108,6 +127,25 @@ def run(args: argparse.Namespace) -> int:
     except BrokenPipeError:  # tantra tail | head
         return 0
     return 0
+
+
+#: Below this a plain number is a reading id, not ms since the epoch (2001-09-09).
+ID_CEILING = 10**12
+
+
+def reading_id(since: str | None) -> int | None:
+    """The reading id ``--since`` names (``id:N`` or a number below 10^12), else None (a time)."""
+    if since is None:
+        return None
+    text = since.strip()
+    explicit = text.startswith("id:")
+    if explicit:
+        text = text[3:]
+    if text.isascii() and text.isdigit() and (explicit or int(text) < ID_CEILING):
+        return int(text)
+    if explicit:
+        raise CommandError(f"--since {since}: id: must be followed by a reading id (a number)")
+    return None
 
 
 async def _tail(
@@ -127,7 +165,9 @@ async def _tail(
             finished.callback(None)
 
     try:
-        link = await WsLink.open(reactor, live_url, args.timeout, on_reading=on_reading)
+        link = await WsLink.open(
+            reactor, live_url, args.timeout, on_reading=on_reading, token=args.token
+        )
     except Exception as error:
         raise connection_error(error, live_url) from None
 
@@ -171,7 +211,8 @@ def _history(url: Any, args: argparse.Namespace, printer: Printer) -> set[tuple]
     address = f"http://{url.host}:{url.port}/api/v1/readings?{query}"
     seen: set[tuple] = set()
     try:
-        with urllib.request.urlopen(address, timeout=args.timeout) as response:
+        request = urllib.request.Request(address, headers=bearer(args.token))
+        with urllib.request.urlopen(request, timeout=args.timeout) as response:
             for line in response:
                 if line.strip():
                     reading = json.loads(line)
@@ -181,6 +222,10 @@ def _history(url: Any, args: argparse.Namespace, printer: Printer) -> set[tuple]
         if error.code in (404, 503):
             raise CommandError(
                 "--since needs a hub that keeps history (this one has no store)", 1
+            ) from None
+        if error.code == 401:
+            raise CommandError(
+                "--since: the hub wants a token (--token or $TANTRA_TOKEN) or refused this one", 1
             ) from None
         detail = error.read(500).decode(errors="replace").strip()
         raise CommandError(f"--since: the hub said {error.code}: {detail}", 1) from None

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from importlib import resources
 from typing import Any
@@ -156,7 +156,26 @@ class Backend:
         return False
 
     def _insert_readings(self, conn: Any, rows: list[tuple]) -> list[int]:
-        """Insert ``(series, ts, value, kind, seq)`` rows; return their new ids in order."""
+        """Insert ``(id, series, ts, value, kind, seq)`` rows; return their ids in order.
+
+        ``id`` is the one the hub gave the reading (``tantra.store.ids``), or
+        ``None``: then the dialect numbers it now, above every id handed out.
+        """
+        raise NotImplementedError
+
+    def id_source(
+        self, conn: Any, reserve: Callable[[int], Any], seconds: Callable[[], float]
+    ) -> Any:
+        """The :class:`~tantra.store.ids.IIdSource` the hub numbers readings from.
+
+        Called once at start-up with the writer's connection (``None`` when
+        the database was unreachable); ``reserve(count)`` runs
+        :meth:`reserve_ids` on a read thread (a Deferred).
+        """
+        raise NotImplementedError
+
+    def reserve_ids(self, conn: Any, count: int) -> Any:
+        """``count`` new increasing ids no one else will use (a read thread calls it)."""
         raise NotImplementedError
 
     def _execute_script(self, conn: Any, sql: str) -> None:
@@ -253,7 +272,7 @@ class Backend:
             keys = [(r.device, r.sensor, r.unit or "") for r in readings]
             for reading, series in zip(readings, self.series_ids(conn, keys), strict=True):
                 value, kind = value_kind(reading.value)
-                rows.append((series, reading.ts, value, kind, reading.seq))
+                rows.append((reading.id, series, reading.ts, value, kind, reading.seq))
                 points.append((series, reading.ts, value))
             ids = self._insert_readings(conn, rows)
             minutes = fold_rollups(points, MINUTE_MS)
@@ -314,12 +333,16 @@ class Backend:
 
     def series(self, conn: Any, filter_: SeriesFilter) -> list[tuple[int, str, str, str]]:
         where, params = self._series_clause(filter_)
-        return self._fetchall(
+        rows = self._fetchall(
             conn,
             f"SELECT id, device, sensor, unit FROM series WHERE {where}"
             " ORDER BY device, sensor, unit",
             params,
         )
+        visible = filter_.visible
+        if visible is not None:  # a reader's scope: decided per series, before any reading
+            rows = [row for row in rows if visible(row[1], row[2])]
+        return rows
 
     def sensors(self, conn: Any, filter_: SeriesFilter) -> list[dict[str, Any]]:
         """One entry per series: counts and ends from the hour rollups, the last raw reading."""
@@ -391,17 +414,27 @@ class Backend:
         ]
 
     def readings_after_id(
-        self, conn: Any, after_id: int, filter_: SeriesFilter, limit: int
+        self,
+        conn: Any,
+        after_id: int,
+        filter_: SeriesFilter,
+        limit: int,
+        before_id: int | None = None,
     ) -> list[StoredReading]:
-        """Readings with ``id > after_id`` in id order (resume and de-duplication rebuild)."""
+        """Readings with ``after_id < id < before_id`` in id order (a dashboard's resume).
+
+        For the hub's own use: ``filter_.visible`` (a reader's scope) is not applied here.
+        """
+        assert filter_.visible is None, "scoped queries go through series()"
         where, params = self._series_clause(filter_)
+        below = "" if before_id is None else " AND r.id < ?"
         rows = self._fetchall(
             conn,
             "SELECT r.id, s.device, s.sensor, r.value, s.unit, r.ts, r.seq, r.kind"
             " FROM reading r JOIN series s ON s.id = r.series"
-            f" WHERE r.id > ? AND r.series IN (SELECT id FROM series WHERE {where})"
+            f" WHERE r.id > ?{below} AND r.series IN (SELECT id FROM series WHERE {where})"
             " ORDER BY r.id LIMIT ?",
-            [after_id, *params, limit],
+            [after_id, *([] if before_id is None else [before_id]), *params, limit],
         )
         return [
             StoredReading(id_, device, sensor, from_kind(value, kind), unit or None, ts, seq)

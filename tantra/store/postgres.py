@@ -14,11 +14,12 @@ range partitioning of ``reading`` by time; retention deletes in batches.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from tantra.store.backend import Backend
+from tantra.store.ids import ID_BLOCK, BlockIds, as_ranges
 
 _UPSERT = (
     "INSERT INTO {t} (series, t, n, total, lo, hi, first_ts, first_v, last_ts, last_v)"
@@ -144,14 +145,29 @@ class PostgresBackend(Backend):
                 found[key] = self._upsert_series(conn, key)
         return found
 
+    def id_source(self, conn: Any, reserve: Any, seconds: Any) -> BlockIds:
+        """Blocks reserved ahead of need; the first one now, when the server is there."""
+        if conn is None:
+            return BlockIds(reserve, seconds=seconds)
+        first = self.reserve_ids(conn, ID_BLOCK)
+        conn.commit()
+        return BlockIds(reserve, seconds=seconds, first=first, last=first[0] - 1)
+
+    def reserve_ids(self, conn: Any, count: int) -> Sequence[int]:
+        return as_ranges(self._take_ids(conn, count))
+
     def _insert_readings(self, conn: Any, rows: list[tuple]) -> list[int]:
-        ids = self._take_ids(conn, len(rows))
+        missing = sum(1 for row in rows if row[0] is None)
+        if missing:  # no reserved id was ready at the hub's flush: number them now
+            fresh = iter(self._take_ids(conn, missing))
+            rows = [row if row[0] is not None else (next(fresh), *row[1:]) for row in rows]
+        ids = [row[0] for row in rows]
         # One COPY in text format built in one piece: per-row write_row() was the
         # writer's largest cost. Values are finite floats (the model refuses NaN
         # and infinities), and repr() round-trips them exactly.
         text = "".join(
             f"{id_}\t{series}\t{ts}\t{value!r}\t{kind}\t{NULL if seq is None else seq}\n"
-            for id_, (series, ts, value, kind, seq) in zip(ids, rows, strict=True)
+            for id_, series, ts, value, kind, seq in rows
         )
         with (
             conn.cursor() as cursor,

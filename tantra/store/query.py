@@ -7,6 +7,7 @@ with its ``id``. Pure: no SQL, no Twisted.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -21,10 +22,16 @@ AGGREGATE_FUNCTIONS = ("avg", "min", "max", "count", "first", "last", "sum")
 
 @attrs.frozen
 class SeriesFilter:
-    """Which series: any of ``devices`` and any of ``sensors`` (empty means all)."""
+    """Which series: any of ``devices`` and any of ``sensors`` (empty means all).
+
+    ``visible``, when set, is a further test on ``(device, sensor)`` (a
+    reader's scope, ``tantra.security``): series it refuses do not exist for
+    the query. It runs on the store's read threads, so it must be pure.
+    """
 
     devices: tuple[str, ...] = ()
     sensors: tuple[str, ...] = ()
+    visible: Callable[[str, str], bool] | None = None
 
 
 @attrs.frozen

@@ -49,7 +49,7 @@ class StoreService(service.Service):
         super().startService()
         self.hub.remember_committed(self.store.recent_sequences)
         self.store.recent_sequences = []
-        self.hub.commit_through(self.store)
+        self.hub.keep_history(self.store)
 
     def stopService(self) -> defer.Deferred:
         super().stopService()

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from tantra.store.backend import Backend
+from tantra.store.ids import CounterIds
 
 _UPSERT = (
     "INSERT INTO {t} (series, t, n, total, lo, hi, first_ts, first_v, last_ts, last_v)"
@@ -40,7 +41,7 @@ class SQLiteBackend(Backend):
     def __init__(self, path: str):
         super().__init__()
         self.path = os.path.abspath(path)
-        self._next_id: int | None = None
+        self._ids: CounterIds | None = None
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
         self._readers_lock = threading.Lock()
@@ -85,21 +86,27 @@ class SQLiteBackend(Backend):
         ).fetchone()
         return int(row[0])
 
+    def id_source(self, conn: Any, reserve: Any = None, seconds: Any = None) -> CounterIds:
+        """One counter from the largest stored id + 1, shared by the hub and the writer."""
+        if self._ids is None:
+            self._ids = CounterIds(
+                (conn.execute("SELECT max(id) FROM reading").fetchone()[0] or 0) + 1
+            )
+        return self._ids
+
+    def reserve_ids(self, conn: Any, count: int) -> range:
+        return self.id_source(conn).take(count)
+
     def _insert_readings(self, conn: Any, rows: list[tuple]) -> list[int]:
-        if self._next_id is None:
-            self._next_id = (conn.execute("SELECT max(id) FROM reading").fetchone()[0] or 0) + 1
-        first = self._next_id
-        ids = list(range(first, first + len(rows)))
+        missing = sum(1 for row in rows if row[0] is None)
+        if missing:  # submitted without an id (not through the hub): number them now
+            fresh = iter(self.id_source(conn).take(missing))
+            rows = [row if row[0] is not None else (next(fresh), *row[1:]) for row in rows]
         conn.executemany(
             "INSERT INTO reading (id, series, ts, value, kind, seq) VALUES (?, ?, ?, ?, ?, ?)",
-            [(id_, *row) for id_, row in zip(ids, rows, strict=True)],
+            rows,
         )
-        self._next_id = first + len(rows)
-        return ids
-
-    def forget_cache(self) -> None:
-        super().forget_cache()
-        self._next_id = None  # re-read after a rollback
+        return [row[0] for row in rows]
 
     def _upsert_rollups(self, conn: Any, table: str, rollups: dict) -> None:
         conn.executemany(_UPSERT.format(t=table), [(s, t, *acc) for (s, t), acc in rollups.items()])

@@ -19,6 +19,7 @@ Does not own: SQL (``tantra.store.backend``) or what commits mean to clients
 from __future__ import annotations
 
 import collections
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -114,6 +115,11 @@ class Store:
         self._retention: task.LoopingCall | None = None
         self.schema_version = 0
         self._last_commit = float("-inf")  # writer thread only
+        #: Where the hub takes reading ids from (``tantra.store.ids``), set by :meth:`start`.
+        self.ids: Any = None
+        # Submitted entries not yet reported committed or failed, oldest first
+        # (reactor thread only): what a resuming dashboard gets live (uncommitted).
+        self._unsettled: collections.deque[_Entry] = collections.deque()
 
     @property
     def state(self) -> str:
@@ -161,6 +167,9 @@ class Store:
             self.reason = _one_line(error)
         self.backend.open_readers(self._read_threads)
         self._pool.start()
+        self.ids = self.backend.id_source(
+            conn, lambda count: self.query("reserve_ids", count), self._reactor.seconds
+        )
         self.state = "ok" if conn is not None else "failing"
         self._stopping = self._abandon = False
         self._stopped = defer.Deferred()
@@ -238,10 +247,13 @@ class Store:
                 full = True
             else:
                 full = False
-                self._queue.append(_Entry(readings, deferred, self._monotonic()))
+                entry = _Entry(readings, deferred, self._monotonic())
+                self._queue.append(entry)
                 self._queued += count
                 self._cond.notify()
             self.counters.queued = self._queued
+        if not full:
+            self._unsettled.append(entry)
         if full:
             self._shed(count, deferred, f"the store queue is full ({self.queue_limit} readings)")
 
@@ -266,6 +278,23 @@ class Store:
     def stats(self) -> dict[str, Any]:
         return self.counters.as_dict()
 
+    def uncommitted(self) -> list[Reading]:
+        """Readings submitted and not yet committed (nor shed), in submit order.
+
+        Every id below the first of these is committed or will never be: a
+        resuming dashboard reads those from the database and takes these,
+        like live readings, from the hub (``tantra.resume``).
+        """
+        return [reading for entry in self._unsettled for reading in entry.readings]
+
+    def _settled(self, entry: _Entry) -> None:
+        unsettled = self._unsettled
+        if unsettled and unsettled[0] is entry:
+            unsettled.popleft()
+        else:  # failed out of order (the hub stopping): rare
+            with contextlib.suppress(ValueError):
+                unsettled.remove(entry)
+
     # -- reports from the writer (reactor thread) ---------------------------------
 
     def _committed(self, entries: list[_Entry], ids: list[int]) -> None:
@@ -277,6 +306,7 @@ class Store:
         observe = self._commit_latency
         now = self._monotonic() if observe is not None else 0.0
         for entry in entries:  # listeners first: a Deferred's callback may run anything
+            self._settled(entry)
             count = len(entry.readings)
             if observe is not None:
                 observe(now - entry.queued_at, count)
@@ -306,6 +336,7 @@ class Store:
 
     def _failed_entries(self, entries: list[_Entry], why: str) -> None:
         for entry in entries:
+            self._settled(entry)
             self.counters.shed += len(entry.readings)
             if entry.deferred is not None:
                 entry.deferred.errback(NotStored(why))

@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
 from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
 from autobahn.websocket.protocol import PreparedMessage
 from autobahn.websocket.types import ConnectionDeny
@@ -33,15 +34,24 @@ from tantra.hub import EVERYTHING, Filter, Hub, Subscription
 from tantra.lifecycle import IGoodbye
 from tantra.model import NAME_PATTERN, NAME_RULE, Reading, device_name_for_address
 from tantra.outbox import Outbox
+from tantra.resume import ResumeOutbox, parse_since, resume_fetch
+from tantra.security.gate import FORBIDDEN, SENDERS, Ingress
+from tantra.security.readers import origin_allowed, presented_token, subscribe_scoped
+from tantra.security.tokens import Token
+from tantra.store.query import StoredReading
 from tantra.transports.ordered import OrderedReplies
 from tantra.transports.sendnow import writer_for
 from tantra.transports.websocket import (
+    CLOSE_RESUME_AGAIN,
     CLOSE_SLOW_CONSUMER,
+    CLOSE_TOKEN_REVOKED,
     HubWebSocketFactory,
     HubWebSocketProtocol,
 )
 
 FILTER_PARAMETERS = ("device", "sensor")
+#: Not a filter: the token (``?token=``), taken out before the filter is read.
+TOKEN_PARAMETER = "token"
 _OPEN = WebSocketServerProtocol.STATE_OPEN
 
 
@@ -60,6 +70,11 @@ def encode_text_frames(readings: Sequence[Reading]) -> bytes:
     the whole cache again.
     """
     return b"".join([reading.framed(frame_text) for reading in readings])
+
+
+def encode_stored_frames(rows: Sequence[StoredReading]) -> bytes:
+    """History rows (a resume's replay) as text frames, one reading per frame."""
+    return b"".join([frame_text(orjson.dumps(row.to_dict())) for row in rows])
 
 
 def query_of(uri: str) -> dict[str, list[str]]:
@@ -108,14 +123,21 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
     def __init__(self) -> None:
         super().__init__()
         self._filter: Filter | None = None
+        self._since: int | None = None  # ?since=ID: history first (tantra.resume)
         self._device = "unknown"
         self._replies: OrderedReplies | None = None  # with a store: acks wait for commits
         # Not ``_send``: Autobahn's own ``_send`` drains its send queue.
         self._write_through: Callable[[bytes], None] = self._not_connected
         self._subscription: Subscription | None = None
+        self._token: Token | None = None
+        self._release_token: Callable[[], None] | None = None
+        self._presented: str | None = None
 
     def connectionMade(self) -> None:
         super().connectionMade()
+        # Through the HTTP site the token was taken out of the request already
+        # (tantra.security.web), so no log line can show it.
+        self._presented = getattr(self.factory, "presented_secret", None)
         # Autobahn keeps an (almost always empty) deque per connection for
         # chopped or synchronous sends, which the hub never makes; a deque
         # costs 760 bytes even when empty, a list subclass 56. Per idle
@@ -124,11 +146,29 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
         self.send_queue = _SendQueue()  # type: ignore[assignment]  # deque's popleft only
 
     def onConnect(self, request):
+        factory = self.factory
+        # Autobahn's request.params drops blank values (``?device=``), which
+        # would subscribe to everything: parse the raw query ourselves.
+        query = query_of(self.http_request_uri)
+        secret = query.pop(TOKEN_PARAMETER, None)
+        if not origin_allowed(request.headers.get("origin"), factory.allowed_origins):
+            factory.counters.auth.origin_refused += 1
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
+        auth = factory.ingress.auth if factory.ingress is not None else None
+        if auth is not None:
+            presented = self._presented
+            if presented is None:  # a WebSocket port of our own, without the HTTP site
+                presented = presented_token(request.headers, {"token": secret} if secret else {})
+            self._presented = None
+            self._token = auth.login(presented, "websocket")
+            if self._token is None:
+                raise ConnectionDeny(401, "unauthorized")
         try:
-            # Autobahn's request.params drops blank values (``?device=``), which
-            # would subscribe to everything: parse the raw query ourselves.
-            self._filter = filter_from_query(query_of(self.http_request_uri))
-        except ValueError as error:
+            since = query.pop("since", None)
+            self._filter = filter_from_query(query)
+            if since is not None:
+                self._since = parse_since(since, self.factory.hub)
+        except ValueError as error:  # BadSince too
             self.factory.hub.reject("bad_subscription", source=str(request.peer), detail=str(error))
             raise ConnectionDeny(ConnectionDeny.BAD_REQUEST, str(error)) from None
         self._device = device_name_for_address(self.transport.getPeer())
@@ -157,6 +197,9 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
         """Subscribe with the filter of the handshake; the snapshot goes out first."""
         factory = self.factory
         self._write_through = writer_for(self.transport)
+        if self._since is not None:
+            self._resume(self._since)
+            return
         outbox = Outbox(
             # Straight to the socket: the outbox is closed before any close frame
             # (see HubWebSocketProtocol.sendCloseFrame), so it never writes after one.
@@ -168,17 +211,80 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
             counters=factory.counters,
         )
         self._take_over_producer(outbox)
-        self._subscription, snapshot = factory.hub.subscribe(outbox, self._filter or EVERYTHING)
+        token = self._token
+        if token is not None:
+            auth = factory.ingress.auth  # type: ignore[union-attr]
+            self._release_token = auth.hold(token, self._revoked)  # type: ignore[union-attr]
+        scope = token.scope if token is not None else None
+        self._subscription, snapshot = subscribe_scoped(
+            factory.hub, outbox, self._filter or EVERYTHING, scope
+        )
         factory.connections.add(self)
         if snapshot:
             outbox.send_snapshot(snapshot)
+
+    def _resume(self, since: int) -> None:
+        """``?since=ID``: the stored readings after it, then live, each once (``tantra.resume``)."""
+        factory = self.factory
+        filter_ = self._filter or EVERYTHING
+        encode, encode_stored = encode_text_frames, encode_stored_frames
+        token = self._token
+        if token is not None:
+            auth = factory.ingress.auth  # type: ignore[union-attr]
+            self._release_token = auth.hold(token, self._revoked)  # type: ignore[union-attr]
+            scope = token.scope
+            if not scope.everything:
+                # A reader resumes within its scope, history and live alike.
+                narrowed, check = scope.narrow(filter_)
+                if narrowed is None:  # nothing it may see: an empty, live-only stream
+                    self._since = None
+                    self._release_token()
+                    self._release_token = None
+                    self._start()
+                    return
+                filter_ = narrowed
+                if check:
+
+                    def encode(readings, scope=scope):
+                        return encode_text_frames(scope.restrict(readings))
+
+                    def encode_stored(rows, scope=scope):
+                        return encode_stored_frames(scope.restrict(rows))
+
+        outbox = ResumeOutbox(
+            write=self._write_through,
+            encode=encode,
+            encode_stored=encode_stored,
+            fetch=resume_fetch(factory.hub, filter_),
+            clock=factory.clock,
+            stall_timeout=factory.stall_timeout,
+            on_give_up=self._give_up,
+            counters=factory.counters,
+        )
+        self._take_over_producer(outbox)
+        self._subscription = outbox.join(factory.hub, filter_, since)
+        factory.connections.add(self)
 
     def _write_frames(self, data: bytes) -> None:
         if self.state == _OPEN:
             self._write_through(data)
 
+    def _revoked(self) -> None:
+        self._release_token = None
+        self.close_with(CLOSE_TOKEN_REVOKED, b"token revoked")
+
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
-        outcome = self.factory.hub.ingest(payload, default_device=self._device)
+        ingress = self.factory.ingress
+        token = self._token
+        if ingress is None:
+            outcome = self.factory.hub.ingest(payload, default_device=self._device)
+        elif token is not None and token.kind not in SENDERS:
+            self.factory.counters.auth.forbidden += 1
+            detail = f"a {token.kind} token may not send readings"
+            self._reply_now_or_in_order([{"error": FORBIDDEN, "detail": detail}])
+            return
+        else:
+            outcome = ingress.ingest(payload, default_device=self._device, token=token)
         ordered = self._replies
         if ordered is None:
             if outcome.settled is None:  # no store, nothing waiting: write now
@@ -190,6 +296,13 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
             ordered = self._replies = OrderedReplies(self._write_replies)
         ordered.add(outcome)
 
+    def _reply_now_or_in_order(self, messages: list[dict[str, Any]]) -> None:
+        """Replies that wait for no commit, behind any that do (payload order is kept)."""
+        if self._replies is None:
+            self._write_replies(messages)
+        else:
+            self._replies.add_messages(messages)
+
     def _write_replies(self, messages: list[dict[str, Any]]) -> None:
         # Same framing as broadcasts (one text frame per reply), without
         # Autobahn's per-message send path, which costs more than the ingest.
@@ -198,9 +311,15 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
 
     def _give_up(self, reason: str) -> None:
         self._log.info("closing WebSocket client {peer}: {reason}", peer=self.peer, reason=reason)
-        self.close_with(CLOSE_SLOW_CONSUMER, b"slow consumer")
+        if self._since is None:
+            self.close_with(CLOSE_SLOW_CONSUMER, b"slow consumer")
+        else:  # a resuming client reconnects with since = the last id it got
+            self.close_with(CLOSE_RESUME_AGAIN, f"resume again: {reason}".encode())
 
     def _connection_gone(self) -> None:
+        if self._release_token is not None:
+            self._release_token()
+            self._release_token = None
         if self._replies is not None:
             self._replies.close()
         if self._subscription is not None:
@@ -214,10 +333,26 @@ class DashboardFactory(HubWebSocketFactory, WebSocketServerFactory):
 
     protocol = DashboardProtocol  # type: ignore[assignment]  # twisted's generic Factory
 
-    def __init__(self, hub: Hub, clock: IReactorTime, **options: Any):
-        """``options``: see :meth:`HubWebSocketFactory._setup`."""
+    def __init__(
+        self,
+        hub: Hub,
+        clock: IReactorTime,
+        *,
+        ingress: Ingress | None = None,
+        allowed_origins: Sequence[str] = (),
+        **options: Any,
+    ):
+        """``options``: see :meth:`HubWebSocketFactory._setup`.
+
+        ``ingress``: device checks, and with auth its tokens (``tantra.security``);
+        ``allowed_origins``: the browser origins allowed to connect (empty: any).
+        """
         super().__init__(server="Tantra", reactor=clock)
         self._setup(hub, clock, **options)
+        self.ingress = ingress
+        self.allowed_origins = tuple(allowed_origins)
+        #: The token of the request being upgraded (``tantra.security.web``).
+        self.presented_secret: str | None = None
 
     @property
     def clients(self) -> set[DashboardProtocol]:

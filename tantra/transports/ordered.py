@@ -65,13 +65,7 @@ class OrderedReplies:
     def add(self, outcome: IngestOutcome) -> None:
         settled = outcome.settled
         if settled is None:
-            messages = replies.for_outcome(outcome)
-            if not self._slots:
-                if messages and self._write is not None:
-                    self._write(messages)
-                return
-            if messages:
-                self._slots.append([messages])
+            self.add_messages(replies.for_outcome(outcome))
             return
         slot = [_WAITING]
         self._slots.append(slot)
@@ -81,6 +75,20 @@ class OrderedReplies:
             callbackArgs=(slot, outcome),
             errbackArgs=(slot, outcome),
         )
+
+    def add_messages(self, messages: Messages) -> None:
+        """Replies that wait for nothing (a login answer, a refusal), kept in payload order.
+
+        Written at once when no commit is pending ahead of them, else queued
+        behind it, so a device never reads a refusal before the acks of the
+        lines it sent earlier.
+        """
+        if not self._slots:
+            if messages and self._write is not None:
+                self._write(messages)
+            return
+        if messages:
+            self._slots.append([messages])
 
     def close(self) -> None:
         """The connection is gone: forget what was not written; later commits write nothing."""

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from twisted.internet import defer
 from twisted.internet.interfaces import IHalfCloseableProtocol, IReactorTime
 from twisted.internet.protocol import DatagramProtocol, Factory
@@ -27,6 +28,8 @@ from tantra.hub import Hub
 from tantra.lifecycle import IGoodbye
 from tantra.model import device_name_for_address, device_name_for_peer
 from tantra.ratelimit import SourceRateLimiter
+from tantra.security.gate import SENDERS, UNAUTHORIZED, Ingress
+from tantra.security.tokens import Token
 from tantra.transports.backpressure import ReplyGate
 from tantra.transports.ordered import OrderedReplies
 from tantra.transports.websocket import DEFAULT_REPLY_BUFFER
@@ -42,6 +45,10 @@ MAX_DATAGRAM = 65507
 UDP_READ_SIZE = 65536
 
 _log = Logger()
+
+
+def _nothing() -> None:
+    """What a connection without a token releases."""
 
 
 @implementer(IHalfCloseableProtocol)
@@ -68,6 +75,8 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
         self._device = device_name_for_address(self.transport.getPeer())
         self._closing = False
         self._held: list[bytes] = []  # lines read but not handled while replies back up
+        self._token: Token | None = None  # with --auth: set by the first line
+        self._release_token = _nothing
         # Replies the device does not read stop us reading from it (see backpressure).
         self.transport.bufferSize = factory.reply_buffer
         self._gate = ReplyGate(
@@ -129,12 +138,46 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
             line = line[:-1]
         if not line or line.isspace():
             return  # an empty line is a keep-alive
-        self._replies.add(self.factory.hub.ingest(line, default_device=self._device))
+        factory = self.factory
+        if factory.ingress is None:
+            outcome = factory.hub.ingest(line, default_device=self._device)
+        elif factory.ingress.auth is not None and self._token is None:
+            self._log_in(line)
+            return
+        else:
+            outcome = factory.ingress.ingest(line, default_device=self._device, token=self._token)
+        self._replies.add(outcome)
 
     def _write_replies(self, messages: list[dict[str, Any]]) -> None:
         self.transport.writeSequence(
             [part for message in messages for part in (replies.encode(message), b"\n")]
         )
+
+    def _log_in(self, line: bytes) -> None:
+        """The first line under ``--auth``: ``{"auth": TOKEN}``, else unauthorized and close."""
+        auth = self.factory.ingress.auth  # type: ignore[union-attr]
+        assert auth is not None
+        try:
+            document = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            document = None
+        secret = document.get("auth") if isinstance(document, dict) else None
+        token = auth.login(secret if isinstance(secret, str) else None, "tcp")
+        if token is not None and token.kind not in SENDERS:
+            auth.stats.refused["tcp:wrong_kind"] += 1
+            token = None
+        if token is None:
+            detail = 'the first line must be {"auth": TOKEN} with a device token'
+            self._close_with_error(UNAUTHORIZED, detail)
+            return
+        self._token = token
+        if token.device is not None:
+            self._device = token.device
+        self._release_token = auth.hold(token, self._revoked)
+        self._replies.add_messages([{"ok": "auth", "device": token.device}])
+
+    def _revoked(self) -> None:
+        self._close_with_error(UNAUTHORIZED, "token revoked")
 
     def lineLengthExceeded(self, line: bytes) -> None:
         detail = f"line longer than {self.MAX_LENGTH} bytes; closing the connection"
@@ -189,6 +232,7 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
 
     def connectionLost(self, reason=None) -> None:
         self.setTimeout(None)
+        self._release_token()
         self._gate.close()
         self._replies.close()
         self._held = []
@@ -211,10 +255,13 @@ class DeviceLineFactory(Factory):
         reply_buffer: int = DEFAULT_REPLY_BUFFER,
         stall_timeout: float = 30.0,
         counters: Counters | None = None,
+        ingress: Ingress | None = None,
     ):
         self.hub = hub
         self.clock = clock
         self.counters = counters if counters is not None else hub.counters
+        #: Device checks and rate limits (``tantra.security``); None: straight to the hub.
+        self.ingress = ingress
         self.max_line = max_line
         self.idle_timeout = idle_timeout
         self.reply_buffer = reply_buffer
@@ -260,10 +307,13 @@ class DeviceDatagramProtocol(DatagramProtocol):
         *,
         error_rate: float,
         counters: Counters | None = None,
+        ingress: Ingress | None = None,
     ):
         self.hub = hub
         self.clock = clock
         self.counters = counters if counters is not None else hub.counters
+        #: With ``--auth`` every datagram must be signed (``tantra.security.signing``).
+        self.ingress = ingress
         self.limiter = SourceRateLimiter(error_rate)
 
     def datagramReceived(self, data: bytes, addr) -> None:
@@ -275,7 +325,15 @@ class DeviceDatagramProtocol(DatagramProtocol):
             self.hub.reject(DATAGRAM_TOO_LONG, source=host, detail=detail)
             self._reply([{"error": DATAGRAM_TOO_LONG, "detail": detail}], True, len(data), addr)
             return
-        outcome = self.hub.ingest(data, default_device=device_name_for_peer(host))
+        if self.ingress is None:
+            outcome = self.hub.ingest(data, default_device=device_name_for_peer(host))
+        elif self.ingress.auth is not None:
+            signed = self.ingress.ingest_signed(data)
+            if signed is None:
+                return  # unsigned or forged: never answered (the source may be forged too)
+            outcome = signed
+        else:
+            outcome = self.ingress.ingest(data, default_device=device_name_for_peer(host))
         has_errors = bool(outcome.errors)
         if outcome.settled is None:
             self._reply(replies.for_outcome(outcome), has_errors, len(data), addr)

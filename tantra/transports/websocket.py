@@ -26,6 +26,7 @@ from txaio._common import _BatchedTimer
 from tantra.counters import Counters
 from tantra.hub import Hub
 from tantra.outbox import BoundedSender
+from tantra.security.connlimit import release_transport
 from tantra.transports.backpressure import ReadGate
 
 # Close codes (RFC 6455 1000-1011; 4000-4999 are ours; docs/protocol.md lists them).
@@ -33,6 +34,11 @@ CLOSE_NORMAL = 1000
 CLOSE_GOING_AWAY = 1001
 CLOSE_INTERNAL_ERROR = 1011
 CLOSE_SLOW_CONSUMER = 4001
+#: A resuming dashboard (``?since=``) fell too far behind, or its history could not be read:
+#: reconnect with ``?since=`` the last id received.
+CLOSE_RESUME_AGAIN = 4002
+#: The token this connection was admitted with was revoked or changed.
+CLOSE_TOKEN_REVOKED = 4003
 
 #: ``clients_dropped`` reason for a client that did not answer a ping in time.
 PING_TIMEOUT = "ping_timeout"
@@ -158,6 +164,10 @@ class HubWebSocketProtocol:
         self.factory.counters.hub.clients_dropped[PING_TIMEOUT] += 1
         self._log.info("{kind} client {peer} did not answer a ping", kind=self.kind, peer=self.peer)
         super().onAutoPingTimeout()  # type: ignore[misc]
+
+    def connectionLost(self, reason: Any = None) -> None:
+        release_transport(self.transport)  # its --max-connections-per-address slot
+        super().connectionLost(reason)  # type: ignore[misc]
 
     def onClose(self, wasClean: bool, code, reason) -> None:
         self._connection_gone()

@@ -10,10 +10,13 @@ machine), ``router``/``broker``/``dealer`` (pub/sub and RPC rules, pure),
 
 from __future__ import annotations
 
+from typing import Any
+
 from autobahn.twisted.resource import WebSocketResource
 from twisted.internet.interfaces import IReactorTime
 
 from tantra.hub import Hub
+from tantra.security.web import TokenTakingResource
 from tantra.wamp.bridge import HubBridge
 from tantra.wamp.limits import WampLimits
 from tantra.wamp.router import Router
@@ -23,10 +26,33 @@ __all__ = ["WampFactory", "WampLimits", "build_wamp"]
 
 
 def build_wamp(
-    hub: Hub, clock: IReactorTime, *, realm: str, limits: WampLimits | None = None, **options
+    hub: Hub,
+    clock: IReactorTime,
+    *,
+    realm: str,
+    limits: WampLimits | None = None,
+    auth: Any = None,
+    **options,
 ) -> tuple[WampFactory, WebSocketResource]:
-    """A router for ``realm`` bridged to ``hub``: its factory and the resource for /wamp."""
-    router = Router(realm, counters=hub.counters, limits=limits, clock=clock)
-    HubBridge(hub, router.broker, router.dealer, router.stats).start()
+    """A router for ``realm`` bridged to ``hub``: its factory and the resource for /wamp.
+
+    ``auth`` (a ``tantra.security.gate.Auth``) turns on ticket authentication
+    and per-request authorization (``tantra.security.wamp``).
+    """
+    security: dict[str, Any] = {}
+    if auth is not None:
+        from tantra.security.wamp import TicketAuthenticator, WampAuthorizer
+
+        security = {"authenticator": TicketAuthenticator(auth), "authorizer": WampAuthorizer(auth)}
+    router = Router(realm, counters=hub.counters, limits=limits, clock=clock, **security)
+    HubBridge(
+        hub,
+        router.broker,
+        router.dealer,
+        router.stats,
+        max_result_bytes=(limits or WampLimits()).max_outgoing_bytes,
+    ).start()
     factory = WampFactory(hub, router, clock, **options)
-    return factory, WebSocketResource(factory)
+    # The token-taking resource: a ``?token=`` never reaches a log line, and a
+    # --max-connections-per-address slot goes with the socket (tantra.security).
+    return factory, TokenTakingResource(factory)

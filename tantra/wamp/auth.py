@@ -32,6 +32,8 @@ class Welcome:
     authmethod: str
     authprovider: str = "static"
     authextra: dict[str, Any] | None = None
+    #: What the session was admitted with (``tantra.security``); None when anonymous.
+    token: Any = None
 
 
 @attrs.frozen

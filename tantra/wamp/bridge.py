@@ -31,7 +31,10 @@ import heapq
 from collections.abc import Hashable, Iterable
 from typing import Any
 
+import attrs
+import orjson
 from autobahn.wamp import message
+from twisted.internet import defer
 from twisted.logger import Logger
 from zope.interface import implementer
 
@@ -45,16 +48,26 @@ from tantra.model import (
     Rejection,
     validate_reading,
 )
+from tantra.store.query import StoredReading
 from tantra.wamp.broker import Broker, ITopicNamespace, Publication
 from tantra.wamp.dealer import CallError, Dealer
+from tantra.wamp.limits import WampLimits, shorten
 from tantra.wamp.match import EXACT, PREFIX, WILDCARD, matches
 from tantra.wamp.peer import INVALID_ARGUMENT, IWampPeer, WampStats, error_reply
+from tantra.web import params
 
 _log = Logger()
 
 READING_PREFIX = "tantra.reading."
 LATEST = "tantra.latest"
 SENSORS = "tantra.sensors"
+HISTORY = "tantra.history"
+AGGREGATE = "tantra.aggregate"
+#: ERROR of a history procedure on a hub without a store, or when the store cannot be read.
+NO_STORE = "tantra.error.no_store"
+STORE_UNAVAILABLE = "tantra.error.store_unavailable"
+#: Share of the outgoing message limit a ``tantra.history`` page may fill (the rest: framing).
+RESULT_SHARE = 0.9
 #: Most readings one ``tantra.latest(limit=...)`` page may ask for.
 MAX_PAGE = 10_000
 
@@ -80,16 +93,27 @@ def parse_reading_topic(topic: str) -> tuple[str, str] | str:
 class HubBridge:
     """Connects one hub to one router's broker and dealer."""
 
-    def __init__(self, hub: Hub, broker: Broker, dealer: Dealer, stats: WampStats):
+    def __init__(
+        self,
+        hub: Hub,
+        broker: Broker,
+        dealer: Dealer,
+        stats: WampStats,
+        *,
+        max_result_bytes: int = WampLimits().max_outgoing_bytes,
+    ):
         self._hub = hub
         self._broker = broker
         self._dealer = dealer
         self._stats = stats
+        self._page_bytes = int(max_result_bytes * RESULT_SHARE)
 
     def start(self) -> None:
         self._broker.add_namespace(self)
         self._dealer.add_builtin(LATEST, self.latest)
         self._dealer.add_builtin(SENSORS, self.sensors)
+        self._dealer.add_builtin(HISTORY, self.history)
+        self._dealer.add_builtin(AGGREGATE, self.aggregate)
         # For the hub's lifetime: the router lives as long.
         self._hub.subscribe(self)
 
@@ -105,6 +129,8 @@ class HubBridge:
             # origin (see publish): it goes out with that client's id and options.
             if isinstance(origin, Publication):
                 publication = origin
+                if reading.id is not None:  # numbered at the hub's flush, after the PUBLISH
+                    publication = attrs.evolve(origin, args=[reading.to_dict()])
             else:
                 publication = Publication(
                     self._broker.new_publication_id(),
@@ -265,6 +291,101 @@ class HubBridge:
         """``tantra.sensors()``: one ``{device, sensor, unit, ts}`` per known sensor."""
         _arguments(SENSORS, (), args, kwargs)
         return self._hub.sensors()
+
+    # -- history procedures (the REST API's semantics, tantra.web.params) -------------
+
+    def history(self, args: list[Any], kwargs: dict[str, Any]) -> defer.Deferred:
+        """``tantra.history(device, sensor, from, to, limit, order=, cursor=)``: a page of stored
+        readings, ``{"readings": [...], "next": cursor or null}`` as ``GET /api/v1/readings``.
+
+        A page is also cut short (with a ``next``) where it would exceed the
+        outgoing message limit, so no answer is ever refused as too large.
+        """
+        names = ("device", "sensor", "from", "to", "limit", "order", "cursor")
+        text = _as_text(HISTORY, _arguments(HISTORY, names, args, kwargs))
+        store = self._history()
+        query = _parsed(params.readings_query, text, self._hub.now_ms())
+        page = query.limit
+        fetch = attrs.evolve(query, limit=page + 1)
+        return _unavailable(store.query("readings", fetch)).addCallback(
+            self._page, page, query.order
+        )
+
+    def _page(self, rows: list[StoredReading], page: int, order: str) -> dict[str, Any]:
+        more = len(rows) > page
+        rows = rows[:page]
+        readings: list[dict[str, Any]] = []
+        room = self._page_bytes - 100
+        for row in rows:
+            item = row.to_dict()
+            room -= len(orjson.dumps(item)) + 1
+            if room < 0 and readings:
+                more = True
+                break
+            readings.append(item)
+        last = readings[-1] if more and readings else None
+        return {
+            "readings": readings,
+            "next": None if last is None else params.encode_cursor(order, last["ts"], last["id"]),
+        }
+
+    def aggregate(self, args: list[Any], kwargs: dict[str, Any]) -> defer.Deferred:
+        """``tantra.aggregate(device, sensor, from, to, every, fn, points)``: as
+        ``GET /api/v1/aggregate``, ``{"step", "from", "to", "series": [...]}``."""
+        names = ("device", "sensor", "from", "to", "every", "fn", "points")
+        text = _as_text(AGGREGATE, _arguments(AGGREGATE, names, args, kwargs))
+        store = self._history()
+        query = _parsed(params.aggregate_query, text, self._hub.now_ms())
+        return _unavailable(store.query("aggregate", query)).addCallback(
+            lambda series: {"step": query.step, "from": query.start, "to": query.end,
+                            "series": series}
+        )  # fmt: skip
+
+    def _history(self) -> Any:
+        store = self._hub.history
+        if store is None:
+            raise CallError(NO_STORE, "this hub keeps no history (--store none)")
+        return store
+
+
+def _parsed(parse: Any, text: dict[str, list[str]], now_ms: int) -> Any:
+    try:
+        return parse(text, now_ms)
+    except params.BadParameter as error:
+        raise CallError(INVALID_ARGUMENT, str(error)) from None
+
+
+def _unavailable(query: defer.Deferred) -> defer.Deferred:
+    def failed(reason: Any) -> None:
+        raise CallError(
+            STORE_UNAVAILABLE, f"the history could not be read: {reason.getErrorMessage()}"
+        )
+
+    return query.addErrback(failed)
+
+
+def _as_text(procedure: str, chosen: dict[str, Any]) -> dict[str, list[str]]:
+    """WAMP arguments as the API's query string: names a string or a list of strings,
+    times ms (an integer) or text, counts integers, ``fn`` a string or list; null is absent."""
+    out: dict[str, list[str]] = {}
+    for name, value in chosen.items():
+        if value is None:
+            continue
+        items = value if isinstance(value, list) and name in ("device", "sensor", "fn") else [value]
+        texts = []
+        for item in items:
+            if isinstance(item, str):
+                texts.append(item)
+            elif isinstance(item, int) and not isinstance(item, bool) and name in (
+                "from", "to", "limit", "points"
+            ):  # fmt: skip
+                texts.append(str(item))
+            else:
+                raise CallError(
+                    INVALID_ARGUMENT, f"{procedure}: {name} {shorten(item)} has the wrong type"
+                )
+        out[name] = [",".join(texts)] if name == "fn" else texts
+    return out
 
 
 def _arguments(

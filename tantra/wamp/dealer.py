@@ -24,8 +24,10 @@ from typing import Any
 
 import attrs
 from autobahn.wamp import message
+from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from tantra.wamp.limits import LIMIT_EXCEEDED, TIMEOUT, TOO_LARGE, WampLimits
 from tantra.wamp.match import EXACT
@@ -67,7 +69,9 @@ class CallError(Exception):
         self.text = text
 
 
-#: A built-in procedure: (args, kwargs) -> the single result value.
+#: A built-in procedure: (args, kwargs) -> the single result value, or a Deferred of it
+#: (a history query runs on the store's threads); a CallError, raised or as the
+#: Deferred's failure, becomes the caller's ERROR.
 Builtin = Callable[[list[Any], dict[str, Any]], Any]
 
 
@@ -119,6 +123,8 @@ class Dealer:
         self._calls_of_caller: dict[IWampPeer, dict[int, PendingCall]] = {}
         self._calls_of_callee: dict[IWampPeer, dict[int, PendingCall]] = {}
         self._timeout_call: IDelayedCall | None = None
+        # Built-in calls whose result is a Deferred, per caller: request -> Deferred.
+        self._builtin_calls: dict[IWampPeer, dict[int, defer.Deferred]] = {}
 
     def add_builtin(self, procedure: str, function: Builtin) -> None:
         self._builtins[procedure] = function
@@ -274,6 +280,14 @@ class Dealer:
         self._start_timer(call)
 
     def cancel(self, peer: IWampPeer, msg: message.Cancel) -> None:
+        running = self._builtin_calls.get(peer, {}).get(msg.request)
+        if running is not None:  # its result, when it comes, goes nowhere
+            _pop_from(self._builtin_calls, peer, msg.request)
+            self._stats.errors_sent[CANCELED] += 1
+            peer.send(
+                error_reply(message.Call.MESSAGE_TYPE, msg.request, CANCELED, "call canceled")
+            )
+            return
         call = self._calls_of_caller.get(peer, {}).get(msg.request)
         if call is None:
             return  # already answered
@@ -294,6 +308,7 @@ class Dealer:
 
         Costs what the session held (its own indices), not every call in the realm.
         """
+        self._builtin_calls.pop(peer, None)  # their results go nowhere
         for registration in list(self._registrations_of.get(peer, {}).values()):
             self._forget(registration)
         for call in list(self._calls_of_callee.get(peer, {}).values()):
@@ -375,21 +390,77 @@ class Dealer:
     ) -> None:
         try:
             result = builtin(list(msg.args or ()), dict(msg.kwargs or {}))
+            restrict = getattr(peer, "restrict_result", None)  # a scoped session (--auth)
+            if restrict is not None:
+                result = restrict(msg.procedure, result)
         except CallError as error:
             self._refuse(peer, msg, error.uri, error.text)
             return
         except Exception:
-            _log.failure("built-in procedure {procedure} failed", procedure=msg.procedure)
-            self._stats.errors_sent[RUNTIME_ERROR] += 1
-            peer.send(
-                error_reply(
-                    msg.MESSAGE_TYPE,
-                    msg.request,
-                    RUNTIME_ERROR,
-                    f"{msg.procedure} failed inside the hub",
-                )
+            self._builtin_failed(peer, msg, Failure())
+            return
+        if isinstance(result, defer.Deferred):
+            self._wait_for_builtin(peer, msg, result, receive_progress)
+            return
+        self._send_builtin_result(peer, msg, result, receive_progress)
+
+    def _wait_for_builtin(
+        self, peer: IWampPeer, msg: message.Call, result: defer.Deferred, receive_progress: bool
+    ) -> None:
+        """Answer when ``result`` fires, if the caller is still there and did not cancel.
+
+        Counted with the session's calls in flight (``max_pending_calls``).
+        """
+        mine = self._builtin_calls.setdefault(peer, {})
+        if len(mine) + len(
+            self._calls_of_caller.get(peer, {})
+        ) >= self._limits.max_pending_calls or (msg.request in mine):
+            if not mine:
+                del self._builtin_calls[peer]
+            result.cancel()
+            result.addErrback(lambda _: None)
+            self._stats.limits_hit["pending_calls"] += 1
+            self._refuse(
+                peer,
+                msg,
+                LIMIT_EXCEEDED,
+                f"a session may have {self._limits.max_pending_calls} calls waiting for an answer",
             )
             return
+        mine[msg.request] = result
+
+        def done(value: Any) -> None:
+            if self._builtin_calls.get(peer, {}).get(msg.request) is not result:
+                return  # canceled, or the caller left
+            _pop_from(self._builtin_calls, peer, msg.request)
+            self._send_builtin_result(peer, msg, value, receive_progress)
+
+        def failed(reason: Failure) -> None:
+            if self._builtin_calls.get(peer, {}).get(msg.request) is not result:
+                return
+            _pop_from(self._builtin_calls, peer, msg.request)
+            if isinstance(reason.value, CallError):
+                self._refuse(peer, msg, reason.value.uri, reason.value.text)
+            else:
+                self._builtin_failed(peer, msg, reason)
+
+        result.addCallbacks(done, failed)
+
+    def _builtin_failed(self, peer: IWampPeer, msg: message.Call, reason: Failure) -> None:
+        _log.failure("built-in procedure {procedure} failed", reason, procedure=msg.procedure)
+        self._stats.errors_sent[RUNTIME_ERROR] += 1
+        peer.send(
+            error_reply(
+                msg.MESSAGE_TYPE,
+                msg.request,
+                RUNTIME_ERROR,
+                f"{msg.procedure} failed inside the hub",
+            )
+        )
+
+    def _send_builtin_result(
+        self, peer: IWampPeer, msg: message.Call, result: Any, receive_progress: bool
+    ) -> None:
         try:
             peer.send(message.Result(msg.request, args=[result]))
         except PayloadTooLarge as error:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
+from typing import Any
 
 from autobahn import util
 from autobahn.wamp.role import RoleBrokerFeatures, RoleDealerFeatures
@@ -48,6 +49,7 @@ class Router:
         realm: str,
         *,
         authenticator: IAuthenticator | None = None,
+        authorizer: Any = None,
         new_global_id: Callable[[], int] = util.id,
         max_retained: int = wamp_broker.DEFAULT_MAX_RETAINED,
         counters: Counters | None = None,
@@ -59,6 +61,9 @@ class Router:
         never time out."""
         self.realm = realm
         self.authenticator = authenticator or AnonymousAuthenticator()
+        #: With ``--auth``: ``tantra.security.wamp.WampAuthorizer``, asked before
+        #: every SUBSCRIBE, PUBLISH, REGISTER and CALL; None: everything allowed.
+        self.authorizer = authorizer
         #: The router counts into the ``wamp`` section (the hub's own is ``hub``).
         self.stats = (counters if counters is not None else Counters()).wamp
         self.limits = limits if limits is not None else WampLimits()

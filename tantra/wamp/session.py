@@ -30,6 +30,7 @@ from tantra.wamp.parse import Item, Refusal, Violation
 from tantra.wamp.peer import (
     GOODBYE_AND_OUT,
     NO_SUCH_REALM,
+    NOT_AUTHORIZED,
     PROTOCOL_VIOLATION,
     SYSTEM_SHUTDOWN,
     IWampConnection,
@@ -39,6 +40,9 @@ from tantra.wamp.peer import (
 from tantra.wamp.router import IJoinedSession, Router
 
 _log = Logger()
+
+#: GOODBYE reason when the session's token is revoked (``--auth``).
+TOKEN_REVOKED = "tantra.close.token_revoked"
 
 
 class State(enum.Enum):
@@ -60,13 +64,16 @@ class RouterSession:
         self.session_id = 0
         self.authid = ""
         self.authrole = ""
+        #: The token this session joined with (``--auth``), else None.
+        self.token: Any = None
+        self._release_token: Callable[[], None] | None = None
         self._client_roles: dict[str, Any] = {}
         self._inbox: deque[Item] = deque()
         self._later: Any = None  # the DelayedCall that drains the inbox on a later turn
         self._work = 0  # messages handled + sent since the current turn's drain began
         self._reading_paused = False
         broker, dealer = router.broker, router.dealer
-        self._joined_handlers: dict[type, Callable[[Any], None]] = {
+        handlers: dict[type, Callable[[Any], None]] = {
             message.Subscribe: lambda msg: broker.subscribe(self, msg),
             message.Unsubscribe: lambda msg: broker.unsubscribe(self, msg),
             message.Publish: lambda msg: broker.publish(self, msg),
@@ -78,6 +85,10 @@ class RouterSession:
             message.Error: self._on_error,
             message.Goodbye: self._on_goodbye,
         }
+        if router.authorizer is not None:
+            for kind in (message.Subscribe, message.Publish, message.Register, message.Call):
+                handlers[kind] = self._authorized(handlers[kind])
+        self._joined_handlers = handlers
 
     def __repr__(self) -> str:
         return f"<RouterSession {self.session_id or '-'} {self.state.value} {self.authid}>"
@@ -255,9 +266,41 @@ class RouterSession:
         else:
             self._welcome(outcome)
 
+    def _authorized(self, handle: Callable[[Any], None]) -> Callable[[Any], None]:
+        """``handle``, asked of the router's authorizer first (``--auth``)."""
+        authorizer = self._router.authorizer
+
+        def checked(msg: Any) -> None:
+            refusal = authorizer.refusal(self.token, msg)
+            if refusal is None:
+                handle(msg)
+            elif not (isinstance(msg, message.Publish) and not msg.acknowledge):
+                self.send(error_reply(msg.MESSAGE_TYPE, msg.request, NOT_AUTHORIZED, refusal))
+
+        return checked
+
+    def restrict_result(self, procedure: str, result: Any) -> Any:
+        """A built-in's result as this session may see it (the dealer asks)."""
+        authorizer = self._router.authorizer
+        if authorizer is None:
+            return result
+        return authorizer.restrict_result(self.token, procedure, result)
+
+    def _revoked(self) -> None:
+        """The token was revoked: GOODBYE, then the transport closes."""
+        self._release_token = None
+        if self.state is State.JOINED:
+            self._connection.send(message.Goodbye(TOKEN_REVOKED, "token revoked"))
+            self._leave_realm()
+            self.state = State.CLOSED
+            self._connection.close()
+
     def _welcome(self, granted: wamp_auth.Welcome) -> None:
         self.authid = granted.authid
         self.authrole = granted.authrole
+        self.token = granted.token
+        if granted.token is not None and self._router.authorizer is not None:
+            self._release_token = self._router.authorizer.joined(granted.token, self._revoked)
         self.session_id = self._router.join(self)
         self.state = State.JOINED
         _log.debug(
@@ -311,6 +354,9 @@ class RouterSession:
         self._connection.close()
 
     def _leave_realm(self) -> None:
+        if self._release_token is not None:
+            self._release_token()
+            self._release_token = None
         if self.session_id:
             self._router.leave(self.session_id)
             self.session_id = 0

@@ -25,12 +25,14 @@ from typing import Any
 from autobahn.twisted.websocket import WampWebSocketServerFactory, WampWebSocketServerProtocol
 from autobahn.wamp import message
 from autobahn.wamp.serializer import CBORSerializer, JsonSerializer, MsgPackSerializer
+from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from tantra.hub import Hub
 from tantra.lifecycle import IGoodbye
+from tantra.security.readers import origin_allowed
 from tantra.transports.websocket import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
@@ -106,6 +108,10 @@ class WampProtocol(HubWebSocketProtocol, WampWebSocketServerProtocol):
     maxMessagePayloadSize: int  # copied from the factory's options by Autobahn (untyped there)
 
     def onConnect(self, request):
+        allowed = self.factory.allowed_origins
+        if allowed and not origin_allowed(request.headers.get("origin"), allowed):
+            self.factory.counters.auth.origin_refused += 1
+            raise ConnectionDeny(ConnectionDeny.FORBIDDEN, "origin not allowed")
         # Autobahn picks the serializer (or refuses clients that speak no WAMP).
         chosen = super().onConnect(request)
         self._serializer = keeping_disclosure(self._serializer)
@@ -182,9 +188,12 @@ class WampFactory(HubWebSocketFactory, WampWebSocketServerFactory):
         clock: IReactorTime,
         *,
         max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
+        allowed_origins: tuple[str, ...] = (),
         **options: Any,
     ):
-        """``options``: see :meth:`HubWebSocketFactory._setup`."""
+        """``options``: see :meth:`HubWebSocketFactory._setup`; ``allowed_origins``:
+        browser origins allowed to connect (``--allowed-origins``; empty: any)."""
+        self.allowed_origins = allowed_origins
         super().__init__(
             _no_autobahn_sessions, serializers=serializers(), server="Tantra", reactor=clock
         )

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+import attrs
 import orjson
 from twisted.internet.interfaces import IPushProducer
 from twisted.logger import Logger
@@ -25,10 +26,11 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET
 from zope.interface import implementer
 
+from tantra.hub import Filter
+from tantra.security.http import scope_of
+from tantra.security.scopes import Scope
 from tantra.store.query import (
-    AGGREGATE_FUNCTIONS,
     HOUR_MS,
-    AggregateQuery,
     ReadingsQuery,
     SeriesFilter,
     StoredReading,
@@ -75,13 +77,7 @@ def _args(request, allowed: Sequence[str]) -> dict[str, list[str]]:
     return out
 
 
-def _one(args: dict[str, list[str]], name: str) -> str | None:
-    values = args.get(name)
-    if not values:
-        return None
-    if len(values) > 1:
-        raise BadParameter(name, "given more than once")
-    return values[0]
+_one = params.one
 
 
 class _Endpoint(Resource):
@@ -134,11 +130,9 @@ class _Endpoint(Resource):
         deferred.addCallbacks(done, failed)
         return NOT_DONE_YET
 
-    def series_filter(self, args: dict[str, list[str]]) -> SeriesFilter:
-        return SeriesFilter(
-            params.parse_names("device", args.get("device", [])),
-            params.parse_names("sensor", args.get("sensor", [])),
-        )
+    def series_filter(self, request, args: dict[str, list[str]]) -> SeriesFilter:
+        """The series asked for, within the scope of the request's token (if it has one)."""
+        return within_scope(params.series_filter(args), scope_of(request))
 
 
 class SensorsResource(_Endpoint):
@@ -148,7 +142,32 @@ class SensorsResource(_Endpoint):
 
     def answer(self, request, args):
         assert self.store is not None
-        return self.respond(request, self.store.query("sensors", self.series_filter(args)), list)
+        found = self.store.query("sensors", self.series_filter(request, args))
+        return self.respond(request, found, list)
+
+
+def _nothing_visible(device: str, sensor: str) -> bool:
+    return False
+
+
+def within_scope(asked: SeriesFilter, scope: Scope | None) -> SeriesFilter:
+    """``asked`` ∩ ``scope``: a reader gets what it may see and asked for, never an error.
+
+    The filter is narrowed as far as the scope's exact names allow (so the
+    store's series lookup is an index search), and when the scope has globs
+    each series is checked too (``SeriesFilter.visible``). Asking only for
+    what the scope hides gives empty results, as on a dashboard.
+    """
+    if scope is None or scope.everything:
+        return asked
+    narrowed, check = scope.narrow(Filter.of(asked.devices, asked.sensors))
+    if narrowed is None:
+        return SeriesFilter(asked.devices, asked.sensors, visible=_nothing_visible)
+    return SeriesFilter(
+        tuple(sorted(narrowed.devices or ())),
+        tuple(sorted(narrowed.sensors or ())),
+        visible=scope.allows_uncached if check else None,
+    )
 
 
 def _negotiate(request, args: dict[str, list[str]]) -> str:
@@ -171,23 +190,10 @@ class ReadingsResource(_Endpoint):
 
     def answer(self, request, args):
         assert self.store is not None
-        now = self.now_ms()
-        start = _one(args, "from")
-        end = _one(args, "to")
-        order_text = _one(args, "order")  # absent means asc; an empty value is an error
-        order = "asc" if order_text is None else params.parse_order(order_text)
+        query = params.readings_query(args, self.now_ms())
         limit_text = _one(args, "limit")
-        cursor = _one(args, "cursor")
-        query = ReadingsQuery(
-            filter=self.series_filter(args),
-            start=None if start is None else params.parse_time("from", start, now),
-            end=None if end is None else params.parse_time("to", end, now),
-            order=order,
-            limit=params.DEFAULT_LIMIT if limit_text is None else params.parse_limit(limit_text),
-            after=None if cursor is None else params.decode_cursor(cursor, order),
-        )
-        if query.start is not None and query.end is not None and query.end < query.start:
-            raise BadParameter("to", "is before from")
+        query = attrs.evolve(query, filter=within_scope(query.filter, scope_of(request)))
+        order = query.order
         kind = _negotiate(request, args)
         if kind != "json":
             if limit_text is not None:
@@ -335,38 +341,9 @@ class AggregateResource(_Endpoint):
 
     def answer(self, request, args):
         assert self.store is not None
-        now = self.now_ms()
-        start_text, end_text = _one(args, "from"), _one(args, "to")
-        end = now if end_text is None else params.parse_time("to", end_text, now)
-        start = (
-            max(0, end - DEFAULT_AGGREGATE_RANGE)
-            if start_text is None
-            else params.parse_time("from", start_text, now)
-        )
-        if end <= start:
-            raise BadParameter("to", "must be after from")
-        every = _one(args, "every")
-        every = "auto" if every is None else every  # absent means auto; empty is an error
-        points_text = _one(args, "points")
-        if every == "auto":
-            points = 1000 if points_text is None else params.parse_points(points_text)
-            step = params.auto_step(start, end, points)
-        else:
-            if points_text is not None:
-                raise BadParameter("points", "only goes with every=auto")
-            step = params.parse_duration("every", every)
-            count = params.bucket_count(start, end, step)
-            if count > params.MAX_BUCKETS:
-                raise BadParameter(
-                    "every",
-                    f"{every} gives {count} buckets over this range; at most"
-                    f" {params.MAX_BUCKETS} (use a longer step or every=auto)",
-                )
-        functions = params.parse_functions(
-            args.get("fn", ["avg,min,max,count"]), AGGREGATE_FUNCTIONS
-        )
-        first, last = params.align(start, end, step)
-        query = AggregateQuery(self.series_filter(args), first, last, step, functions)
+        query = params.aggregate_query(args, self.now_ms())
+        query = attrs.evolve(query, filter=within_scope(query.filter, scope_of(request)))
+        step, first, last = query.step, query.start, query.end
         return self.respond(
             request,
             self.store.query("aggregate", query),

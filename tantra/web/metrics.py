@@ -99,6 +99,23 @@ _MQTT_LABELLED = (
 #: Every state the MQTT client reports (``MqttStats.state`` when ``--mqtt`` is set).
 MQTT_STATES = ("connecting", "connected", "reconnecting", "disconnected")
 
+_AUTH_COUNTERS = (
+    ("auth_forbidden", "Readings refused: the token names another device", "forbidden"),
+    ("auth_rate_limited", "Readings refused by --device-rate", "rate_limited"),
+    ("auth_udp_unsigned", "UDP datagrams dropped: no signature (auth on)", "udp_unsigned"),
+    ("auth_udp_bad_signature", "UDP datagrams dropped: a signature that fails",
+     "udp_bad_signature"),
+    ("auth_replayed", "Signed readings refused as replays", "replayed"),
+    ("auth_revoked_closed", "Connections closed because their token was revoked",
+     "revoked_closed"),
+    ("auth_token_reloads", "Token file reloads", "reloads"),
+    ("auth_token_reload_errors", "Token file reloads that failed (old tokens kept)",
+     "reload_errors"),
+    ("auth_connections_refused", "Connections refused by --max-connections-per-address",
+     "connections_refused"),
+    ("auth_origin_refused", "Requests refused for their browser Origin", "origin_refused"),
+)  # fmt: skip
+
 
 class HubCollector:
     """Reads the hub's :class:`Counters` and gauges at scrape time (reactor thread only).
@@ -173,6 +190,26 @@ class HubCollector:
         )
         yield from self._store(CounterMetricFamily, GaugeMetricFamily)
         yield from self._mqtt(CounterMetricFamily, GaugeMetricFamily)
+        yield from self._auth(CounterMetricFamily)
+
+    def _auth(self, counter: Any) -> Iterator[Any]:
+        """Logins, refusals and abuse limits (``Counters.auth``, ``tantra.security``)."""
+        auth = self._counters.auth
+        yield _labelled(counter, "auth_logins", "Successful logins, by transport", "transport",
+                        auth.logins)  # fmt: skip
+        refused = counter(
+            "tantra_auth_refused",
+            "Refused logins, by transport and reason",
+            labels=["transport", "reason"],
+        )
+        for key, value in sorted(auth.refused.items()):
+            transport, _, reason = key.partition(":")
+            refused.add_metric([transport, reason], value)
+        yield refused
+        yield _labelled(counter, "auth_wamp_denied", "WAMP requests refused for scope",
+                        "action", auth.wamp_denied)  # fmt: skip
+        for name, help_text, attribute in _AUTH_COUNTERS:
+            yield counter(f"tantra_{name}", help_text, value=getattr(auth, attribute))
 
     def _store(self, counter: Any, gauge: Any) -> Iterator[Any]:
         """The history store's section, when the hub has a store (``Counters.store``)."""

@@ -16,7 +16,16 @@ import re
 from datetime import UTC, datetime
 
 from tantra.model import NAME_PATTERN
-from tantra.store.query import DAY_MS, HOUR_MS, MINUTE_MS, SECOND_MS
+from tantra.store.query import (
+    AGGREGATE_FUNCTIONS,
+    DAY_MS,
+    HOUR_MS,
+    MINUTE_MS,
+    SECOND_MS,
+    AggregateQuery,
+    ReadingsQuery,
+    SeriesFilter,
+)
 
 #: Readings per page: default and ceiling.
 DEFAULT_LIMIT = 1000
@@ -25,6 +34,8 @@ MAX_LIMIT = 10_000
 MAX_BUCKETS = 10_000
 #: Values one repeatable name parameter (device, sensor) may have.
 MAX_NAMES = 100
+#: Default range of an aggregate without ``from``.
+DEFAULT_AGGREGATE_RANGE = 24 * HOUR_MS
 #: Latest time accepted anywhere (year 9999), so arithmetic stays in range.
 MAX_MS = 253_402_300_799_999
 
@@ -185,3 +196,77 @@ def parse_functions(values: list[str], known: tuple[str, ...]) -> tuple[str, ...
     if not functions:
         raise BadParameter("fn", f"name at least one of {', '.join(known)}")
     return tuple(functions)
+
+
+# -- whole requests (the REST API and the WAMP procedures share these) --------
+
+
+def one(args: dict[str, list[str]], name: str) -> str | None:
+    """The single value of ``name`` (None when absent); given twice is an error."""
+    values = args.get(name)
+    if not values:
+        return None
+    if len(values) > 1:
+        raise BadParameter(name, "given more than once")
+    return values[0]
+
+
+def series_filter(args: dict[str, list[str]]) -> SeriesFilter:
+    return SeriesFilter(
+        parse_names("device", args.get("device", [])),
+        parse_names("sensor", args.get("sensor", [])),
+    )
+
+
+def readings_query(args: dict[str, list[str]], now_ms: int) -> ReadingsQuery:
+    """``device, sensor, from, to, limit, order, cursor`` as one page's query."""
+    start = one(args, "from")
+    end = one(args, "to")
+    order_text = one(args, "order")  # absent means asc; an empty value is an error
+    order = "asc" if order_text is None else parse_order(order_text)
+    limit_text = one(args, "limit")
+    cursor = one(args, "cursor")
+    query = ReadingsQuery(
+        filter=series_filter(args),
+        start=None if start is None else parse_time("from", start, now_ms),
+        end=None if end is None else parse_time("to", end, now_ms),
+        order=order,
+        limit=DEFAULT_LIMIT if limit_text is None else parse_limit(limit_text),
+        after=None if cursor is None else decode_cursor(cursor, order),
+    )
+    if query.start is not None and query.end is not None and query.end < query.start:
+        raise BadParameter("to", "is before from")
+    return query
+
+
+def aggregate_query(args: dict[str, list[str]], now_ms: int) -> AggregateQuery:
+    """``device, sensor, from, to, every, points, fn`` as an aggregate query (aligned)."""
+    start_text, end_text = one(args, "from"), one(args, "to")
+    end = now_ms if end_text is None else parse_time("to", end_text, now_ms)
+    start = (
+        max(0, end - DEFAULT_AGGREGATE_RANGE)
+        if start_text is None
+        else parse_time("from", start_text, now_ms)
+    )
+    if end <= start:
+        raise BadParameter("to", "must be after from")
+    every = one(args, "every")
+    every = "auto" if every is None else every  # absent means auto; empty is an error
+    points_text = one(args, "points")
+    if every == "auto":
+        points = 1000 if points_text is None else parse_points(points_text)
+        step = auto_step(start, end, points)
+    else:
+        if points_text is not None:
+            raise BadParameter("points", "only goes with every=auto")
+        step = parse_duration("every", every)
+        count = bucket_count(start, end, step)
+        if count > MAX_BUCKETS:
+            raise BadParameter(
+                "every",
+                f"{every} gives {count} buckets over this range; at most"
+                f" {MAX_BUCKETS} (use a longer step or every=auto)",
+            )
+    functions = parse_functions(args.get("fn", ["avg,min,max,count"]), AGGREGATE_FUNCTIONS)
+    first, last = align(start, end, step)
+    return AggregateQuery(series_filter(args), first, last, step, functions)

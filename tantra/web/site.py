@@ -12,16 +12,20 @@ Does not own: WebSocket behaviour (``tantra.transports.dashboard``) or the hub.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 
 import orjson
-from autobahn.twisted.resource import WebSocketResource
+from twisted.web.http import combinedLogFormatter
+from twisted.web.iweb import IAccessLogFormatter
 from twisted.web.pages import notFound
 from twisted.web.resource import IResource, Resource
 from twisted.web.server import Site
+from zope.interface import provider
 
 from tantra import __version__
 from tantra.hub import Hub
+from tantra.security.web import TokenTakingResource
 from tantra.transports.dashboard import DashboardFactory
 from tantra.web.assets import Assets, AssetsResource, DashboardPage
 
@@ -78,6 +82,39 @@ class RootResource(Resource):
         return notFound()
 
 
+#: Seconds an HTTP connection may idle between requests (Twisted's default is 12 hours);
+#: a WebSocket, once upgraded, is no longer an HTTP request and keeps its own timers.
+HTTP_IDLE_TIMEOUT = 60.0
+
+_SECRET_PARAMETER = re.compile(rb"(?i)([?&](?:token|access_token|ticket)=)[^&#\s]*")
+
+
+def redact(uri: bytes) -> bytes:
+    """``uri`` with the value of every ``token=`` parameter replaced (never logged)."""
+    return _SECRET_PARAMETER.sub(rb"\1REDACTED", uri)
+
+
+class _Redacted:
+    """A request as the access log sees it: the same, but the URI without secrets."""
+
+    def __init__(self, request) -> None:
+        self._request = request
+        self.uri = redact(request.uri)
+
+    def __getattr__(self, name: str):
+        return getattr(self._request, name)
+
+
+@provider(IAccessLogFormatter)
+def redacting_log_formatter(timestamp: str, request) -> str:
+    """Twisted's combined access log line, with ``?token=`` values redacted.
+
+    ``Authorization`` headers never appear in that format; the query string
+    does, and browsers can only put a WebSocket token there.
+    """
+    return combinedLogFormatter(timestamp, _Redacted(request))
+
+
 def build_site(
     hub: Hub,
     dashboards: DashboardFactory,
@@ -91,11 +128,11 @@ def build_site(
     :class:`~tantra.counters.Counters` (which already holds ``"wamp"``).
     """
     assets = Assets()
-    root = RootResource(WebSocketResource(dashboards), DashboardPage(assets))
+    root = RootResource(TokenTakingResource(dashboards), DashboardPage(assets))
     root.putChild(b"static", AssetsResource(assets))
     root.putChild(b"stats", StatsResource(hub, dashboards, stats_sections))
     for name, child in (children or {}).items():
         root.putChild(name, child)
-    site = Site(root)
+    site = Site(root, logFormatter=redacting_log_formatter, timeout=HTTP_IDLE_TIMEOUT)
     site.displayTracebacks = False
     return site

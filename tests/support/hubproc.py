@@ -88,10 +88,12 @@ class HubProcess:
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace")
 
-    def stats(self) -> dict:
-        """The hub's counters from ``GET /stats``."""
+    def stats(self, token: str | None = None) -> dict:
+        """The hub's counters from ``GET /stats`` (with ``--auth``: an operator ``token``)."""
         url = f"http://{self.host}:{self.ports['http']}/stats"
-        with urllib.request.urlopen(url, timeout=5) as response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        request = urllib.request.Request(url, headers=headers)
+        with urllib.request.urlopen(request, timeout=5) as response:
             return json.load(response)
 
     def readyz(self) -> tuple[int, dict]:

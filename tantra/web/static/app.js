@@ -14,11 +14,25 @@
   const HISTORY_CONCURRENCY = 4;
   const RENDER_EVERY_MS = 250;
 
-  // The auth hook: the security part sets window.tantraAuth before this file
-  // runs (or the login form below fills it) to add a token to every request.
+  // The auth hook: every request goes through it. A page embedding the
+  // dashboard may set window.tantraAuth before this file runs; otherwise the
+  // token comes from the login form (shown when the hub answers 401, i.e.
+  // it runs with --auth) and is kept in this browser's localStorage. The
+  // WebSocket carries it as ?token= (browsers cannot set its headers), fetch
+  // as "Authorization: Bearer".
+  const TOKEN_KEY = "tantra.token";
+  function storedToken() {
+    try { return localStorage.getItem(TOKEN_KEY) || ""; } catch (error) { return ""; }
+  }
   const auth = window.tantraAuth || {
-    headers: () => ({}),
-    socketUrl: (url) => url,
+    headers: () => {
+      const token = storedToken();
+      return token ? { Authorization: "Bearer " + token } : {};
+    },
+    socketUrl: (url) => {
+      const token = storedToken();
+      return token ? url + "?token=" + encodeURIComponent(token) : url;
+    },
   };
 
   const $ = (id) => document.getElementById(id);
@@ -96,13 +110,66 @@
     scheduleRender();
   }
 
+  // -- signing in ---------------------------------------------------------------
+
+  const loginForm = $("login");
+  const loginToken = $("login-token");
+  const loginError = $("login-error");
+  const logoutButton = $("logout");
+  let signedOut = false;  // the hub refused our token (or we have none): wait for the form
+
+  // Does the hub take our token? Any guarded request answers 401 when it
+  // does not; /api/v1/openapi.json is guarded, small, and there even
+  // without a store. Network errors count as "yes": the reconnect handles them.
+  async function tokenAccepted() {
+    try {
+      const response = await fetch("/api/v1/openapi.json", { headers: auth.headers() });
+      return response.status !== 401;
+    } catch (error) {
+      return true;
+    }
+  }
+
+  function needLogin(message) {
+    if (window.tantraAuth) return;  // the embedding page handles its own sign-in
+    signedOut = true;
+    loginForm.hidden = false;
+    logoutButton.hidden = true;
+    if (loginError) loginError.textContent = message || "";
+    setText(stateEl, "sign in with a token", "bad");
+    loginToken.focus();
+  }
+
+  loginForm.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const token = loginToken.value.trim();
+    if (!token) return;
+    try { localStorage.setItem(TOKEN_KEY, token); } catch (error) { /* private mode: this tab only */ }
+    loginToken.value = "";
+    if (!(await tokenAccepted())) {
+      try { localStorage.removeItem(TOKEN_KEY); } catch (error) { /* */ }
+      needLogin("the hub refused this token");
+      return;
+    }
+    start();
+  });
+
+  logoutButton.addEventListener("click", () => {
+    try { localStorage.removeItem(TOKEN_KEY); } catch (error) { /* */ }
+    location.reload();
+  });
+
   // -- the live connection ----------------------------------------------------
 
   let backoff = 500;
+  let socketOpen = false;
   function connect() {
+    if (signedOut) return;
     const scheme = location.protocol === "https:" ? "wss://" : "ws://";
     const socket = new WebSocket(auth.socketUrl(scheme + location.host + "/"));
+    let opened = false;
     socket.onopen = () => {
+      opened = socketOpen = true;
       backoff = 500;
       setText(stateEl, "open", "ok");
     };
@@ -111,7 +178,14 @@
       try { message = JSON.parse(event.data); } catch (error) { return; }
       if (message && typeof message === "object" && "sensor" in message) onReading(message);
     };
-    socket.onclose = () => {
+    socket.onclose = async (event) => {
+      socketOpen = false;
+      // Refused before opening, or closed for a revoked token (4003): ask
+      // the hub whether our token still counts before trying again.
+      if ((!opened || event.code === 4003) && !(await tokenAccepted())) {
+        needLogin(storedToken() ? "the hub refused the saved token" : "");
+        return;
+      }
       setText(stateEl, `closed, reconnecting in ${(backoff / 1000).toFixed(1)} s`, "bad");
       setTimeout(connect, backoff);
       backoff = Math.min(backoff * 2, 5000);
@@ -145,6 +219,11 @@
       response = await fetch("/api/v1/aggregate?" + query, { headers: auth.headers() });
     } catch (error) {
       entry.historyAsked = false;  // the hub may be restarting: ask again later
+      return;
+    }
+    if (response.status === 401) {
+      entry.historyAsked = false;
+      needLogin("");
       return;
     }
     if (response.status === 404 || response.status === 503) {
@@ -298,8 +377,21 @@
   }
 
   async function refreshCounters() {
+    if (signedOut) return;
     try {
       const response = await fetch("/stats", { headers: auth.headers() });
+      if (response.status === 401 || response.status === 403) {
+        // 403: a reader scoped to some devices; hub-wide counters need an
+        // admin token or a reader whose scope is "*" (docs/security.md).
+        const note = document.createElement("p");
+        note.className = "muted";
+        note.id = "counters-refused";
+        note.textContent = response.status === 403
+          ? "counters need an operator token (admin, or a reader with scope *)"
+          : "sign in to see the counters";
+        $("counters").replaceChildren(note);
+        return;
+      }
       const tables = [];
       counterTable("hub", await response.json(), tables);
       $("counters").replaceChildren(...tables);
@@ -310,9 +402,26 @@
 
   deviceFilter.addEventListener("change", () => { layoutDirty = true; scheduleRender(); });
   sensorFilter.addEventListener("input", () => { layoutDirty = true; scheduleRender(); });
-  connect();
-  refreshCounters();
-  setInterval(refreshCounters, 2000);
-  setInterval(scheduleRender, 1000);  // ages and stale marks move without new readings
+  let started = false;
+  // Signed in (or auth off): the live connection, the counters, the history.
+  function start() {
+    signedOut = false;
+    loginForm.hidden = true;
+    if (loginError) loginError.textContent = "";
+    logoutButton.hidden = !storedToken() || Boolean(window.tantraAuth);
+    if (!socketOpen) {
+      setText(stateEl, "connecting…", "bad");
+      connect();
+    }
+    refreshCounters();
+    for (const entry of sensors.values()) if (!entry.xs.length) entry.historyAsked = false;
+    layoutDirty = true;
+    scheduleRender();
+    if (started) return;
+    started = true;
+    setInterval(refreshCounters, 2000);
+    setInterval(scheduleRender, 1000);  // ages and stale marks move without new readings
+  }
+  tokenAccepted().then((accepted) => (accepted ? start() : needLogin("")));
   window.tantraDashboard = { sensors, history: () => history };
 })();

@@ -19,6 +19,7 @@
 #include "tantra_rng.h"
 #include "tantra_sensors.h"
 #include "tantra_seq.h"
+#include "tantra_sha256.h"
 #include "tantra_stats.h"
 
 #endif

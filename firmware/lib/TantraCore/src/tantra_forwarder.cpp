@@ -2,7 +2,7 @@
 
 namespace tantra {
 
-Forwarder::Forwarder(SeqCounter& seq, Outbox& outbox, Link& link, Stats& stats, Log* log)
+Forwarder::Forwarder(SeqSource& seq, Outbox& outbox, Link& link, Stats& stats, Log* log)
     : seq_(seq),
       outbox_(outbox),
       link_(link),
@@ -34,7 +34,7 @@ void Forwarder::on_line(const char* line, size_t len) {
     log_event(log_, "bad_line", -1, parse_error_text(e));
     return;
   }
-  uint32_t seq = seq_.next();
+  uint64_t seq = seq_.next();
   if (!outbox_.add(r, seq)) log_event(log_, "dropped_oldest", -1, "queue full");
 }
 

@@ -20,7 +20,7 @@ namespace tantra {
 
 class Forwarder {
  public:
-  Forwarder(SeqCounter& seq, Outbox& outbox, Link& link, Stats& stats, Log* log);
+  Forwarder(SeqSource& seq, Outbox& outbox, Link& link, Stats& stats, Log* log);
 
   // Bytes as they come off the serial line, any chunking.
   void feed(const char* data, size_t len);
@@ -31,7 +31,7 @@ class Forwarder {
   bool idle() const { return outbox_.empty(); }
 
  private:
-  SeqCounter& seq_;
+  SeqSource& seq_;
   Outbox& outbox_;
   Link& link_;
   Stats& stats_;

@@ -181,6 +181,11 @@ void JsonWriter::uinteger(uint32_t v) {
   before_value();
 }
 
+void JsonWriter::uinteger64(uint64_t v) {
+  put_u64(v);
+  before_value();
+}
+
 void JsonWriter::boolean(bool v) {
   put_str(v ? "true" : "false");
   before_value();

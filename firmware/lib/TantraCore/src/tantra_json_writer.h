@@ -35,6 +35,7 @@ class JsonWriter {
   void number(double v, uint8_t decimals);
   void integer(int32_t v);
   void uinteger(uint32_t v);
+  void uinteger64(uint64_t v);
   void boolean(bool v);
   // Pre-validated JSON literal (a number text checked by the parser).
   void raw(const char* text);

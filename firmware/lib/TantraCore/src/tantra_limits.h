@@ -18,7 +18,7 @@ const size_t kUnitBytesMax = 32;
 // and keeps a queued reading small.
 const size_t kValueTextMax = 24;
 // Longest line the device formats: every field at its maximum, the unit
-// fully \u-escaped (16 * 6), seq at 10 digits, plus "}\n" and NUL.
+// fully \u-escaped (16 * 6), seq at 16 digits (2^53-1), plus "}\n" and NUL.
 const size_t kLineMax = 320;
 // Longest reply line the device bothers to parse. The hub's errors carry a
 // human-readable detail; longer replies are counted and skipped.

@@ -117,7 +117,7 @@ bool make_reading(Reading* out, const char* sensor, double value, uint8_t decima
   return ok;
 }
 
-size_t format_reading_line(const Reading& r, const char* device, uint32_t seq, char* buf,
+size_t format_reading_line(const Reading& r, const char* device, uint64_t seq, char* buf,
                            size_t cap) {
   JsonWriter w(buf, cap);
   w.begin_object();
@@ -134,7 +134,7 @@ size_t format_reading_line(const Reading& r, const char* device, uint32_t seq, c
     w.string(device);
   }
   w.key("seq");
-  w.uinteger(seq);
+  w.uinteger64(seq);
   w.end_object();
   w.newline();
   if (!w.ok()) {

@@ -53,7 +53,7 @@ bool make_reading(Reading* out, const char* sensor, double value, uint8_t decima
 // Writes {"sensor":..,"value":..,"unit":..,"device":..,"seq":N}\n into
 // buf[cap]. Returns the line length, or 0 if it did not fit (never a
 // truncated line).
-size_t format_reading_line(const Reading& r, const char* device, uint32_t seq, char* buf,
+size_t format_reading_line(const Reading& r, const char* device, uint64_t seq, char* buf,
                            size_t cap);
 
 }  // namespace tantra

@@ -25,6 +25,9 @@ size_t format_stats(const Stats& s, uint32_t queue_size, char* buf, size_t cap) 
   w.key("connects"); w.uinteger(s.connects);
   w.key("connect_failures"); w.uinteger(s.connect_failures);
   w.key("disconnects"); w.uinteger(s.disconnects);
+  w.key("deferred"); w.uinteger(s.deferred);
+  w.key("auth_failures"); w.uinteger(s.auth_failures);
+  w.key("new_epochs"); w.uinteger(s.new_epochs);
   w.key("in_queue"); w.uinteger(queue_size);
   w.end_object();
   return w.ok() ? w.length() : 0;
@@ -41,7 +44,7 @@ void log_event(Log* log, const char* event, const char* key, int64_t n, const ch
     w.string(event);
     if (key && n >= 0) {
       w.key(key);
-      w.uinteger(static_cast<uint32_t>(n));
+      w.uinteger64(static_cast<uint64_t>(n));
     }
     if (detail && pass == 0) {
       // Cut long details, keeping room for the closing '"}'.

@@ -26,6 +26,9 @@ struct Stats {
   uint32_t connects;          // TCP connections established
   uint32_t connect_failures;  // TCP connection attempts that failed
   uint32_t disconnects;       // TCP connections lost
+  uint32_t deferred;          // hub said `retry` / `rate_limited`: kept, sent again later
+  uint32_t auth_failures;     // TCP auth line refused (or no answer in time)
+  uint32_t new_epochs;        // epochs started because the hub said `replayed`
 };
 
 // {"lines":..,"bad_lines":..,...} without newline; 0 if it did not fit.

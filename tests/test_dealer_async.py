@@ -1,0 +1,63 @@
+"""Built-in procedures whose result is a Deferred (history reads): answered later, once, or not at all."""
+
+from __future__ import annotations
+
+from autobahn.wamp import message
+from twisted.internet import defer
+
+from tantra.wamp.dealer import CallError, Dealer
+from tantra.wamp.limits import WampLimits
+from tantra.wamp.peer import WampStats
+
+
+class Peer:
+    session_id, authid, authrole = 1, "a", "r"
+
+    def __init__(self):
+        self.sent: list = []
+
+    def send(self, msg, conflation_key=None):
+        self.sent.append(msg)
+
+    def has_feature(self, role, feature):
+        return True
+
+
+def dealer_with(results: list[defer.Deferred], limit: int = 1000) -> Dealer:
+    dealer = Dealer(new_registration_id=lambda: 1, new_request_id=lambda: 1, stats=WampStats(),
+                    limits=WampLimits(max_pending_calls=limit))  # fmt: skip
+
+    def slow(args, kwargs):
+        results.append(defer.Deferred())
+        return results[-1]
+
+    dealer.add_builtin("tantra.slow", slow)
+    return dealer
+
+
+def test_a_deferred_result_is_sent_when_it_fires_and_a_failure_as_its_error():
+    results: list[defer.Deferred] = []
+    dealer, peer = dealer_with(results), Peer()
+    dealer.call(peer, message.Call(1, "tantra.slow"))
+    dealer.call(peer, message.Call(2, "tantra.slow"))
+    assert peer.sent == []
+    results[1].errback(CallError("wamp.error.invalid_argument", "no"))
+    results[0].callback({"readings": []})
+    assert [(type(m).__name__, m.request) for m in peer.sent] == [("Error", 2), ("Result", 1)]
+    assert peer.sent[0].error == "wamp.error.invalid_argument"
+    assert peer.sent[1].args == [{"readings": []}]
+
+
+def test_canceled_or_left_the_result_goes_nowhere_and_calls_in_flight_are_bounded():
+    results: list[defer.Deferred] = []
+    dealer, peer = dealer_with(results, limit=2), Peer()
+    dealer.call(peer, message.Call(1, "tantra.slow"))
+    dealer.call(peer, message.Call(2, "tantra.slow"))
+    dealer.call(peer, message.Call(3, "tantra.slow"))
+    assert peer.sent[-1].error == "tantra.error.limit_exceeded" and peer.sent[-1].request == 3
+    dealer.cancel(peer, message.Cancel(1))
+    assert peer.sent[-1].error == "wamp.error.canceled" and peer.sent[-1].request == 1
+    results[0].callback("late")
+    dealer.detach(peer)
+    results[1].callback("too late")
+    assert [m.request for m in peer.sent] == [3, 1], "nothing after the cancel or the detach"
