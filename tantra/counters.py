@@ -195,6 +195,8 @@ class MqttStats:
     #: Messages paho refused because its bounded queue was full (lost), by kind.
     publish_dropped: Counter[str] = attrs.Factory(Counter)
     cluster_published: int = 0
+    #: Readings never sent to the cluster because the store shed their turn.
+    cluster_unstored: int = 0
     cluster_received: int = 0
     cluster_rejected: int = 0
     retained_filled: int = 0

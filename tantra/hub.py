@@ -106,11 +106,21 @@ class Batch:
     with :meth:`with_origins` and need not keep a map of what it sent.
     """
 
-    __slots__ = ("_encodings", "origins", "readings")
+    __slots__ = ("_encodings", "committed", "origins", "readings")
 
-    def __init__(self, readings: Sequence[Reading], origins: Sequence[object] | None = None):
+    def __init__(
+        self,
+        readings: Sequence[Reading],
+        origins: Sequence[object] | None = None,
+        committed: Callable[[], Deferred] | None = None,
+    ):
         self.readings = readings
         self.origins = origins
+        #: With a history store, on the batch of every reading of a turn (sinks
+        #: without a filter): ``committed()`` is a new Deferred that fires once
+        #: the turn's local readings are stored, or fails with ``NotCommitted``
+        #: if the store shed them. None without a store, or with no local reading.
+        self.committed = committed
         self._encodings: dict[Callable[[Sequence[Reading]], Any], Any] = {}
 
     def __len__(self) -> int:
@@ -411,17 +421,18 @@ class Hub:
         since, self._pending_since = self._pending_since, []
         if not pending:
             return
+        committed = None
         if self._gate is not None:
             local = pending if origins is None else _local(pending, origins)
             if local:  # remote readings: the hub that accepted them numbers and stores them
                 if self._ids is not None:
                     number(local, self._ids.take(len(local)))
-                self._gate.submit(local)
+                committed = self._gate.submit(local)
         self._remember(pending)
         delivered = 0
         members = self._groups.get(EVERYTHING)
         if members:
-            delivered += self._deliver(members, Batch(pending, origins))
+            delivered += self._deliver(members, Batch(pending, origins, committed))
         if self._device_routes or self._sensor_routes:
             if origins is None:
                 routed = self._route(pending)

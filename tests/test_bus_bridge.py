@@ -275,7 +275,7 @@ def test_remote_readings_are_never_submitted_and_count_as_seen_with_a_store(cloc
     )
     clock.advance(0)
     assert [[r.key for r in readings] for readings, _ in store.turns] == [[("a", "t")]]
-    assert [p[0]["device"] for _, p in client.on("t1/cluster/")] == ["a"]
+    assert client.on("t1/cluster/") == [], "the cluster waits for the commit"
     # The device of the remote reading fails over here and re-sends seq 7: the other
     # hub accepted (and stores) it, so it is a duplicate, acked at once, not stored again.
     bus.route(message("t1/in/b", b'{"sensor":"t","value":1,"seq":7}'))
@@ -295,6 +295,9 @@ def test_remote_readings_are_never_submitted_and_count_as_seen_with_a_store(cloc
     clock.advance(0)
     assert [r.key for r in store.turns[-1][0]] == [("c", "t")]
     assert hub._gate.uncommitted == 2  # a's seq 1 and c's seq 1; never a remote one
+    # Only local readings, and only committed ones, reach the cluster: never c's shed turn.
+    store.commit(0)
+    assert [p[0]["device"] for _, p in client.on("t1/cluster/")] == ["a"]
 
 
 def test_the_cache_fill_runs_on_the_first_connect_and_after_a_lost_session_only(clock):
@@ -373,3 +376,56 @@ def test_a_retained_reading_keeps_its_id(clock):
     assert hub.reading_of("b", "t").id == 9
     bus.route(message("t1/reading/b/u", payload.replace(b'"id":9', b'"id":-1'), retain=True))
     assert hub.reading_of("b", "u") is None and hub.counters.mqtt.cluster_rejected == 1
+
+
+def test_a_shed_turn_never_reaches_the_cluster_and_a_committed_one_does_in_order(clock):
+    hub, client, bus, store = committed(clock, cluster="c1")
+    dashboard = Recorder()
+    hub.subscribe(dashboard)
+    for seq in (1, 2, 3):  # three turns: the store sheds the second
+        bus.route(message("t1/in/a", b'{"sensor":"t","value":%d,"seq":%d}' % (seq, seq)))
+        clock.advance(0)
+    bus.route(message("t1/in/b", b'{"sensor":"t","value":9}'))  # no seq: its turn waits too
+    clock.advance(0)
+    assert [r.value for r in dashboard.readings] == [1, 2, 3, 9], "local dashboards at once"
+    assert len(client.on("t1/reading/")) == 4, "retained values at once"
+    assert client.on("t1/cluster/") == [], "nothing before its commit"
+    store.shed(1)
+    assert client.on("t1/cluster/") == []
+    store.commit(0)
+    store.commit(2)
+    store.shed(3)
+    assert [[r["seq"] for r in p] for _, p in client.on("t1/cluster/")] == [[1], [3]]
+    stats = hub.counters.mqtt
+    assert (stats.cluster_published, stats.cluster_unstored) == (2, 2)
+    assert client.on("t1/ack/a") == [("t1/ack/a", {"ack": 1}), ("t1/ack/a", {"ack": 3})]
+
+
+def test_a_failover_after_a_shed_turn_loses_no_acked_reading(clock):
+    # Hub A sheds the turn with seq 5 and dies; the device re-sends to hub B, which
+    # never heard of seq 5 from the cluster, so it stores it and acks after its commit.
+    _, client_a, bus_a, store_a = committed(clock, cluster="c1")
+    _, client_b, bus_b, store_b = committed(clock, cluster="c1")
+    bus_a.route(message("t1/in/esp", b'{"sensor":"t","value":1,"seq":5}'))
+    clock.advance(0)
+    store_a.shed()
+    for topic, payload, _, _ in client_a.sent:
+        if topic.startswith("t1/cluster/"):
+            bus_b.route(message(topic, payload))
+    assert client_a.on("t1/ack/") == []
+    bus_b.route(message("t1/in/esp", b'{"sensor":"t","value":1,"seq":5}'))
+    clock.advance(0)
+    assert [[r.seq for r in readings] for readings, _ in store_b.turns] == [[5]]
+    store_b.commit()
+    assert client_b.on("t1/ack/esp") == [("t1/ack/esp", {"ack": 5})]
+    # A committed turn does reach B, and B acks the re-send as a duplicate without storing it.
+    bus_a.route(message("t1/in/esp", b'{"sensor":"t","value":2,"seq":6}'))
+    clock.advance(0)
+    store_a.commit()
+    for topic, payload, _, _ in client_a.sent:
+        if topic.startswith("t1/cluster/"):
+            bus_b.route(message(topic, payload))
+    bus_b.route(message("t1/in/esp", b'{"sensor":"t","value":2,"seq":6}'))
+    clock.advance(0)
+    assert client_b.on("t1/ack/esp")[-1] == ("t1/ack/esp", {"ack": 6})
+    assert len(store_b.turns) == 1

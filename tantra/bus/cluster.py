@@ -5,7 +5,11 @@ Owns the hub-to-hub side of SPEC "MQTT (v2)", Cluster:
 - **out**: what this hub accepted itself (:meth:`Batch.local`: never what it
   received from the bus) is published, one JSON array per hub turn (at most
   :data:`MAX_READINGS_PER_MESSAGE` readings), QoS 1, on
-  ``<prefix>/cluster/<NAME>/<client-id>``;
+  ``<prefix>/cluster/<NAME>/<client-id>``; with a history store only once
+  the turn is committed (:meth:`Cluster.publish_once_stored`), and never if
+  the store shed it: another hub marks every ``(device, seq)`` it receives as
+  seen and acks a device's re-send as a duplicate, so it must only ever see
+  readings that are stored (an acked reading is never lost in a failover);
 - **in**: each hub subscribes to ``<prefix>/cluster/<NAME>/+`` with **No
   Local**, so the broker never sends a hub its own messages; what arrives is
   accepted with ``Hub.accept(origin=cluster, remote=True)``: it reaches local
@@ -39,8 +43,11 @@ from typing import Any
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from tantra.commits import NotCommitted
 from tantra.counters import MqttStats
 from tantra.hub import Hub
 from tantra.model import ParsedPayload, Reading
@@ -110,6 +117,24 @@ class Cluster:
                 self._stats.cluster_published += len(chunk)
             else:
                 self._stats.publish_dropped["cluster"] += len(chunk)
+
+    def publish_once_stored(self, readings: Sequence[Reading], committed: Deferred) -> None:
+        """Publish a turn once ``committed`` fires; drop it (counted) if the store shed it.
+
+        Turns commit in order, so cluster messages keep the turns' order. The
+        cost is the commit's latency (up to ``--commit-interval`` plus the
+        write) on the cluster hop, docs/cluster.md.
+        """
+        committed.addCallbacks(
+            self._stored, self._not_stored, callbackArgs=(readings,), errbackArgs=(readings,)
+        )
+
+    def _stored(self, _: object, readings: Sequence[Reading]) -> None:
+        self.publish(readings)
+
+    def _not_stored(self, reason: Failure, readings: Sequence[Reading]) -> None:
+        reason.trap(NotCommitted)
+        self._stats.cluster_unstored += len(readings)
 
     # -- in ------------------------------------------------------------------------
 

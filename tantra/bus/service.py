@@ -114,8 +114,12 @@ class MqttBus(service.Service):
         if not readings:
             return
         self.bridge.publish(readings)
-        if self.cluster is not None:
+        if self.cluster is None:
+            return
+        if batch.committed is None:  # no store: at once
             self.cluster.publish(readings)
+        else:  # with a store: once stored, so what another hub has seen is stored
+            self.cluster.publish_once_stored(readings, batch.committed())
 
     # -- service ----------------------------------------------------------------
 

@@ -85,6 +85,8 @@ _MQTT_COUNTERS = (
      "discovery_published"),
     ("mqtt_cluster_readings_published", "Readings published to the cluster",
      "cluster_published"),
+    ("mqtt_cluster_readings_unstored", "Readings not sent to the cluster: the store shed them",
+     "cluster_unstored"),
     ("mqtt_cluster_readings_received", "Readings received from other hubs", "cluster_received"),
     ("mqtt_cluster_rejected", "Invalid cluster or retained messages", "cluster_rejected"),
     ("mqtt_retained_filled", "Readings taken from retained messages at connect",
