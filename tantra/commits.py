@@ -97,6 +97,14 @@ class CommitGate:
         """Accepted readings with a seq whose commit is still pending."""
         return len(self._uncommitted)
 
+    def holds(self, device: str, seq: int) -> bool:
+        """True while an accepted ``(device, seq)`` waits for its commit (changes nothing).
+
+        How the hub tells that a copy of a reading another hub accepted
+        (the cluster bus) is already here, on its way to this hub's store.
+        """
+        return (device, seq) in self._uncommitted
+
     def classify(self, device: str, seq: int) -> _Turn | bool:
         """For one incoming ``(device, seq)``: the pending turn that already holds it,
         True if it was committed before (a plain duplicate), False if it is new
@@ -127,16 +135,22 @@ class CommitGate:
         waiting = defer.gatherResults([turn.wait() for turn in turns], consumeErrors=True)
         return waiting.addCallbacks(_nothing, _first_error)
 
-    def submit(self, readings: Sequence[Reading]) -> None:
-        """Hand one turn's accepted readings to the store (called at the hub's flush)."""
+    def submit(self, readings: Sequence[Reading]) -> Callable[[], defer.Deferred]:
+        """Hand one turn's accepted readings to the store (called at the hub's flush).
+
+        Returns ``when_committed()``: each call gives a new Deferred that fires
+        once these readings are committed, or fails with :class:`NotCommitted`
+        if the store shed them (``Batch.committed``: the cluster publishes a
+        turn only once it is stored, docs/cluster.md).
+        """
         turn, self._current = self._current, None
+        if turn is None:  # no reading with a seq: no acks wait, but the cluster may
+            turn = _Turn()
         stored = self._store.submit(readings)
-        if turn is None:
-            stored.addErrback(_shed_without_acks)
-        else:
-            stored.addCallbacks(
-                self._committed, self._not_stored, callbackArgs=(turn,), errbackArgs=(turn,)
-            )
+        stored.addCallbacks(
+            self._committed, self._not_stored, callbackArgs=(turn,), errbackArgs=(turn,)
+        )
+        return turn.wait
 
     def _committed(self, _ids: Any, turn: _Turn) -> None:
         self._commit(turn.keys)
@@ -166,8 +180,3 @@ def _nothing(_: object) -> None:
 def _first_error(reason: Failure) -> Failure:
     reason.trap(defer.FirstError)
     return reason.value.subFailure  # type: ignore[union-attr]
-
-
-def _shed_without_acks(reason: Failure) -> None:
-    """Readings without a seq that the store shed: nobody waits; the store counted them."""
-    return None

@@ -3,9 +3,10 @@
 Owns: :class:`Counters`, the one place counts live: a section per part
 (:class:`HubStats` for ingest and delivery, :class:`WampStats` for the
 router, :class:`UdpStats` for UDP replies, :class:`StoreStats` for history
-when a store is configured), built once in ``tantra.tap`` and passed to the
-constructors of the hub, the transports, the outboxes, the WAMP router and
-the store. ``/stats`` serves :meth:`Counters.as_dict`, and a metrics
+when a store is configured, :class:`MqttStats` for the bus), built once in
+``tantra.tap`` and passed to the constructors of the hub, the transports,
+the outboxes, the WAMP router, the store and the bus. ``/stats`` serves
+:meth:`Counters.as_dict`, and a metrics
 exporter reads the same object. A new part adds a section here (an attrs
 class with ``as_dict``) rather than a counter dict of its own.
 
@@ -170,6 +171,44 @@ class StoreStats:
 
 
 @attrs.define
+class MqttStats:
+    """The MQTT bus: connection state, what went in and out, what was refused or dropped.
+
+    ``state`` is ``off`` (no ``--mqtt``), ``connecting``, ``connected`` or
+    ``reconnecting``; ``reason`` says why the last connection ended or failed.
+    """
+
+    state: str = "off"
+    reason: str = ""
+    connects: int = 0
+    connect_failures: int = 0
+    disconnects: int = 0
+    #: Device payloads taken from ``<prefix>/in/...``.
+    received: int = 0
+    #: Device payloads refused before parsing (bad topic, bad bare value), by code.
+    rejected: Counter[str] = attrs.Factory(Counter)
+    acks_sent: int = 0
+    errors_sent: int = 0
+    #: Readings published on ``<prefix>/reading/...``.
+    readings_published: int = 0
+    discovery_published: int = 0
+    #: Messages paho refused because its bounded queue was full (lost), by kind.
+    publish_dropped: Counter[str] = attrs.Factory(Counter)
+    cluster_published: int = 0
+    #: Readings never sent to the cluster because the store shed their turn.
+    cluster_unstored: int = 0
+    cluster_received: int = 0
+    cluster_rejected: int = 0
+    retained_filled: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        out = attrs.asdict(self)
+        out["rejected"] = dict(self.rejected)
+        out["publish_dropped"] = dict(self.publish_dropped)
+        return out
+
+
+@attrs.define
 class AuthStats:
     """Authentication and abuse limits (``tantra.security``): who got in, who did not, why."""
 
@@ -214,6 +253,7 @@ class Counters:
     hub: HubStats = attrs.Factory(HubStats)
     wamp: WampStats = attrs.Factory(WampStats)
     udp: UdpStats = attrs.Factory(UdpStats)
+    mqtt: MqttStats = attrs.Factory(MqttStats)
     auth: AuthStats = attrs.Factory(AuthStats)
     store: StoreStats | None = None
     latency: Latencies = attrs.Factory(Latencies)
@@ -224,6 +264,7 @@ class Counters:
             **self.hub.as_dict(),
             "wamp": self.wamp.as_dict(),
             "udp": self.udp.as_dict(),
+            "mqtt": self.mqtt.as_dict(),
             "auth": self.auth.as_dict(),
             "latency": self.latency.as_dict(),
         }

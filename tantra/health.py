@@ -84,3 +84,23 @@ def store_check(stats: Callable[[], Any]) -> Check:
         return False, f"store {store.state}" + (f": {store.reason}" if store.reason else "")
 
     return check
+
+
+def broker_check(stats: Callable[[], Any]) -> Check:
+    """Ready while the MQTT client is connected (``--mqtt``); else its state and why.
+
+    Reads :class:`~tantra.counters.MqttStats`, which the client keeps up to
+    date: ``connecting`` (the first attempt), ``reconnecting`` (with the reason
+    the last connection ended or the last attempt failed), ``disconnected``
+    (stopping). The broker URL in a reason never carries the password.
+    """
+
+    def check() -> tuple[bool, str]:
+        mqtt = stats()
+        if mqtt.state == "connected":
+            return True, ""
+        if mqtt.state == "off":  # wired with --mqtt, so: the bus has not started yet
+            return False, "broker: not started"
+        return False, f"broker {mqtt.state}" + (f": {mqtt.reason}" if mqtt.reason else "")
+
+    return check

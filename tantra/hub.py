@@ -73,6 +73,25 @@ class Filter:
 EVERYTHING = Filter()
 
 
+@attrs.frozen(slots=True)
+class Remote:
+    """The origin of readings another hub accepted (they came over the cluster bus).
+
+    ``Hub.accept(..., origin=bus, remote=True)`` tags each such reading with
+    ``Remote(bus)``. Dashboards, WAMP and the last-value cache take them like
+    any other; a sink that must act only on what *this* hub accepted (the
+    MQTT bridge and cluster publishers) reads :meth:`Batch.local`, and the
+    hub hands only those to its history store (:meth:`Hub.flush`).
+    """
+
+    origin: object
+
+
+def _local(readings: Sequence[Reading], origins: Sequence[object]) -> list[Reading]:
+    """The readings whose origin is not :class:`Remote` (``origins`` parallel to them)."""
+    return [r for r, o in zip(readings, origins, strict=True) if type(o) is not Remote]
+
+
 class Batch:
     """The readings of one turn for one filter, where they came from, and a per-encoder memo.
 
@@ -87,11 +106,21 @@ class Batch:
     with :meth:`with_origins` and need not keep a map of what it sent.
     """
 
-    __slots__ = ("_encodings", "origins", "readings")
+    __slots__ = ("_encodings", "committed", "origins", "readings")
 
-    def __init__(self, readings: Sequence[Reading], origins: Sequence[object] | None = None):
+    def __init__(
+        self,
+        readings: Sequence[Reading],
+        origins: Sequence[object] | None = None,
+        committed: Callable[[], Deferred] | None = None,
+    ):
         self.readings = readings
         self.origins = origins
+        #: With a history store, on the batch of every reading of a turn (sinks
+        #: without a filter): ``committed()`` is a new Deferred that fires once
+        #: the turn's local readings are stored, or fails with ``NotCommitted``
+        #: if the store shed them. None without a store, or with no local reading.
+        self.committed = committed
         self._encodings: dict[Callable[[Sequence[Reading]], Any], Any] = {}
 
     def __len__(self) -> int:
@@ -102,6 +131,16 @@ class Batch:
         if self.origins is None:
             return ((reading, None) for reading in self.readings)
         return zip(self.readings, self.origins, strict=True)
+
+    def local(self) -> Sequence[Reading]:
+        """The readings this hub accepted itself: all but those from the cluster bus.
+
+        What a hub publishes to the bus (and, at its flush, hands its store):
+        another hub accepted (and stored, and published) the :class:`Remote` ones.
+        """
+        if self.origins is None:
+            return self.readings
+        return _local(self.readings, self.origins)
 
     def encoded(self, encoder: Callable[[Sequence[Reading]], T]) -> T:
         try:
@@ -194,6 +233,7 @@ class Hub:
         source: str = "?",
         origin: object = None,
         now: float | None = None,
+        remote: bool = False,
     ) -> IngestOutcome:
         """Queue already validated readings (WAMP builds them from a topic + kwargs).
 
@@ -202,7 +242,23 @@ class Hub:
         (:attr:`Batch.origins`), so a component that is both a source and a
         sink recognises its own readings; ``now`` saves a clock read when the
         caller has just made one.
+
+        ``remote=True`` says another hub accepted these readings (the cluster
+        bus): they are tagged ``Remote(origin)`` (see :meth:`Batch.local`),
+        so they reach dashboards, WAMP and the cache but no store and never
+        the bus again. They pass the de-dup window like any reading, so a
+        ``(device, seq)`` that one hub accepted is a duplicate on every hub
+        (a device that fails over and re-sends is not shown twice); remote
+        duplicates are dropped and owe no replies (the accepting hub acked).
+        With a history store (:meth:`commit_through`) a remote reading marks
+        the window at once (the accepting hub commits it, not this one), is
+        a duplicate of a local copy still waiting for its commit, and never
+        joins a commit turn, so it settles nothing and waits for nothing.
         """
+        if remote:
+            if origin is None:
+                raise ValueError("remote readings need the origin that received them")
+            origin = Remote(origin)
         if parsed.errors:
             for error in parsed.errors:
                 self.stats.rejected[error.code] += 1
@@ -213,11 +269,14 @@ class Hub:
         if now is None:
             now = self._clock.seconds()
         settled = None
-        if self._gate is None:
+        gate = self._gate
+        if gate is None or remote:
             for reading in parsed.readings:
                 if reading.seq is not None:
                     acks.append(reading.seq)
-                    if self._dedupe.is_duplicate(reading.device, reading.seq, now):
+                    if (
+                        gate is not None and gate.holds(reading.device, reading.seq)
+                    ) or self._dedupe.is_duplicate(reading.device, reading.seq, now):
                         duplicates.append(reading)
                         continue
                 accepted.append(reading)
@@ -362,15 +421,18 @@ class Hub:
         since, self._pending_since = self._pending_since, []
         if not pending:
             return
+        committed = None
         if self._gate is not None:
-            if self._ids is not None:
-                number(pending, self._ids.take(len(pending)))
-            self._gate.submit(pending)
+            local = pending if origins is None else _local(pending, origins)
+            if local:  # remote readings: the hub that accepted them numbers and stores them
+                if self._ids is not None:
+                    number(local, self._ids.take(len(local)))
+                committed = self._gate.submit(local)
         self._remember(pending)
         delivered = 0
         members = self._groups.get(EVERYTHING)
         if members:
-            delivered += self._deliver(members, Batch(pending, origins))
+            delivered += self._deliver(members, Batch(pending, origins, committed))
         if self._device_routes or self._sensor_routes:
             if origins is None:
                 routed = self._route(pending)

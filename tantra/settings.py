@@ -147,6 +147,57 @@ def _number(minimum: float, *, integer: bool = False) -> Callable[[Any], float |
     return parse
 
 
+def _flag(value: Any) -> bool:
+    """A switch: true/false in a file, present or absent on the command line."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "yes", "1", "false", "no", "0"):
+        return value.strip().lower() in ("true", "yes", "1")
+    raise SettingsError(f"{value!r} is not true or false")
+
+
+def _mqtt_url(value: Any) -> str | None:
+    """A broker URL, mqtt[s]://[user:password@]host[:port]; none (the default) disables."""
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("", DISABLED)):
+        return None
+    from tantra.bus.client import BrokerUrl, BrokerUrlError
+
+    try:
+        BrokerUrl.parse(_text(value))
+    except BrokerUrlError as error:
+        raise SettingsError(str(error)) from None
+    return _text(value)
+
+
+def _topic_prefix(value: Any) -> str:
+    from tantra.bus.topics import check_prefix
+
+    prefix = _text(value).strip("/")
+    problem = check_prefix(prefix)
+    if problem:
+        raise SettingsError(problem)
+    return prefix
+
+
+def _qos(value: Any) -> int:
+    qos = _number(0, integer=True)(value)
+    if qos > 1:
+        raise SettingsError(f"{value!r}: QoS must be 0 or 1")
+    return int(qos)
+
+
+def _optional_name(value: Any) -> str | None:
+    """A cluster name or client id: a name of [A-Za-z0-9_-] (a topic level), or none."""
+    if value is None:
+        return None
+    text = _text(value)
+    if text.lower() in ("", DISABLED):
+        return None
+    if re.fullmatch(r"[A-Za-z0-9_-]{1,64}", text) is None:
+        raise SettingsError(f"{text!r} must be 1-64 characters of A-Z a-z 0-9 _ -")
+    return text
+
+
 def _store(value: Any) -> str | None:
     """Where history lives: ``sqlite:PATH``, ``postgresql://…`` or ``none``."""
     if not isinstance(value, str) or not value.strip():
@@ -350,6 +401,40 @@ class Settings:
         "largest WAMP message sent to a client, in bytes (larger: an ERROR)",
         section="wamp",
     )
+    mqtt: str | None = setting(
+        None,
+        _mqtt_url,
+        "MQTT broker to bridge and cluster through: mqtt[s]://[user:password@]host[:port]",
+        section="mqtt",
+        key="url",
+    )
+    mqtt_prefix: str = setting(
+        "tantra", _topic_prefix, "first topic level(s) of every hub topic", section="mqtt"
+    )
+    mqtt_qos: int = setting(
+        1, _qos, "QoS of readings, acks and errors the hub publishes (0 or 1)", section="mqtt"
+    )
+    mqtt_discovery: bool = setting(
+        False, _flag, "publish Home Assistant discovery configs for new sensors", section="mqtt"
+    )
+    mqtt_client_id: str | None = setting(
+        None,
+        _optional_name,
+        "MQTT client id (default: tantra-<random>); a fixed id keeps a broker session",
+        section="mqtt",
+    )
+    mqtt_connect_timeout: float = setting(
+        10.0,
+        _number(0.1),
+        "seconds to connect to the broker (TCP, TLS, CONNACK) before trying again",
+        section="mqtt",
+    )
+    cluster: str | None = setting(
+        None,
+        _optional_name,
+        "cluster name: hubs on one broker with the same name act as one hub (needs --mqtt)",
+        section="mqtt",
+    )
     # -- history (tantra.store) --
     store: str | None = setting(
         "sqlite:tantra.sqlite3",
@@ -463,4 +548,6 @@ def resolve(command_line: Mapping[str, Any], config_file: Mapping[str, Any]) -> 
             values[spec.name.replace("-", "_")] = spec.parse(raw)
         except SettingsError as error:
             raise SettingsError(f"{origin or spec.name}: {error}") from None
+    if values["cluster"] and not values["mqtt"]:
+        raise SettingsError("--cluster needs --mqtt (the hubs of a cluster meet on a broker)")
     return Settings(**values)

@@ -6,9 +6,9 @@ per part, each a builder that adds the part to the top service: the hub
 (:func:`build_hub`), HTTP with dashboards and ``/stats`` (:func:`build_http`),
 raw TCP and UDP devices (:func:`build_devices`), the WAMP router
 (:func:`build_wamp_part`), history with its API (:func:`build_history`),
-and the operator's endpoints ``/metrics``, ``/healthz``, ``/readyz``
-(:func:`build_operations`, last). A new part is one more builder and one
-more line.
+the MQTT bus (:func:`build_bus`), and the operator's endpoints
+``/metrics``, ``/healthz``, ``/readyz`` (:func:`build_operations`, last).
+A new part is one more builder and one more line.
 
 Does not own: the start and stop order (``tantra.lifecycle``): stopping the
 top service stops the listeners, delivers what the hub still holds, then
@@ -19,6 +19,8 @@ after their pending acks), then the store commits what it was handed.
 from __future__ import annotations
 
 import re
+import secrets
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -56,6 +58,8 @@ __all__ = ["SHUTDOWN_GRACE_SECONDS", "ListenerService", "Options", "TantraServic
 def _show_default(value: Any) -> str:
     if isinstance(value, tuple):
         return ", ".join(value)
+    if value is None:
+        return "none"
     return str(value) if value != "" else "all"
 
 
@@ -74,9 +78,10 @@ class Options(usage.Options):
         *[
             [spec.name, None, None, f"{spec.help} [default: {_show_default(spec.default)}]"]
             for spec in SPECS
-            if spec.name != "http"
+            if spec.name != "http" and spec.default is not False
         ],
     ]
+    optFlags = [[spec.name, None, spec.help] for spec in SPECS if spec.default is False]
 
     def __init__(self) -> None:
         super().__init__()
@@ -94,6 +99,9 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         command_line = {spec.name: self.get(spec.name) for spec in SPECS}
+        for spec in SPECS:
+            if spec.default is False:  # a flag: absent means "as the file says"
+                command_line[spec.name] = True if self.get(spec.name) else None
         command_line["http"] = self["http"] or None
         try:
             config_file = load_toml(self["config"]) if self["config"] else {}
@@ -316,10 +324,12 @@ def build_operations(top: TantraService, settings: Settings, reactor: Any) -> No
     top.readiness.add("listeners", listeners_check(lambda: top.listeners))
     top.readiness.add("store", store_check(lambda: getattr(counters, "store", None)))
     transports = {"dashboards": "websocket", "devices": "tcp"}
-    connections = {
+    connections: dict[str, Callable[[], int]] = {
         transports.get(name, name): partial(_connection_count, component)
         for name, component in top.components.items()
     }
+    if settings.mqtt is not None:  # the hub's one broker connection
+        connections["mqtt"] = lambda: int(counters.mqtt.state == "connected")
     metrics = MetricsResource(HubCollector(counters, top.hub, connections))
     top.mount(b"metrics", _guarded(top, metrics, operator=True))
     top.mount(b"healthz", HealthzResource())
@@ -339,6 +349,55 @@ def _connection_count(component: Any) -> int:
     return len(getattr(component, "connections", ()))
 
 
+def build_bus(top: TantraService, settings: Settings, reactor: Any) -> None:
+    """MQTT (``--mqtt``): device topics, readings out, discovery, and the cluster."""
+    if settings.mqtt is None:
+        return
+    from tantra.bus.bridge import MqttBridge
+    from tantra.bus.client import BrokerUrl, MqttClient
+    from tantra.bus.service import MqttBus
+    from tantra.bus.topics import Topics
+    from tantra.health import broker_check
+
+    hub = top.hub
+    client_id = settings.mqtt_client_id or f"tantra-{secrets.token_hex(6)}"
+    topics = Topics(settings.mqtt_prefix)
+    bus = MqttBus.build(
+        hub,
+        reactor,
+        lambda on_message, on_connected: MqttClient(
+            reactor,
+            BrokerUrl.parse(settings.mqtt),
+            client_id=client_id,
+            stats=hub.counters.mqtt,
+            on_message=on_message,
+            on_connected=on_connected,
+            session_expiry=300 if settings.mqtt_client_id else 0,
+            connect_timeout=settings.mqtt_connect_timeout,
+        ),
+        lambda client: MqttBridge(
+            hub,
+            client,
+            topics,
+            hub.counters.mqtt,
+            qos=settings.mqtt_qos,
+            discovery=settings.mqtt_discovery,
+            discovery_node=settings.mqtt_prefix.replace("/", "_"),
+            max_announced=settings.max_sensors,
+        ),
+        settings.cluster,
+    )
+    bus.setServiceParent(top)
+    top.readiness.add("broker", broker_check(lambda: hub.counters.mqtt))
+    if settings.auth or settings.device_rate:
+        _log.info(
+            "--auth and --device-rate do not cover MQTT: the broker authenticates MQTT devices"
+            " and its ACLs must let each publish only to {prefix}/in/<its name>"
+            " (docs/security.md, MQTT)",
+            prefix=settings.mqtt_prefix,
+        )
+
+
 def build_service(settings: Settings, reactor: Any) -> TantraService:
     """Wire every part of the hub from checked settings: one line per part."""
     top = build_hub(settings, reactor)
@@ -348,6 +407,7 @@ def build_service(settings: Settings, reactor: Any) -> TantraService:
     build_devices(top, settings, reactor)
     build_wamp_part(top, settings, reactor)
     build_history(top, settings, reactor)
+    build_bus(top, settings, reactor)
     build_operations(top, settings, reactor)
     return top
 

@@ -7,12 +7,14 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tantra.cli import COMMANDS
+from tests.support.broker import HOST, PORT, clear_retained, free_port, need_broker, random_prefix
 from tests.support.clients import dashboard, wait_for
 from tests.support.hubproc import HubProcess
 
@@ -91,7 +93,7 @@ def test_send_prints_the_ack_and_the_reading_reaches_a_dashboard(hub, kind):
         (
             ["soil", "1", "--url", "http://localhost"],
             2,
-            "tantra send: --url 'http://localhost': the scheme must be one of tcp, udp, ws\n",
+            "tantra send: --url 'http://localhost': the scheme must be one of tcp, udp, ws, mqtt\n",
         ),
         (
             ["soil", "1", "--url", "tcp://localhost:99999"],
@@ -189,8 +191,13 @@ def test_simulate_retries_with_the_same_seq_when_no_ack_comes():
             "tantra simulate: 'a b' is not a valid name (1-64 of A-Z a-z 0-9 _ -)\n",
         ),
         (
-            ["--url", "mqtt://localhost"],
-            "tantra simulate: --url 'mqtt://localhost': the scheme must be one of tcp, udp, ws\n",
+            ["--url", "http://localhost"],
+            "tantra simulate: --url 'http://localhost':"
+            " the scheme must be one of tcp, udp, ws, mqtt\n",
+        ),
+        (
+            ["--transport", "mqtt", "--url", "tcp://localhost:9000"],
+            "tantra simulate: --transport mqtt and --url 'tcp://localhost:9000' disagree\n",
         ),
     ],
 )
@@ -380,3 +387,66 @@ def test_metrics_healthz_readyz_on_the_real_hub(hub):
     with urllib.request.urlopen(base + "/readyz", timeout=5) as response:
         assert json.load(response)["checks"]["listeners"] == {"ok": True, "reason": ""}
     assert "cli-metrics" not in urllib.request.urlopen(base + "/metrics", timeout=5).read().decode()
+
+
+@pytest.fixture(scope="module")
+def mqtt_hub(tmp_path_factory):
+    """A hub bridging a random prefix on the shared broker, with a SQLite store (acks after commit)."""
+    need_broker()
+    prefix = random_prefix()
+    hub = HubProcess.start(
+        tmp_path_factory.mktemp("mqtt-hub"), "--mqtt", f"mqtt://{HOST}:{PORT}",
+        "--mqtt-prefix", prefix,
+    )  # fmt: skip
+    try:
+        for _ in range(100):
+            if hub.stats()["mqtt"]["state"] == "connected":
+                break
+            time.sleep(0.05)
+        yield hub, f"mqtt://{HOST}:{PORT}/{prefix}"
+    finally:
+        try:
+            hub.stop()
+        finally:
+            clear_retained(prefix)
+
+
+def test_simulate_over_mqtt_gets_every_ack_after_the_commit(mqtt_hub):
+    hub, url = mqtt_hub
+    before = hub.stats()
+    done = tantra(
+        "simulate", "--transport", "mqtt", "--url", url, "--devices", "4", "--sensors", "a,b",
+        "--count", "40", "--prefix", "sim-mqtt",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {
+        "sent": 40, "acked": 40, "errors": 0, "retries": 0, "connect_errors": 0,
+    }  # fmt: skip
+    after = hub.stats()
+    assert after["accepted"] - before["accepted"] == 40
+    assert after["mqtt"]["acks_sent"] - before["mqtt"]["acks_sent"] == 40
+    assert after["store"]["stored"] - before["store"]["stored"] == 40  # acked means stored
+
+
+def test_send_over_mqtt_prints_the_ack_and_the_error(mqtt_hub):
+    hub, url = mqtt_hub
+    done = tantra("send", "--url", url, "--device", "cli-mqtt", "--seq", "9", "t", "1")
+    assert (done.returncode, done.stdout.strip()) == (0, '{"ack":9}'), done.stderr
+    assert hub.stats()["mqtt"]["received"] >= 1
+    done = tantra("send", "--url", url, "t", "1")
+    assert done.returncode == 2
+    assert (
+        done.stderr
+        == f"tantra send: {url.rsplit('/', 1)[0]}: name the device (--device, or ?device=NAME)\n"
+    )
+
+
+def test_simulate_with_no_broker_fails_in_one_line():
+    port = free_port()
+    done = tantra("simulate", "--url", f"mqtt://127.0.0.1:{port}", "--devices", "2", "--count", "1")
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"tantra simulate: 2 device(s): cannot reach the hub at mqtt://127.0.0.1:{port}:"
+        f" cannot connect to the broker at 127.0.0.1:{port}",
+        f"tantra simulate: no device could reach the hub at mqtt://127.0.0.1:{port}",
+    ]

@@ -345,7 +345,11 @@ def test_bad_token_is_refused_without_spinning_and_a_good_device_alongside_loses
     assert refusals and refusals[0]["detail"].startswith("unauthorized: ")
     assert bad_stats["sent"] == 0 and bad_stats["in_queue"] == 3 and bad_stats["rejected"] == 0
     assert 1 <= bad_stats["connects"] <= 5
-    assert bad_stats["auth_failures"] == bad_stats["connects"]
+    # Every attempt was refused; the last one may still await its refusal when
+    # the device stops lingering (seen on a loaded machine).
+    assert (
+        1 <= bad_stats["auth_failures"] <= bad_stats["connects"] <= bad_stats["auth_failures"] + 1
+    )
     # Another device's token: the hub says whose it is; the device stops before
     # sending readings that would all be `forbidden`.
     assert wrong_code == 3

@@ -12,13 +12,13 @@ from twisted.internet.task import Clock
 from twisted.web.test.requesthelper import DummyRequest
 
 from tantra.counters import LATENCY_BUCKETS, Counters, Histogram
-from tantra.health import Readiness, listeners_check, store_check
+from tantra.health import Readiness, broker_check, listeners_check, store_check
 from tantra.hub import Hub
 from tantra.lifecycle import ListenerService
 from tantra.settings import resolve
 from tantra.tap import build_service
 from tantra.web.health import HealthzResource, ReadyzResource
-from tantra.web.metrics import HubCollector, MetricsResource
+from tantra.web.metrics import _MQTT_COUNTERS, _MQTT_LABELLED, HubCollector, MetricsResource
 
 
 class FakeSink:
@@ -196,3 +196,67 @@ def test_the_wired_hub_mounts_metrics_healthz_and_readyz():
     transports = {labels[0][1] for labels in samples["tantra_connections"]}
     assert transports == {"websocket", "tcp", "wamp"}
     assert "process_resident_memory_bytes" in samples
+
+
+def test_readyz_reports_the_broker_with_its_state_and_reason():
+    from tantra.counters import MqttStats
+
+    mqtt = MqttStats(state="connecting")
+    readiness = Readiness()
+    readiness.add("broker", broker_check(lambda: mqtt))
+    assert render_json(ReadyzResource(readiness)) == (
+        503,
+        {"status": "not_ready", "checks": {"broker": {"ok": False, "reason": "broker connecting"}}},
+    )
+    mqtt.state, mqtt.reason = "reconnecting", "cannot connect to mqtt://b:1883: refused"
+    _, body = render_json(ReadyzResource(readiness))
+    assert body["checks"]["broker"]["reason"] == (
+        "broker reconnecting: cannot connect to mqtt://b:1883: refused"
+    )
+    mqtt.state = "connected"  # the client clears the reason on CONNACK; ok hides it anyway
+    assert render_json(ReadyzResource(readiness))[0] == 200
+
+
+def test_the_broker_check_is_wired_only_with_mqtt():
+    from twisted.internet.testing import MemoryReactorClock
+
+    settings = resolve({"mqtt": "mqtt://u:secret@broker.invalid"}, {})
+    top = build_service(settings, MemoryReactorClock())
+    assert top.readiness.names() == ["broker", "listeners", "store"]
+    status, body = render_json(top.http_root.children[b"readyz"])
+    assert status == 503
+    assert body["checks"]["broker"] == {"ok": False, "reason": "broker: not started"}
+
+
+def test_mqtt_section_only_with_mqtt_state_as_an_enum_and_counters_total():
+    clock = Clock()
+    counters = Counters()
+    hub = Hub(clock, counters=counters)
+    resource = MetricsResource(HubCollector(counters, hub), process=False)
+    assert not any(name.startswith("tantra_mqtt") for name in scrape(resource))  # no --mqtt
+    mqtt = counters.mqtt
+    mqtt.state, mqtt.reason = "reconnecting", "cannot connect to mqtt://b:1883"
+    mqtt.connects, mqtt.connect_failures, mqtt.acks_sent = 2, 5, 7
+    mqtt.rejected["invalid_topic"] += 3
+    mqtt.publish_dropped["reading"] += 4
+    samples = scrape(resource)
+    assert samples["tantra_mqtt_up"][()] == 0
+    assert samples["tantra_mqtt_state"] == {
+        (("state", "connecting"),): 0,
+        (("state", "connected"),): 0,
+        (("state", "reconnecting"),): 1,
+        (("state", "disconnected"),): 0,
+    }
+    assert samples["tantra_mqtt_connects_total"][()] == 2
+    assert samples["tantra_mqtt_connect_failures_total"][()] == 5
+    assert samples["tantra_mqtt_acks_sent_total"][()] == 7
+    assert samples["tantra_mqtt_messages_rejected_total"] == {(("reason", "invalid_topic"),): 3}
+    assert samples["tantra_mqtt_publish_dropped_total"] == {(("kind", "reading"),): 4}
+    # Every MqttStats field is exported (a new counter must not be forgotten here).
+    exported = {"state", "reason"} | {attr for *_, attr in _MQTT_COUNTERS}
+    exported |= {attr for _, _, attr, _ in _MQTT_LABELLED}
+    assert exported == set(attrs.fields_dict(type(mqtt)))
+    mqtt.state = "connected"
+    samples = scrape(resource)
+    assert samples["tantra_mqtt_up"][()] == 1
+    assert samples["tantra_mqtt_state"][(("state", "connected"),)] == 1

@@ -171,7 +171,7 @@ def test_config_tables_mean_the_same_as_flat_keys(tmp_path):
     ("text", "message"),
     [
         ("[udp]\ncolour = 1\n", r"unknown setting\(s\) \[udp\] colour; known: http,"),
-        ("[mqtt]\nport = 1\n", r"unknown setting\(s\) \[mqtt\];"),
+        ("[mqtt]\nport = 1\n", r"unknown setting\(s\) \[mqtt\] port;"),
         ("htp = 1\n[udp]\nx = 1\n", r"unknown setting\(s\) htp, \[udp\] x;"),
         ("[realm]\nx = 1\n", r"unknown setting\(s\) \[realm\];"),
         ("udp-error-rate = 1\n[udp]\nerror-rate = 2\n",

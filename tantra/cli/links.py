@@ -6,9 +6,10 @@ line values and checked by the hub's own validator, ``tantra.model``, so a
 mistake is reported before anything is sent), and the device links
 :class:`TcpLink`, :class:`UdpLink` and :class:`WsLink`: one connection each,
 sending one payload and firing with the reply lines, on Twisted (TCP lines,
-UDP datagrams, Autobahn's WebSocket client). :data:`LINKS` maps a scheme to
-its link; an MQTT link joins it when the bus lands (``mqtt://``: a link whose
-``send`` publishes and fires with the hub's reply on the device's reply topic).
+UDP datagrams, Autobahn's WebSocket client), and :class:`MqttLink` (a
+device on a broker the hub bridges: ``mqtt://broker:1883/PREFIX?device=D``
+publishes on ``PREFIX/in/D`` and reads ``PREFIX/ack/D`` and
+``PREFIX/error/D``). :data:`LINKS` maps a scheme to its link.
 
 Does not own: the commands (``tantra.cli.send``, ``simulate``, ``tail``).
 """
@@ -25,8 +26,10 @@ import attrs
 
 from tantra.cli import CommandError
 
-SCHEMES = ("tcp", "udp", "ws")
-DEFAULT_PORTS = {"tcp": 9000, "udp": 9000, "ws": 8080, "wss": 443, "http": 8080, "https": 443}
+SCHEMES = ("tcp", "udp", "ws", "mqtt")
+DEFAULT_PORTS = {
+    "tcp": 9000, "udp": 9000, "ws": 8080, "wss": 443, "http": 8080, "https": 443, "mqtt": 1883,
+}  # fmt: skip
 
 
 @attrs.frozen
@@ -35,6 +38,9 @@ class HubUrl:
     host: str
     port: int
     path: str = "/"
+    #: Only MQTT uses credentials (the broker's); never printed.
+    username: str | None = None
+    password: str | None = attrs.field(default=None, repr=False)
 
     def __str__(self) -> str:
         return (
@@ -54,7 +60,7 @@ def parse_url(text: str, schemes: tuple[str, ...] = SCHEMES) -> HubUrl:
     if not parts.hostname:
         raise CommandError(f"--url {text!r}: no host")
     path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-    return HubUrl(parts.scheme, parts.hostname, port, path)
+    return HubUrl(parts.scheme, parts.hostname, port, path, parts.username, parts.password)
 
 
 def parse_value(text: str) -> int | float | bool:
@@ -324,6 +330,116 @@ class WsLink:
         self._protocol.sendClose(1000)
 
 
+class MqttLink:
+    """A device on the broker a hub bridges (``--mqtt``): publishes readings, reads its replies.
+
+    The URL is ``mqtt://[user:password@]broker[:1883][/PREFIX]?device=NAME``:
+    ``PREFIX`` is the hub's ``--mqtt-prefix`` (default ``tantra``) and the
+    device name is part of the topic, so it is required. Readings go out
+    QoS 1 on ``PREFIX/in/NAME``; the hub's replies arrive on
+    ``PREFIX/ack/NAME`` and ``PREFIX/error/NAME`` (subscribed before the
+    link counts as open, so no reply is missed).
+
+    paho runs its own network thread (``loop_start``) here: this is a
+    command-line tool, not the hub, so a thread per device is fine; every
+    callback is handed to the reactor with ``callFromThread``. MQTT 5, clean
+    start, a random client id.
+    """
+
+    @classmethod
+    def open(cls, reactor: Any, url: HubUrl, timeout: float, token: str | None = None) -> Any:
+        import secrets
+        from urllib.parse import parse_qs
+
+        from paho.mqtt.client import CallbackAPIVersion, Client
+        from paho.mqtt.enums import MQTTProtocolVersion
+        from twisted.internet import defer
+
+        path, _, query = url.path.partition("?")
+        prefix = path.strip("/") or "tantra"
+        device = (parse_qs(query).get("device") or [""])[0]
+        if not device:
+            return defer.fail(CommandError(f"{url}: name the device (--device, or ?device=NAME)"))
+        if token is not None:  # the broker authenticates MQTT devices, not the hub
+            return defer.fail(
+                CommandError(
+                    "--token is for the hub; over mqtt:// give the broker's user:password@"
+                )
+            )
+        replies = _Replies()
+        opened: defer.Deferred = defer.Deferred()
+        client = Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"tantra-cli-{secrets.token_hex(6)}",
+            protocol=MQTTProtocolVersion.MQTTv5,
+        )
+        if url.username is not None:
+            client.username_pw_set(url.username, url.password)
+        link = cls(client, f"{prefix}/in/{device}", replies)
+
+        def in_reactor(function: Any, *args: Any) -> Any:
+            return lambda *_: reactor.callFromThread(function, *args)
+
+        def connected(_client: Any, _userdata: Any, _flags: Any, reason: Any, _props: Any) -> None:
+            if reason.is_failure:
+                reactor.callFromThread(failed, f"the broker refused the connection: {reason}")
+                return
+            client.subscribe([(f"{prefix}/ack/{device}", 1), (f"{prefix}/error/{device}", 1)])
+
+        def failed(why: str) -> None:
+            if not opened.called:
+                opened.errback(LinkClosed(why))
+                link.close()
+
+        def message(_client: Any, _userdata: Any, msg: Any) -> None:
+            reactor.callFromThread(replies.arrived, msg.payload)
+
+        def disconnected(*args: Any) -> None:
+            reactor.callFromThread(replies.close, f"the broker closed the connection ({args[3]})")
+
+        client.on_connect = connected
+
+        def subscribed() -> None:
+            if not opened.called:
+                opened.callback(link)
+
+        client.on_subscribe = in_reactor(subscribed)
+        client.on_message = message
+        client.on_disconnect = disconnected
+        client.on_connect_fail = in_reactor(
+            failed, f"cannot connect to the broker at {url.host}:{url.port}"
+        )
+        try:
+            client.connect_async(url.host, url.port, keepalive=30)
+        except (OSError, ValueError) as error:
+            return defer.fail(CommandError(f"{url.host}: {error}"))
+        client.loop_start()  # connects in paho's thread, retrying until closed
+
+        def too_late(result: Any, _timeout: float) -> Any:
+            link.close()
+            return result
+
+        opened.addTimeout(timeout, reactor, onTimeoutCancel=too_late)
+        return opened
+
+    def __init__(self, client: Any, topic: str, replies: _Replies):
+        self._client = client
+        self._topic = topic
+        self.replies = replies
+        self._closed = False
+
+    def send(self, payload: bytes) -> None:
+        self._client.publish(self._topic, payload, qos=1)
+
+    def close(self) -> None:
+        """Disconnect after what is queued; waits for paho's thread (a CLI may block)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
 def _refused_handshake(reason: Any) -> Any:
     """Autobahn's 'handshake failed: 401' as one line that says what to do."""
     text = reason.getErrorMessage()
@@ -349,8 +465,8 @@ def add_token_argument(parser: Any, what: str) -> None:
     )
 
 
-#: Scheme -> link. ``mqtt`` joins here when the MQTT bus lands.
-LINKS: dict[str, Any] = {"tcp": TcpLink, "udp": UdpLink, "ws": WsLink}
+#: Scheme -> link.
+LINKS: dict[str, Any] = {"tcp": TcpLink, "udp": UdpLink, "ws": WsLink, "mqtt": MqttLink}
 
 
 def connection_error(error: BaseException, url: HubUrl) -> CommandError:

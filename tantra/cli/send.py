@@ -14,6 +14,8 @@ import argparse
 import time
 from typing import Any
 
+import attrs
+
 from tantra.cli import CommandError
 from tantra.cli.links import (
     LINKS,
@@ -33,7 +35,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url",
         default="tcp://localhost:9000",
-        help="tcp://, udp:// or ws:// hub address [default: %(default)s]",
+        help="tcp://, udp://, ws:// hub address or mqtt://broker[:port][/PREFIX]"
+        " (with --device) [default: %(default)s]",
     )
     parser.add_argument(
         "--device", help="device name (default: the hub names it after your address)"
@@ -51,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     url = parse_url(args.url)
     if args.token and url.scheme == "udp" and (args.device is None or args.seq is None):
         raise CommandError("a signed UDP reading needs --device (the token's) and --seq")
+    if url.scheme == "mqtt" and args.device and "?" not in url.path:
+        url = attrs.evolve(url, path=f"{url.path}?device={args.device}")  # the topic names it
     reading = make_reading(
         args.sensor,
         parse_value(args.value),

@@ -1,7 +1,8 @@
 """Simulate N devices sending readings at a rate, with seq, acks and retries like the firmware.
 
-Each device opens its own link (``--url tcp://``, ``udp://`` or ``ws://``;
-``mqtt://`` when the bus lands: see ``tantra.cli.links.LINKS``) and sends one
+Each device opens its own link (``--url tcp://``, ``udp://``, ``ws://`` or
+``mqtt://broker/PREFIX``: see ``tantra.cli.links.LINKS``; ``--transport``
+picks one on localhost) and sends one
 reading of each of its sensors every ``1/--rate`` seconds, each with the
 next ``seq``. A reading not acked within ``--ack-timeout`` is sent again with
 the same ``seq`` (the hub drops the repeat and acks it again), at most
@@ -25,6 +26,7 @@ import attrs
 from tantra.cli import CommandError
 from tantra.cli.links import (
     LINKS,
+    SCHEMES,
     add_token_argument,
     connection_error,
     encode,
@@ -36,8 +38,14 @@ from tantra.cli.links import (
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--url",
-        default="tcp://localhost:9000",
-        help="tcp://, udp:// or ws:// hub address [default: %(default)s]",
+        help="tcp://, udp://, ws:// hub address or mqtt://broker[:port][/PREFIX]"
+        " [default: the --transport on localhost]",
+    )
+    parser.add_argument(
+        "--transport",
+        choices=SCHEMES,
+        help="tcp, udp, ws or mqtt (a device on the broker the hub bridges)"
+        " [default: the --url's, else tcp]",
     )
     parser.add_argument(
         "--devices", type=int, default=10, help="how many devices [default: %(default)s]"
@@ -98,12 +106,6 @@ class Totals:
 def _check(args: argparse.Namespace) -> None:
     from tantra.model import NAME_PATTERN
 
-    if args.token and args.url.startswith("udp:") and args.devices != 1:
-        raise CommandError(
-            "signed UDP sends as the token's own device: use --devices 1 and a --prefix"
-            " so that PREFIX-1 is that device (over tcp or ws an admin token sends as any)"
-        )
-
     if args.devices < 1 or args.devices > 100_000:
         raise CommandError("--devices must be from 1 to 100000")
     if not args.rate > 0:
@@ -123,9 +125,32 @@ def _check(args: argparse.Namespace) -> None:
     args.sensor_list = sensors
 
 
+#: ``--transport`` alone: the hub's (or the broker's) default address on this machine.
+LOCAL = {
+    "tcp": "tcp://localhost:9000",
+    "udp": "udp://localhost:9000",
+    "ws": "ws://localhost:8080/",
+    "mqtt": "mqtt://localhost:1883/tantra",
+}
+
+
+def _url(args: argparse.Namespace) -> Any:
+    if args.url is None:
+        return parse_url(LOCAL[args.transport or "tcp"])
+    url = parse_url(args.url)
+    if args.transport is not None and args.transport != url.scheme:
+        raise CommandError(f"--transport {args.transport} and --url {args.url!r} disagree")
+    return url
+
+
 def run(args: argparse.Namespace) -> int:
     _check(args)
-    url = parse_url(args.url)
+    url = _url(args)
+    if args.token and url.scheme == "udp" and args.devices != 1:
+        raise CommandError(
+            "signed UDP sends as the token's own device: use --devices 1 and a --prefix"
+            " so that PREFIX-1 is that device (over tcp or ws an admin token sends as any)"
+        )
     if args.duration is None and args.count is None:
         args.duration = 10.0
     totals = Totals()
@@ -157,8 +182,9 @@ async def _simulate(reactor: Any, url: Any, args: argparse.Namespace, totals: To
 
     def url_of(index: int) -> Any:
         # A WebSocket device gets every reading the hub relays; subscribe it to
-        # its own only, or N devices would cost N^2 messages.
-        if url.scheme == "ws" and "?" not in url.path:
+        # its own only, or N devices would cost N^2 messages. An MQTT device's
+        # name is part of its topics.
+        if url.scheme in ("ws", "mqtt") and "?" not in url.path:
             return attrs.evolve(url, path=f"{url.path}?device={args.prefix}-{index}")
         return url
 

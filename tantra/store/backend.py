@@ -458,18 +458,11 @@ class Backend:
     def aggregate(self, conn: Any, query: AggregateQuery) -> list[dict[str, Any]]:
         """Buckets per series; from the coarsest rollup whose width divides the step."""
         step = query.step
-        if step % HOUR_MS == 0:
-            table, n, total, lo, hi = "rollup_1h", "n", "total", "lo", "hi"
-            first_ts, first_v, last_ts, last_v, tcol = (
-                "first_ts",
-                "first_v",
-                "last_ts",
-                "last_v",
-                "t",
-            )
-            tie = "t"
-        elif step % MINUTE_MS == 0:
-            table, n, total, lo, hi = "rollup_1m", "n", "total", "lo", "hi"
+        rollup = (
+            "rollup_1h" if step % HOUR_MS == 0 else "rollup_1m" if step % MINUTE_MS == 0 else None
+        )
+        if rollup is not None:  # both rollup tables have the same columns
+            table, n, total, lo, hi = rollup, "n", "total", "lo", "hi"
             first_ts, first_v, last_ts, last_v, tcol = (
                 "first_ts",
                 "first_v",

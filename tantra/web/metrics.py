@@ -72,6 +72,34 @@ _STORE_COUNTERS = (
     ("store_write_failures", "History store write failures", "write_failures"),
     ("store_readings_pruned", "Readings deleted by retention", "pruned"),
 )
+_MQTT_COUNTERS = (
+    ("mqtt_connects", "Connections to the MQTT broker that got a CONNACK", "connects"),
+    ("mqtt_connect_failures", "MQTT connection attempts that failed", "connect_failures"),
+    ("mqtt_disconnects", "MQTT broker connections that ended", "disconnects"),
+    ("mqtt_messages_received", "Device messages taken from <prefix>/in/...", "received"),
+    ("mqtt_acks_sent", "Acks published on <prefix>/ack/...", "acks_sent"),
+    ("mqtt_errors_sent", "Errors published on <prefix>/error/...", "errors_sent"),
+    ("mqtt_readings_published", "Readings published on <prefix>/reading/...",
+     "readings_published"),
+    ("mqtt_discovery_published", "Home Assistant discovery configs published",
+     "discovery_published"),
+    ("mqtt_cluster_readings_published", "Readings published to the cluster",
+     "cluster_published"),
+    ("mqtt_cluster_readings_unstored", "Readings not sent to the cluster: the store shed them",
+     "cluster_unstored"),
+    ("mqtt_cluster_readings_received", "Readings received from other hubs", "cluster_received"),
+    ("mqtt_cluster_rejected", "Invalid cluster or retained messages", "cluster_rejected"),
+    ("mqtt_retained_filled", "Readings taken from retained messages at connect",
+     "retained_filled"),
+)  # fmt: skip
+_MQTT_LABELLED = (
+    ("mqtt_messages_rejected", "Device messages refused before parsing, by reason", "rejected",
+     "reason"),
+    ("mqtt_publish_dropped", "Messages lost to the full publish queue, by kind",
+     "publish_dropped", "kind"),
+)  # fmt: skip
+#: Every state the MQTT client reports (``MqttStats.state`` when ``--mqtt`` is set).
+MQTT_STATES = ("connecting", "connected", "reconnecting", "disconnected")
 
 _AUTH_COUNTERS = (
     ("auth_forbidden", "Readings refused: the token names another device", "forbidden"),
@@ -95,7 +123,7 @@ class HubCollector:
     """Reads the hub's :class:`Counters` and gauges at scrape time (reactor thread only).
 
     ``connections`` maps a transport name (``websocket``, ``tcp``, ``wamp``,
-    later ``mqtt``) to a function counting its open connections.
+    ``mqtt``: the broker connection) to a function counting its open connections.
     """
 
     def __init__(
@@ -163,6 +191,7 @@ class HubCollector:
             counters.latency.commit,
         )
         yield from self._store(CounterMetricFamily, GaugeMetricFamily)
+        yield from self._mqtt(CounterMetricFamily, GaugeMetricFamily)
         yield from self._auth(CounterMetricFamily)
 
     def _auth(self, counter: Any) -> Iterator[Any]:
@@ -194,6 +223,28 @@ class HubCollector:
         yield gauge("tantra_store_queued", "Readings waiting for the store", value=store.queued)
         yield gauge("tantra_store_queue_limit", "Most readings the store queues", store.queue_limit)
         yield gauge("tantra_store_up", "1 when the store writes, else 0", int(store.state == "ok"))
+
+    def _mqtt(self, counter: Any, gauge: Any) -> Iterator[Any]:
+        """The MQTT bus's section, when the hub has ``--mqtt`` (its state is not ``off``).
+
+        The state is one gauge per possible state, 1 for the current one (the
+        Prometheus way to export an enum), plus ``tantra_mqtt_up`` for alerts.
+        """
+        mqtt = getattr(self._counters, "mqtt", None)
+        if mqtt is None or mqtt.state == "off":
+            return
+        yield gauge("tantra_mqtt_up", "1 while connected to the MQTT broker, else 0",
+                    int(mqtt.state == "connected"))  # fmt: skip
+        states = gauge(
+            "tantra_mqtt_state", "The MQTT client's state (1: current)", labels=["state"]
+        )
+        for state in MQTT_STATES:
+            states.add_metric([state], int(mqtt.state == state))
+        yield states
+        for name, help_text, attribute in _MQTT_COUNTERS:
+            yield counter(f"tantra_{name}", help_text, value=getattr(mqtt, attribute))
+        for name, help_text, attribute, label in _MQTT_LABELLED:
+            yield _labelled(counter, name, help_text, label, getattr(mqtt, attribute))
 
 
 def _labelled(family: Any, name: str, help_text: str, label: str, values: Mapping) -> Any:

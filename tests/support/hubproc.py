@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
 
@@ -94,6 +95,16 @@ class HubProcess:
         request = urllib.request.Request(url, headers=headers)
         with urllib.request.urlopen(request, timeout=5) as response:
             return json.load(response)
+
+    def readyz(self) -> tuple[int, dict]:
+        """``GET /readyz``: the status code (200 or 503) and the JSON body."""
+        url = f"http://{self.host}:{self.ports['http']}/readyz"
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                return response.status, json.load(response)
+        except urllib.error.HTTPError as error:
+            with error:
+                return error.code, json.load(error)
 
     def rss_kib(self) -> int:
         """Resident memory of the hub process, from /proc."""
