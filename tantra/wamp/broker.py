@@ -322,8 +322,8 @@ class Broker:
                     else:
                         found.append(subscription.id)
             groups = {}
-            for peer, ids in held.items():
-                groups.setdefault(tuple(ids), []).append(peer)
+            for peer, held_ids in held.items():
+                groups.setdefault(tuple(held_ids), []).append(peer)
         events: dict[tuple[int, int], message.Event] = {}  # shared by groups: one per pub x sub
         sent = 0
         too_large = 0
