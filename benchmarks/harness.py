@@ -171,6 +171,17 @@ def scenarios() -> list[Scenario]:
     )
     s.append(
         Scenario(
+            "ingest-tcp-store",
+            "ingest over raw TCP with history on (--store sqlite:, group commit; "
+            "compare ingest-tcp, --store none)",
+            "ingest",
+            dict(transport="tcp", burst=32, window=2048, store="sqlite:bench.sqlite3"),
+            targets=("tantra",),
+            metrics=INGEST_METRICS,
+        )
+    )
+    s.append(
+        Scenario(
             "ingest-udp",
             "ingest over UDP (1 WS counter subscribed)",
             "ingest",
@@ -200,6 +211,13 @@ def scenarios() -> list[Scenario]:
             metrics=STALL_METRICS,
         )
     )
+    wamp_metrics = (
+        ("deliveries_per_s", "events/s", True),
+        ("hub_us_per_delivery", "hub CPU µs/event", False),
+        ("hub_util", "hub CPU busy", None),
+        ("delivered_pct", "delivered %", None),
+        ("load_util", "load CPU busy", None),
+    )
     s.append(
         Scenario(
             "wamp-100",
@@ -208,13 +226,30 @@ def scenarios() -> list[Scenario]:
             "wamp",
             dict(subs=100, mode="max", burst=1, window=64, lat_every=16),
             targets=("tantra",),
-            metrics=(
-                ("deliveries_per_s", "events/s", True),
-                ("hub_us_per_delivery", "hub CPU µs/event", False),
-                ("hub_util", "hub CPU busy", None),
-                ("delivered_pct", "delivered %", None),
-                ("load_util", "load CPU busy", None),
-            ),
+            metrics=wamp_metrics,
+        )
+    )
+    s.append(
+        Scenario(
+            "wamp-rate-1000x50",
+            "WAMP fixed rate 50 readings/s → 1000 WAMP subscribers (compare rate-1000x50)",
+            "wamp",
+            dict(subs=1000, mode="rate", rate=50, lat_every=1),
+            targets=("tantra",),
+            metrics=RATE_METRICS,
+            goal="p99 ≤ 1.2× rate-1000x50's dashboard p99",
+        )
+    )
+    s.append(
+        Scenario(
+            "wamp-1000-burst16",
+            "WAMP fan-out: bursts of 16 readings per write (256 in flight), 1000 WAMP "
+            "subscribers (wamp.2.json, prefix tantra.reading)",
+            "wamp",
+            dict(subs=1000, mode="max", burst=16, window=256, lat_every=256),
+            targets=("tantra",),
+            metrics=wamp_metrics,
+            goal="≥ 1,000,000 events/s",
         )
     )
     return s
@@ -535,6 +570,8 @@ def run(
             if sc.kind != "memory":
                 for name in tg:
                     hubs[name] = procs.HUBS[name]()
+                    if "store" in sc.params:  # Tantra's history; otherwise --store none
+                        hubs[name].store = sc.params["store"]
                     hubs[name].start()
             for rep in range(t.reps):
                 order = tg if rep % 2 == 0 else list(reversed(tg))

@@ -272,6 +272,10 @@ class ReferenceHub(Hub):
 class TantraHub(Hub):
     name = "tantra"
     has_raw = True
+    #: ``--store`` for the hub: history is on by default since the store landed;
+    #: the fan-out, ingest, memory and WAMP scenarios measure the hub without it
+    #: (the reference keeps no history either). ``ingest-tcp-store`` sets sqlite.
+    store = "none"
 
     @staticmethod
     def available() -> str | None:
@@ -296,6 +300,8 @@ class TantraHub(Hub):
             "0",
             "--udp-interface",
             "127.0.0.1",
+            "--store",
+            self.store,
         ]
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.extra_env())
         self.proc = REGISTRY.popen(

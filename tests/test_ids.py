@@ -121,7 +121,7 @@ def test_the_wamp_event_of_a_published_reading_carries_its_id(clock):
         new_subscription_id=lambda: 1, new_publication_id=lambda: next(ids), stats=stats
     )
     sent: list = []
-    broker.dispatch = sent.append  # type: ignore[method-assign]
+    broker.dispatch_batch = sent.extend  # type: ignore[method-assign]
     broker.subscriptions = {1: None}  # type: ignore[assignment]  # "someone subscribed"
     bridge = HubBridge(hub, broker, Dealer(new_registration_id=lambda: 1,
                                            new_request_id=lambda: 1, stats=stats), stats)  # fmt: skip

@@ -80,6 +80,9 @@ class OutboxConnection:
     def send(self, msg, conflation_key=None):
         self.outbox.send(msg, conflation_key)
 
+    def send_events(self, group):
+        return self.outbox.send_events(group)
+
     def close(self, going_away=False):
         self.closed = "going away" if going_away else "normal"
 

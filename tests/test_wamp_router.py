@@ -49,6 +49,10 @@ class FakeConnection:
     def send(self, msg, conflation_key=None):
         self.sent.append((msg, conflation_key))
 
+    def send_events(self, group):
+        self.sent.extend(group.events)
+        return 0
+
     def close(self, going_away=False):
         self.closed = "going away" if going_away else "normal"
 

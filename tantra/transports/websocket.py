@@ -1,10 +1,12 @@
 """The one Autobahn WebSocket base that dashboards and WAMP connections share.
 
 Owns what every WebSocket connection of the hub does the same way: the close
-codes, closing (``close_with``, ``go_away`` with 1001, which Autobahn's
-``sendClose`` refuses), the close waiters (``when_closed``), counting ping
-timeouts, taking over the transport's producer from twisted.web's HTTP
-channel (:meth:`HubWebSocketProtocol._take_over_producer`), not reading from a
+codes, whole single-frame messages without Autobahn's per-frame path
+(``tantra.transports.wholeframes``), closing (``close_with``, ``go_away``
+with 1001, which Autobahn's ``sendClose`` refuses), the close waiters
+(``when_closed``), counting ping timeouts, taking over the transport's
+producer from twisted.web's HTTP channel
+(:meth:`HubWebSocketProtocol._take_over_producer`), not reading from a
 client whose replies back up (:class:`~tantra.transports.backpressure.ReadGate`),
 and the factory options (limits, pings, ``failByDrop=False``, Autobahn's timers
 on the injected reactor).
@@ -28,6 +30,7 @@ from tantra.hub import Hub
 from tantra.outbox import BoundedSender
 from tantra.security.connlimit import release_transport
 from tantra.transports.backpressure import ReadGate
+from tantra.transports.wholeframes import WholeFrameReceiver
 
 # Close codes (RFC 6455 1000-1011; 4000-4999 are ours; docs/protocol.md lists them).
 CLOSE_NORMAL = 1000
@@ -52,7 +55,7 @@ DEFAULT_REPLY_BUFFER = 65536
 DEFAULT_CLOSE_TIMEOUT = 5.0
 
 
-class HubWebSocketProtocol:
+class HubWebSocketProtocol(WholeFrameReceiver):
     """Mixin (first in the MRO) for an Autobahn server protocol of the hub.
 
     Subclasses implement :meth:`_start` (join the hub once open) and

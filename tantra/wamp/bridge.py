@@ -124,6 +124,7 @@ class HubBridge:
             # Nobody subscribed to anything: no event to build. Retained readings
             # come from the hub's cache, so nothing is lost for later subscribers.
             return
+        publications: list[Publication] = []
         for reading, origin in batch.with_origins():
             # A reading a WAMP client published carries its publication as its
             # origin (see publish): it goes out with that client's id and options.
@@ -138,7 +139,9 @@ class HubBridge:
                     args=[reading.to_dict()],
                     conflation_key=reading.key,
                 )
-            self._broker.dispatch(publication)
+            publications.append(publication)
+        # The turn's events go out per group of subscribers, encoded once (Broker.dispatch_batch).
+        self._broker.dispatch_batch(publications)
 
     # -- WAMP -> hub ------------------------------------------------------------
 

@@ -15,7 +15,7 @@ indexing (``tantra.wamp.match``), readings (``tantra.wamp.bridge``). Pure.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from typing import Any
 
 import attrs
@@ -23,8 +23,9 @@ from autobahn.wamp import message
 from twisted.logger import Logger
 from zope.interface import Interface
 
+from tantra.wamp.events import EventGroup
 from tantra.wamp.limits import LIMIT_EXCEEDED, WampLimits
-from tantra.wamp.match import EXACT, ObservationMap, matches
+from tantra.wamp.match import EXACT, Observation, ObservationMap, matches
 from tantra.wamp.options import disclose_requested
 from tantra.wamp.peer import (
     INVALID_URI,
@@ -119,6 +120,18 @@ class Publication:
             eligible_authid=optional(msg.eligible_authid),
             eligible_authrole=optional(msg.eligible_authrole),
             conflation_key=conflation_key,
+        )
+
+    @property
+    def restricted(self) -> bool:
+        """Does any black- or whitelist apply (so subscribers of one subscription may differ)?"""
+        return bool(
+            self.exclude
+            or self.exclude_authid
+            or self.exclude_authrole
+            or self.eligible is not None
+            or self.eligible_authid is not None
+            or self.eligible_authrole is not None
         )
 
     def reaches(self, peer: IWampPeer) -> bool:
@@ -258,6 +271,86 @@ class Broker:
                 self._send(peer, event, subscription.id, publication)
                 sent += 1
         self._stats.events_sent += sent
+        return sent
+
+    def dispatch_batch(self, publications: Sequence[Publication]) -> int:
+        """Fan out one hub turn's publications, in order; returns events sent.
+
+        Subscribers that hold the same matching subscriptions get the same
+        events, so each such group gets one :class:`EventGroup`, encoded once
+        per serializer and written once per subscriber (not once per event).
+        A publication with a black- or whitelist goes out on its own through
+        :meth:`dispatch`; the runs before and after it are grouped, so every
+        subscriber still sees the publications in order (WAMP's ordering
+        guarantee holds across topics of one publisher).
+        """
+        sent = 0
+        run: list[Publication] = []
+        for publication in publications:
+            if publication.restricted:
+                if run:
+                    sent += self._dispatch_grouped(run)
+                    run = []
+                sent += self.dispatch(publication)
+            else:
+                run.append(publication)
+        if run:
+            sent += self._dispatch_grouped(run)
+        return sent
+
+    def _dispatch_grouped(self, publications: list[Publication]) -> int:
+        stats = self._stats
+        stats.publications += len(publications)
+        matching = self.subscriptions.matching
+        matched = [(publication, matching(publication.topic)) for publication in publications]
+        touched: dict[int, Observation[IWampPeer]] = {}
+        for _, subscriptions in matched:
+            for subscription in subscriptions:
+                touched[subscription.id] = subscription
+        if not touched:
+            return 0
+        if len(touched) == 1:  # the usual case: everyone on one subscription
+            (only,) = touched.values()
+            groups: dict[tuple[int, ...], list[IWampPeer]] = {(only.id,): list(only.observers)}
+        else:
+            held: dict[IWampPeer, list[int]] = {}
+            for subscription in touched.values():
+                for peer in subscription.observers:
+                    found = held.get(peer)
+                    if found is None:
+                        held[peer] = [subscription.id]
+                    else:
+                        found.append(subscription.id)
+            groups = {}
+            for peer, held_ids in held.items():
+                groups.setdefault(tuple(held_ids), []).append(peer)
+        events: dict[tuple[int, int], message.Event] = {}  # shared by groups: one per pub x sub
+        sent = 0
+        too_large = 0
+        for ids, peers in groups.items():
+            wanted = set(ids)
+            items: list[tuple[message.Event, Hashable | None]] = []
+            for index, (publication, subscriptions) in enumerate(matched):
+                key = publication.conflation_key
+                for subscription in subscriptions:
+                    sid = subscription.id
+                    if sid not in wanted:
+                        continue
+                    event = events.get((index, sid))
+                    if event is None:
+                        event = events[(index, sid)] = publication.event(sid, subscription.policy)
+                    items.append((event, None if key is None else (sid, key)))
+            if not items:
+                continue
+            group = EventGroup(items)
+            for peer in peers:
+                dropped = peer.send_events(group)
+                too_large += dropped
+                sent += len(items) - dropped
+        if too_large:
+            stats.too_large["event"] += too_large
+            _log.debug("{count} event(s) over the outgoing limit not sent", count=too_large)
+        stats.events_sent += sent
         return sent
 
     def _send(

@@ -20,8 +20,16 @@ is not sent and :class:`~tantra.wamp.peer.PayloadTooLarge` is raised to the
 router, which answers the request it belonged to with an ERROR (the
 connection stays open; Autobahn's own check would have closed it 1011).
 
+The events of a fan-out turn arrive as one :class:`~tantra.wamp.events.EventGroup`
+(:meth:`MessageOutbox.send_events`): encoded once per serializer kind for all
+subscribers of the group and, when the transport passes ``write_framed`` and
+``frame_all``, written as one pre-framed ``send`` while the client keeps up;
+while it is paused they are held one by one, with their conflation keys, as
+single messages are.
+
 Does not own: serialization (``serialize`` is the connection's Autobahn
-serializer) or closing the connection (``on_stalled``).
+serializer), framing (``frame_all``, the transport's) or closing the
+connection (``on_stalled``).
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from tantra.counters import Counters
 from tantra.outbox import STALLED, BoundedSender
+from tantra.wamp.events import EventGroup, FrameAll
 from tantra.wamp.limits import WampLimits
 from tantra.wamp.peer import PayloadTooLarge
 
@@ -58,7 +67,12 @@ class MessageOutbox(BoundedSender):
         counters: Counters,
         max_held_bytes: int = DEFAULT_MAX_HELD_BYTES,
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        write_framed: Callable[[bytes], None] | None = None,
+        frame_all: FrameAll | None = None,
     ):
+        """``write_framed`` and ``frame_all``: write already framed bytes, and frame
+        encoded messages (a module-level function, so groups share its memo);
+        without them a group's events are written one ``write`` each."""
         super().__init__(
             clock=clock, stall_timeout=stall_timeout, on_give_up=on_stalled, counters=counters
         )
@@ -69,6 +83,11 @@ class MessageOutbox(BoundedSender):
         self._held: dict[Hashable, tuple[bytes, bool]] = {}
         self._held_bytes = 0
         self._unkeyed = itertools.count()
+        # What EventGroup encodings are memoized by: every connection of a kind shares it.
+        self._object_serializer = getattr(getattr(serialize, "__self__", None), "_serializer", None)
+        self._write_framed = write_framed if frame_all is not None else None
+        self._frame_all = frame_all if write_framed is not None else None
+        self._memo_key = (self._object_serializer, max_message_bytes, self._frame_all)
 
     @property
     def backlog(self) -> int:
@@ -86,6 +105,40 @@ class MessageOutbox(BoundedSender):
         if not self._paused:
             self._write(payload, is_binary)
             return
+        self._hold(payload, is_binary, conflation_key)
+
+    def send_events(self, group: EventGroup) -> int:
+        """Send a turn's events (see :class:`EventGroup`); returns how many were too large."""
+        if self._closed:
+            return 0
+        serializer = self._object_serializer
+        if serializer is None:  # not an Autobahn serializer: one message at a time
+            return self._send_one_by_one(group)
+        framed, items, too_large = group.encoded(self._memo_key)
+        if self._paused:
+            for payload, is_binary, key in items:
+                self._hold(payload, is_binary, key)
+                if self._closed:  # given up: over max_held_bytes
+                    break
+        elif self._write_framed is not None:
+            if framed:
+                self._write_framed(framed)
+        else:
+            write = self._write
+            for payload, is_binary, _ in items:
+                write(payload, is_binary)
+        return too_large
+
+    def _send_one_by_one(self, group: EventGroup) -> int:
+        too_large = 0
+        for event, key in group.events:
+            try:
+                self.send(event, key)
+            except PayloadTooLarge:
+                too_large += 1
+        return too_large
+
+    def _hold(self, payload: bytes, is_binary: bool, conflation_key: Hashable | None) -> None:
         if conflation_key is None:
             key: Hashable = ("unkeyed", next(self._unkeyed))
         else:

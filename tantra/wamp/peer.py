@@ -54,6 +54,11 @@ class IWampConnection(Interface):
         subscription, as dashboards get); ``None`` means "never replace".
         """
 
+    def send_events(group: Any) -> int:
+        """Queue a fan-out turn's events (a :class:`~tantra.wamp.events.EventGroup`) as
+        :meth:`send` would, each with its conflation key; returns how many were
+        not sent for exceeding the outgoing limit (an event has no one to answer)."""
+
     def close(going_away: bool = False) -> None:
         """Close the transport (after an ABORT or GOODBYE was queued)."""
 
@@ -86,6 +91,9 @@ class IWampPeer(Interface):
 
     def send(msg: message.Message, conflation_key: Hashable | None = None) -> None:
         """Send one message to this session's client."""
+
+    def send_events(group: Any) -> int:
+        """Send a fan-out turn's events (see :meth:`IWampConnection.send_events`)."""
 
     def has_feature(role: str, feature: str) -> bool:
         """Did the client announce ``feature`` for ``role`` in its HELLO?"""

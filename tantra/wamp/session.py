@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from tantra.wamp import auth as wamp_auth
+from tantra.wamp.events import EventGroup
 from tantra.wamp.limits import shorten
 from tantra.wamp.parse import Item, Refusal, Violation
 from tantra.wamp.peer import (
@@ -99,6 +100,12 @@ class RouterSession:
         if self.state is not State.CLOSED:
             self._work += 1
             self._connection.send(msg, conflation_key)
+
+    def send_events(self, group: EventGroup) -> int:
+        if self.state is State.CLOSED:
+            return 0
+        self._work += len(group.events)
+        return self._connection.send_events(group)
 
     def has_feature(self, role: str, feature: str) -> bool:
         return getattr(self._client_roles.get(role), feature, None) is True

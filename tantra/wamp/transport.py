@@ -19,12 +19,13 @@ uses), the hub (``tantra.wamp.bridge``), the HTTP tree (``tantra.web.site``).
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any
 
 from autobahn.twisted.websocket import WampWebSocketServerFactory, WampWebSocketServerProtocol
 from autobahn.wamp import message
 from autobahn.wamp.serializer import CBORSerializer, JsonSerializer, MsgPackSerializer
+from autobahn.websocket.protocol import PreparedMessage
 from autobahn.websocket.types import ConnectionDeny
 from twisted.internet import defer
 from twisted.internet.interfaces import IReactorTime
@@ -33,6 +34,7 @@ from zope.interface import implementer
 from tantra.hub import Hub
 from tantra.lifecycle import IGoodbye
 from tantra.security.readers import origin_allowed
+from tantra.transports.sendnow import writer_for
 from tantra.transports.websocket import (
     CLOSE_GOING_AWAY,
     CLOSE_INTERNAL_ERROR,
@@ -41,6 +43,7 @@ from tantra.transports.websocket import (
     HubWebSocketFactory,
     HubWebSocketProtocol,
 )
+from tantra.wamp.events import Encoded
 from tantra.wamp.options import keeping_disclosure
 from tantra.wamp.outbox import DEFAULT_MAX_HELD_BYTES, MessageOutbox
 from tantra.wamp.parse import parse
@@ -65,6 +68,20 @@ def serializers() -> list:
     ]
 
 
+def frame(payload: bytes, is_binary: bool) -> bytes:
+    """One unmasked server-to-client WebSocket message (Autobahn's framing)."""
+    return PreparedMessage(payload, is_binary, False, True).payloadHybi
+
+
+def frame_all(items: Sequence[Encoded]) -> bytes:
+    """Encoded WAMP messages as consecutive WebSocket messages, one each.
+
+    Module-level, so an :class:`EventGroup` memoizes one framing for every
+    connection of a serializer kind (like dashboards' ``encode_text_frames``).
+    """
+    return b"".join([PreparedMessage(p, b, False, True).payloadHybi for p, b, _ in items])
+
+
 @implementer(IWampConnection)
 class _Connection:
     """What the router session may do with its WebSocket: send (bounded) and close."""
@@ -73,6 +90,8 @@ class _Connection:
         self._protocol = protocol
         self._outbox = outbox
         self.peer = protocol.peer
+        # Once per subscriber per fan-out turn: no extra call level in between.
+        self.send_events = outbox.send_events
 
     def send(self, msg: message.Message, conflation_key: Hashable | None = None) -> None:
         self._outbox.send(msg, conflation_key)
@@ -105,6 +124,7 @@ class WampProtocol(HubWebSocketProtocol, WampWebSocketServerProtocol):
     # Set once the WebSocket is open (onOpen).
     _router_session: RouterSession | None = None
     _outbox: MessageOutbox | None = None
+    _write_through: Callable[[bytes], None] | None = None
     maxMessagePayloadSize: int  # copied from the factory's options by Autobahn (untyped there)
 
     def onConnect(self, request):
@@ -121,8 +141,15 @@ class WampProtocol(HubWebSocketProtocol, WampWebSocketServerProtocol):
         """Our router session on a bounded outbox (the base's onOpen, not Autobahn's,
         which would build an Autobahn client-style session)."""
         factory = self.factory
+        # Straight to the socket (as dashboards): the outbox is closed before any
+        # close frame (HubWebSocketProtocol.sendCloseFrame), and writes check the state.
+        self._write_through = writer_for(self.transport)
         outbox = MessageOutbox(
             write=self._write_message,
+            # Straight to the socket: the outbox only exists while the connection is
+            # open, and it is closed before any close frame goes out.
+            write_framed=self._write_through,
+            frame_all=frame_all,
             serialize=self._serializer.serialize,
             clock=factory.clock,
             stall_timeout=factory.stall_timeout,
@@ -144,14 +171,14 @@ class WampProtocol(HubWebSocketProtocol, WampWebSocketServerProtocol):
         session.receive(parse(self._serializer, payload, isBinary, max_uri_bytes=max_uri_bytes))
 
     def _write_message(self, payload: bytes, is_binary: bool) -> None:
-        if self.state == self.STATE_OPEN:
-            # Autobahn checks outgoing messages against its *incoming* limit; the
-            # outbox has already applied the outgoing one (max_outgoing_bytes).
-            incoming_limit, self.maxMessagePayloadSize = self.maxMessagePayloadSize, 0
-            try:
-                self.sendMessage(payload, is_binary)
-            finally:
-                self.maxMessagePayloadSize = incoming_limit
+        # Framed here, not by Autobahn's sendMessage: that path checks outgoing
+        # messages against the *incoming* limit and costs more than the message;
+        # the outbox has applied the outgoing one (max_outgoing_bytes).
+        self._write_framed(frame(payload, is_binary))
+
+    def _write_framed(self, data: bytes) -> None:
+        if self.state == self.STATE_OPEN and self._write_through is not None:
+            self._write_through(data)
 
     def _on_stalled(self, reason: str) -> None:
         self._log.info("closing slow WAMP client {peer} ({reason})", peer=self.peer, reason=reason)
