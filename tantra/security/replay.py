@@ -12,7 +12,9 @@ the seqs just below it (RFC 4303's window). A seq is:
 - **new** above the mark, or inside the window and not yet seen: accepted;
 - **seen** inside the window and seen: acknowledged again, not accepted twice;
 - **replayed** at or below ``mark - 64``, or at or below the ``floor`` set at
-  start-up: refused (``{"error": "replayed"}``);
+  start-up: refused (``{"error": "replayed"}``), unless the hub holds that
+  very reading (stored, or in its de-dup window): then the caller acks it as
+  a duplicate (``tantra.security.gate``; a retry whose ack was lost);
 - **ahead** more than ``margin`` above the last mark *on disk*: refused for
   now (``{"error": "retry"}``) and the state file is written at once with it
   reserved; the device's next retry, a moment later, is accepted.
