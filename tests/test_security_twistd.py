@@ -101,7 +101,9 @@ def test_udp_replay_refused_across_clean_and_crashed_restarts(tmp_path, capsys, 
     rebuilt from the store), so a re-send of a stored reading (a device whose
     ack was lost in the stop) is acked as a duplicate: neither stored nor
     broadcast again. A seq under the floor that was never stored, or any
-    under it without a store, is ``replayed``.
+    under it without a store, is ``replayed``. After the crash the floor is the
+    store's replay mark, committed with the readings (exact); without a store,
+    the state file's mark + 2^20.
     """
     auth = tmp_path / "auth.json"
     token = add_token(capsys, auth, "--kind", "device", "pump")
@@ -157,12 +159,16 @@ def test_udp_replay_refused_across_clean_and_crashed_restarts(tmp_path, capsys, 
     hub = HubProcess.start(tmp_path, *args, ports=ports)
     try:
         udp = UdpDevice(hub.host, ports["udp"])
-        for seq in (7, 8, 9, 1000):  # even 9 and 1000 are within the crash margin
+        udp.send(signed(token, seq=6, value=2))  # never stored, under every floor
+        assert json.loads(udp.reply())["error"] == "replayed"
+        for seq in (7, 8, 9, 1000):
             udp.send(signed(token, seq=seq, value=2))
             reply = json.loads(udp.reply())
-            if with_store and seq in (7, 8):
-                assert reply == {"ack": seq}, "stored (and acked) before the crash"
-            else:
+            if with_store:
+                # 7 and 8 were stored: duplicates. The floor is the mark committed
+                # with them (8), exact even after a crash: 9 and 1000 are new.
+                assert reply == {"ack": seq}, seq
+            else:  # the file's floor after a crash: its mark + 2^20
                 assert reply["error"] == "replayed", seq
         udp.send(signed(token, seq=(1 << 32) + 1))  # the device's next boot epoch
         reply = json.loads(udp.reply())
@@ -172,7 +178,7 @@ def test_udp_replay_refused_across_clean_and_crashed_restarts(tmp_path, capsys, 
             reply = json.loads(udp.reply())
         assert reply == {"ack": (1 << 32) + 1}
         if with_store:
-            assert stored_seqs(hub, admin) == [7, 8, (1 << 32) + 1], "nothing stored twice"
+            assert stored_seqs(hub, admin) == [7, 8, 9, 1000, (1 << 32) + 1], "none twice"
     finally:
         hub.stop()
 
