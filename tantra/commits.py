@@ -122,6 +122,12 @@ class CommitGate:
         self._uncommitted[key] = turn
         return False
 
+    def holds(self, device: str, seq: int) -> bool:
+        """True when ``(device, seq)`` was accepted already: committed, or its
+        commit is pending. Changes nothing (the replay rule asks it before
+        letting a retry that is below its window reach :meth:`classify`)."""
+        return (device, seq) in self._uncommitted or self._seen(device, seq)
+
     def current(self) -> _Turn | None:
         return self._current
 

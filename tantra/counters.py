@@ -225,6 +225,9 @@ class AuthStats:
     udp_bad_signature: int = 0
     #: Signed readings refused because their seq was used (or may have been) before.
     replayed: int = 0
+    #: Signed readings below the replay window that the hub had accepted (stored)
+    #: already: acknowledged as duplicates, not accepted again (a lost ack's retry).
+    replayed_acked: int = 0
     #: Connections closed because their token was revoked or changed.
     revoked_closed: int = 0
     #: Token file reloads (by change or SIGHUP) and failed ones (old tokens kept).

@@ -326,6 +326,19 @@ class Hub:
                 turns.append(turn)
         return gate.settled(turns)
 
+    def accepted_before(self, device: str, seq: int) -> bool:
+        """True when ``(device, seq)`` was accepted already; changes nothing.
+
+        With a store: committed (the window rebuilt from the store at
+        start-up, then every commit) or waiting for its commit. Without one:
+        in the de-dup window. A reading for which this is True is only ever
+        a duplicate to :meth:`accept` (acknowledged, never stored or
+        broadcast again); the signed-UDP replay rule relies on it.
+        """
+        if self._gate is not None:
+            return self._gate.holds(device, seq)
+        return self._dedupe.seen(device, seq)
+
     def remember_committed(self, stored: Iterable[tuple[str, int, int]]) -> None:
         """Rebuild the de-dup window from the ``(device, seq, ts)`` a store holds, oldest first."""
         now = self._clock.seconds()

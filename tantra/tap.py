@@ -305,7 +305,11 @@ def build_history(top: TantraService, settings: Settings, reactor: Any) -> None:
             stats=counters.store,
             commit_latency=counters.latency.commit.observe,
         )
-        StoreService(store, top.hub, grace=SHUTDOWN_GRACE_SECONDS).setServiceParent(top)
+        ingress = top.ingress
+        replay = ingress.replay if ingress is not None and ingress.auth is not None else None
+        StoreService(store, top.hub, grace=SHUTDOWN_GRACE_SECONDS, replay=replay).setServiceParent(
+            top
+        )
     top.mount(b"api", _guarded(top, build_api(store, reactor)))
 
 

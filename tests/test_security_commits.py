@@ -162,3 +162,57 @@ def test_udp_replayed_answered_after_the_commit_it_shares_a_datagram_with(
         {"ack": [170]},
         {"error": "replayed", "detail": "seq 100 was used already", "index": 0},
     ]
+
+
+def test_udp_retry_after_a_clean_restart_is_acked_as_stored_not_replayed(clock, keys):
+    """The new hub after a clean stop: its replay floor is the old mark, and its
+    de-dup window was rebuilt from the store. A retry of a reading the old hub
+    stored (its ack never left) is a duplicate: acked, neither stored nor
+    broadcast again. A seq at the floor that was never stored is ``replayed``."""
+    store = ControlledStore()
+    hub = Hub(clock, dedupe=SeqWindow(size=64, seconds=60))
+    hub.remember_committed([("farm-1", 7, 0), ("farm-1", 10, 0)])  # what the store held
+    hub.commit_through(store)
+    sink = RecordingSink()
+    hub.subscribe(sink)
+    auth = Auth(TokenTable(keys.tokens), hub.counters)
+    guard = ReplayGuard(margin=1000, floors={"farm-1": 10})  # "clean": the exact mark
+    udp = Udp(hub, clock, Ingress(hub, auth=auth, replay=guard))
+    for seq in (10, 7):
+        assert udp.send(signed(keys.farm1, device="farm-1", seq=seq)) == [{"ack": seq}]
+    assert udp.send(signed(keys.farm1, device="farm-1", seq=9)) == [
+        {"error": "replayed", "detail": "seq 9 was used already", "index": 0}
+    ], "at the floor and never stored: refused"
+    assert udp.send(signed(keys.farm1, device="farm-1", seq=11)) is None, "new: waits"
+    clock.advance(0)
+    store.commit()
+    assert udp.protocol.transport.sent == [(b'{"ack":11}', ("10.1.2.3", 1))]
+    assert [r.seq for r in sink.readings] == [11]
+    assert [[r.seq for r in readings] for readings, _ in store.turns] == [[11]]
+    assert (hub.counters.auth.replayed, hub.counters.auth.replayed_acked) == (1, 2)
+
+
+def test_udp_retry_below_the_replay_window_waits_for_its_uncommitted_first_copy(
+    hub, clock, store, ingress, keys, watcher
+):
+    """Below the replay window but not yet committed: a duplicate whose ack waits for
+    the first copy's commit; if that copy is shed, the next retry is ``replayed``
+    (never stored twice: the device re-numbers it)."""
+    udp = Udp(hub, clock, ingress)
+    for seq in range(100, 170):
+        udp.send(signed(keys.farm1, device="farm-1", seq=seq))
+        clock.advance(1)  # one a second: under --device-rate
+    first = 0  # the turn holding seq 100
+    assert udp.send(signed(keys.farm1, device="farm-1", seq=100)) is None, "waits for its turn"
+    assert hub.counters.auth.replayed_acked == 1
+    store.commit(first)
+    assert udp.protocol.transport.sent == [(b'{"ack":100}', ("10.1.2.3", 1))] * 2
+    udp.protocol.transport.sent = []
+    store.shed(1)  # the turn holding seq 101: never stored, never acked
+    assert udp.protocol.transport.sent == []
+    assert udp.send(signed(keys.farm1, device="farm-1", seq=101)) == [
+        {"error": "replayed", "detail": "seq 101 was used already", "index": 0}
+    ]
+    clock.advance(0)
+    assert sum(len(readings) for readings, _ in store.turns) == 70, "nothing stored twice"
+    assert [r.seq for r in watcher.readings] == list(range(100, 170))

@@ -13,6 +13,7 @@ import json
 import pytest
 from twisted.internet.address import IPv4Address
 
+from tantra.dedupe import SeqWindow
 from tantra.hub import Filter, Hub
 from tantra.security import signing
 from tantra.security.gate import Auth, Ingress
@@ -224,14 +225,38 @@ def test_udp_good_signature_then_replay(hub, clock, ingress, keys, watcher):
     assert udp.send(datagram) == [{"ack": 10}]  # seen: acknowledged again, accepted once
     for seq in range(11, 80):
         udp.send(signed(keys.farm1, device="farm-1", seq=seq))
-    replayed = udp.send(datagram)  # now below the window
-    assert replayed == [{"error": "replayed", "detail": "seq 10 was used already", "index": 0}]
+    # Now below the replay window, but still in the hub's de-dup window (1024):
+    # the hub holds this very reading, so it is acknowledged, not accepted again.
+    assert udp.send(datagram) == [{"ack": 10}]
+    unused = signed(keys.farm1, device="farm-1", seq=9)  # below the window, never accepted
+    assert udp.send(unused) == [
+        {"error": "replayed", "detail": "seq 9 was used already", "index": 0}
+    ]
     assert udp.send(signed(keys.farm1, device="farm-1")) == [
         {"error": "invalid_reading", "detail": "a signed reading needs seq", "index": 0}
     ]
     clock.advance(0)
-    assert [r.seq for r in watcher.readings] == list(range(10, 80))
-    assert hub.counters.auth.replayed == 1
+    assert [r.seq for r in watcher.readings] == list(range(10, 80)), "each accepted once"
+    assert (hub.counters.auth.replayed, hub.counters.auth.replayed_acked) == (1, 1)
+
+
+def test_udp_replay_the_hub_forgot_is_refused(clock, keys):
+    """Below both windows (the hub's de-dup window forgot it too): ``replayed``."""
+    hub = Hub(clock, dedupe=SeqWindow(size=64, seconds=60))
+    sink = RecordingSink()
+    hub.subscribe(sink)
+    auth = Auth(TokenTable(keys.tokens), hub.counters)
+    udp = Udp(hub, clock, Ingress(hub, auth=auth, replay=ReplayGuard(margin=1000)))
+    datagram = signed(keys.farm1, device="farm-1", seq=10)
+    assert udp.send(datagram) == [{"ack": 10}]
+    for seq in range(11, 80):
+        udp.send(signed(keys.farm1, device="farm-1", seq=seq))
+    assert udp.send(datagram) == [
+        {"error": "replayed", "detail": "seq 10 was used already", "index": 0}
+    ]
+    clock.advance(0)
+    assert [r.seq for r in sink.readings] == list(range(10, 80))
+    assert (hub.counters.auth.replayed, hub.counters.auth.replayed_acked) == (1, 0)
 
 
 def test_udp_seq_far_ahead_waits_for_the_state_file(hub, clock, ingress, keys):

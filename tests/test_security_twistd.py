@@ -15,7 +15,7 @@ from websockets.exceptions import InvalidStatus
 
 from tantra.cli import main as cli_main
 from tantra.security import signing
-from tests.support.clients import TcpDevice, UdpDevice, recv_json
+from tests.support.clients import TcpDevice, UdpDevice, drain, recv_json
 from tests.support.hubproc import HubProcess
 
 pytestmark = pytest.mark.integration
@@ -85,11 +85,31 @@ def test_tokens_never_reach_the_log_and_refusals_are_counted(tmp_path, capsys):
         assert secret[20:40] not in log
 
 
-def test_udp_replay_refused_across_clean_and_crashed_restarts(tmp_path, capsys):
+def stored_seqs(hub: HubProcess, token: str) -> list[int]:
+    """The seqs of pump's readings in the history store (the history API)."""
+    base = f"http://127.0.0.1:{hub.ports['http']}"
+    code, body = http_get(f"{base}/api/v1/readings?device=pump", token)
+    assert code == 200, body
+    return [r["seq"] for r in json.loads(body)["readings"]]
+
+
+@pytest.mark.parametrize("store", ["sqlite:h.sqlite3", "none"])
+def test_udp_replay_refused_across_clean_and_crashed_restarts(tmp_path, capsys, store):
+    """A captured datagram is never accepted again, across a SIGTERM and a kill -9.
+
+    With a store the new hub knows what was stored (its de-dup window is
+    rebuilt from the store), so a re-send of a stored reading (a device whose
+    ack was lost in the stop) is acked as a duplicate: neither stored nor
+    broadcast again. A seq under the floor that was never stored, or any
+    under it without a store, is ``replayed``. After the crash the floor is the
+    store's replay mark, committed with the readings (exact); without a store,
+    the state file's mark + 2^20.
+    """
     auth = tmp_path / "auth.json"
     token = add_token(capsys, auth, "--kind", "device", "pump")
     admin = add_token(capsys, auth, "--kind", "admin", "ops")
-    hub = HubProcess.start(tmp_path, "--auth", str(auth))
+    args = ("--auth", str(auth), "--store", store)
+    hub = HubProcess.start(tmp_path, *args)
     ports = hub.ports
     captured = signed(token, seq=7)
     try:
@@ -106,26 +126,50 @@ def test_udp_replay_refused_across_clean_and_crashed_restarts(tmp_path, capsys):
         assert hub.stop() in (0, -signal.SIGTERM, 128 + signal.SIGTERM, 1)
     state = json.loads((tmp_path / "tantra-replay.json").read_text())
     assert state == {"version": 1, "clean": True, "devices": {"pump": 7}}
+    with_store = store != "none"
 
-    hub = HubProcess.start(tmp_path, "--auth", str(auth), ports=ports)
+    hub = HubProcess.start(tmp_path, *args, ports=ports)
     try:
         udp = UdpDevice(hub.host, ports["udp"])
-        udp.send(captured)
-        assert json.loads(udp.reply())["error"] == "replayed"
-        udp.send(signed(token, seq=8))
-        assert json.loads(udp.reply()) == {"ack": 8}
+        with websockets.sync.client.connect(f"ws://127.0.0.1:{ports['http']}/?token={admin}") as ws:
+            udp.send(captured)
+            if with_store:
+                assert json.loads(udp.reply()) == {"ack": 7}, "stored before: a duplicate"
+            else:
+                assert json.loads(udp.reply())["error"] == "replayed"
+            udp.send(signed(token, seq=6))  # under the floor, never stored
+            assert json.loads(udp.reply())["error"] == "replayed"
+            udp.send(signed(token, seq=8, value=8))
+            assert json.loads(udp.reply()) == {"ack": 8}
+            live = [m for m in drain(ws) if "seq" in m]
+        assert [(m["seq"], m["value"]) for m in live] == [(8, 8)], "seq 7 not broadcast again"
+        stats = hub.stats(admin)
+        assert (stats["accepted"], stats["duplicates"]) == ((1, 1) if with_store else (1, 0))
+        assert (stats["auth"]["replayed"], stats["auth"]["replayed_acked"]) == (
+            (1, 1) if with_store else (2, 0)
+        )
+        if with_store:
+            assert stored_seqs(hub, admin) == [7, 8], "seq 7 stored once"
         time.sleep(1.5)  # the state file's timer writes seq 8
         hub.process.kill()  # a crash: no clean stop
         hub.process.wait(10)
     finally:
         hub.stop()
 
-    hub = HubProcess.start(tmp_path, "--auth", str(auth), ports=ports)
+    hub = HubProcess.start(tmp_path, *args, ports=ports)
     try:
         udp = UdpDevice(hub.host, ports["udp"])
-        for seq in (7, 8, 9, 1000):  # even 9 and 1000 are within the crash margin
+        udp.send(signed(token, seq=6, value=2))  # never stored, under every floor
+        assert json.loads(udp.reply())["error"] == "replayed"
+        for seq in (7, 8, 9, 1000):
             udp.send(signed(token, seq=seq, value=2))
-            assert json.loads(udp.reply())["error"] == "replayed", seq
+            reply = json.loads(udp.reply())
+            if with_store:
+                # 7 and 8 were stored: duplicates. The floor is the mark committed
+                # with them (8), exact even after a crash: 9 and 1000 are new.
+                assert reply == {"ack": seq}, seq
+            else:  # the file's floor after a crash: its mark + 2^20
+                assert reply["error"] == "replayed", seq
         udp.send(signed(token, seq=(1 << 32) + 1))  # the device's next boot epoch
         reply = json.loads(udp.reply())
         if reply.get("error") == "retry":  # ahead of the file: written now, then accepted
@@ -133,6 +177,8 @@ def test_udp_replay_refused_across_clean_and_crashed_restarts(tmp_path, capsys):
             udp.send(signed(token, seq=(1 << 32) + 1))
             reply = json.loads(udp.reply())
         assert reply == {"ack": (1 << 32) + 1}
+        if with_store:
+            assert stored_seqs(hub, admin) == [7, 8, 9, 1000, (1 << 32) + 1], "none twice"
     finally:
         hub.stop()
 

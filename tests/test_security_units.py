@@ -250,6 +250,25 @@ def test_replay_window():
     assert guard.check("d", 5000) == NEW
 
 
+def test_stored_marks_are_exact_floors_and_only_for_devices_the_store_knows():
+    """With a history store the floor is the mark committed with the readings
+    (no crash margin); a device the store has no mark for keeps the file's."""
+    guard = ReplayGuard(margin=1000, floors={"d": 1008, "e": 1050})  # file marks + margin
+    guard.use_stored_marks({"d": 8})
+    assert guard.check("d", 8) == REPLAYED
+    assert guard.check("d", 9) == NEW
+    assert guard.check("e", 1050) == REPLAYED and guard.check("e", 1051) == NEW
+    guard.record("d", 9)
+    guard.record("d", 12)
+    readings = [
+        Reading("d", "t", 1, 0, seq=12),
+        Reading("d", "t", 1, 0, seq=9),
+        Reading("x", "t", 1, 0, seq=99),  # no signed seq accepted from x: no mark
+        Reading("d", "u", 1, 0),
+    ]
+    assert guard.marks_of(readings) == {"d": 12}
+
+
 def test_floors_after_crash_cover_everything_accepted(tmp_path):
     guard = ReplayGuard(margin=1000)
     guard.saved(guard.snapshot())

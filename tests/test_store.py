@@ -120,7 +120,7 @@ async def test_stop_commits_what_is_queued_and_a_restart_continues_the_ids(url):
         (after,) = await within(again.submit([r("s", 1, T0 + 999)]))
         # SQLite counts on; PostgreSQL skips the block each start reserved (tantra.store.ids)
         assert after == ids[-1] + 1 if url.startswith("sqlite:") else after > ids[-1]
-        assert again.schema_version == 1
+        assert again.schema_version == 2
     finally:
         await within(again.stop())
     with pytest.raises(NotStored):
@@ -273,11 +273,11 @@ class FlakyBackend:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.real, name)
 
-    def write(self, conn, readings):
+    def write(self, conn, readings, marks=None):
         self.attempts += 1
         if self.failing:
             raise OSError("disk full (simulated)")
-        return self.real.write(conn, readings)
+        return self.real.write(conn, readings, marks)
 
 
 @pytest_twisted.ensureDeferred
@@ -441,3 +441,71 @@ def test_a_sqlite_file_that_cannot_be_opened_still_stops_start_up(tmp_path):
     with pytest.raises(Exception, match="unable to open"):
         store.start()
     assert store.state == "stopped"
+
+
+@pytest_twisted.ensureDeferred
+async def test_replay_marks_commit_with_their_readings_never_go_down_and_are_read_at_start(url):
+    """The signed-UDP replay marks (schema 2) are written in the readings' transaction:
+    per device the highest seq ``marks_of`` gives; a lower one later leaves it."""
+    store = open_store(url)
+    assert store.replay_marks == {}
+    store.marks_of = lambda readings: {
+        x.device: max(y.seq for y in readings if y.device == x.device and y.seq is not None)
+        for x in readings
+        if x.device != "tcp-only" and x.seq is not None
+    }
+    big = (7 << 32) | 5  # epoch << 32 | counter
+    try:
+        await within(store.submit([r("s", 1, T0, seq=3), r("s", 2, T0 + 1, seq=9)]))
+        await within(
+            store.submit(
+                [
+                    r("s", 3, T0 + 2, seq=4),  # lower: farm-1 stays at 9
+                    r("s", 4, T0 + 3, seq=big, device="farm-2"),
+                    r("s", 5, T0 + 4, seq=99, device="tcp-only"),
+                ]
+            )
+        )
+    finally:
+        await within(store.stop())
+    again = open_store(url)
+    try:
+        assert again.replay_marks == {"farm-1": 9, "farm-2": big}
+    finally:
+        await within(again.stop())
+
+
+@pytest_twisted.ensureDeferred
+async def test_replay_marks_are_not_written_when_their_readings_are_not(url):
+    """A failing write rolls back the marks with the readings: never ahead of them."""
+    flaky = FlakyBackend(backend_for(url))
+    store = open_store(url, flaky, queue_limit=10, backoff=(0.01, 2.0, 0.05))  # type: ignore[arg-type]
+    store.marks_of = lambda readings: {"farm-1": max(x.seq for x in readings)}
+    try:
+        first = store.submit([r("s", 1, T0, seq=5)])
+        await eventually(lambda: flaky.attempts >= 2)
+        with _Conn(flaky.real) as conn:
+            assert flaky.real.replay_marks(conn) == {}
+        flaky.failing = False
+        await within(first)
+    finally:
+        await within(store.stop())
+    again = open_store(url)
+    try:
+        assert again.replay_marks == {"farm-1": 5}
+    finally:
+        await within(again.stop())
+
+
+class _Conn:
+    """A fresh connection of ``backend`` (a context manager), for a look from outside."""
+
+    def __init__(self, backend: Backend):
+        self.backend = backend
+
+    def __enter__(self) -> Any:
+        self.conn = self.backend.connect()
+        return self.conn
+
+    def __exit__(self, *exc: object) -> None:
+        self.conn.close()

@@ -234,6 +234,16 @@ class Ingress:
                 else:
                     seen.append(reading)  # a retry: acknowledged again, accepted once
                 acks.append(seq)
+            elif verdict == REPLAYED and self.hub.accepted_before(device, seq):
+                # Below the window, but the hub holds this very reading (stored,
+                # or waiting for its commit): a retry whose ack was lost, e.g.
+                # across a clean restart. Acknowledged, never accepted again.
+                self.stats.replayed_acked += 1
+                if gated:
+                    to_hub.append(reading)  # the gate makes it a duplicate; its ack waits
+                else:
+                    seen.append(reading)
+                acks.append(seq)
             elif verdict == REPLAYED:
                 self.stats.replayed += 1
                 errors.append(Rejection(REPLAYED_ERROR, f"seq {seq} was used already", index))

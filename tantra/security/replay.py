@@ -12,7 +12,9 @@ the seqs just below it (RFC 4303's window). A seq is:
 - **new** above the mark, or inside the window and not yet seen: accepted;
 - **seen** inside the window and seen: acknowledged again, not accepted twice;
 - **replayed** at or below ``mark - 64``, or at or below the ``floor`` set at
-  start-up: refused (``{"error": "replayed"}``);
+  start-up: refused (``{"error": "replayed"}``), unless the hub holds that
+  very reading (stored, or in its de-dup window): then the caller acks it as
+  a duplicate (``tantra.security.gate``; a retry whose ack was lost);
 - **ahead** more than ``margin`` above the last mark *on disk*: refused for
   now (``{"error": "retry"}``) and the state file is written at once with it
   reserved; the device's next retry, a moment later, is accepted.
@@ -27,6 +29,12 @@ floor is the mark itself. The file is rewritten with ``"clean": false``
 synchronously at start-up, before any listener opens, then every
 ``interval`` seconds (in a thread) while anything changed, and at stop.
 
+With a history store the marks are also committed with the readings they
+cover (:meth:`ReplayGuard.marks_of`, written by ``tantra.store.writer``), and
+at start-up the store's mark is the device's floor, exact after a crash too
+(:meth:`ReplayGuard.use_stored_marks`); the file stays for devices the store
+has no mark for, and for a store that cannot be read at start-up.
+
 The device side: seq = ``boot_count << 32 | counter`` (the firmware's boot
 counter lives in flash), so after a device reboot its seqs are far above
 anything used before, and after a hub crash a device continuing its count
@@ -40,12 +48,14 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from typing import Any
 
 from twisted.application import service
 from twisted.internet import defer, task, threads
 from twisted.logger import Logger
 
+from tantra.model import Reading
 from tantra.security.tokens import write_atomically
 
 NEW, SEEN, REPLAYED, AHEAD = "new", "seen", "replayed", "ahead"
@@ -117,6 +127,29 @@ class ReplayGuard:
         for device, mark in marks.items():
             if mark > self.durable.get(device, -1):
                 self.durable[device] = mark
+
+    def marks_of(self, readings: Sequence[Reading]) -> dict[str, int]:
+        """The replay marks a group of readings carries to the history store:
+        per device this guard has accepted signed seqs from, its highest seq
+        among them (committed in the same transaction, ``tantra.store.writer``)."""
+        state = self._state
+        marks: dict[str, int] = {}
+        for reading in readings:
+            seq = reading.seq
+            if seq is not None and reading.device in state and seq > marks.get(reading.device, -1):
+                marks[reading.device] = seq
+        return marks
+
+    def use_stored_marks(self, marks: dict[str, int]) -> None:
+        """Floors from the history store, at start-up: exact, no crash margin.
+
+        A device's mark in the store is committed with its readings, so it is
+        the highest signed seq ever stored, crash or not; a seq above it was
+        never stored (nor acked). Devices the store has no mark for keep the
+        state file's floor.
+        """
+        for device, mark in marks.items():
+            self.floors[device] = mark
 
     def forget_devices(self, keep: set[str]) -> None:
         """Drop the state of devices that no longer have a token (bounded memory)."""

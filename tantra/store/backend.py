@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from importlib import resources
 from typing import Any
@@ -264,8 +264,11 @@ class Backend:
         """After a rolled-back transaction the cache may name series that were never made."""
         self._series.clear()
 
-    def write(self, conn: Any, readings: Sequence[Reading]) -> list[int]:
-        """Store ``readings`` and their rollups in one transaction; their ids, in order."""
+    def write(
+        self, conn: Any, readings: Sequence[Reading], marks: Mapping[str, int] | None = None
+    ) -> list[int]:
+        """Store ``readings``, their rollups and the replay ``marks`` (device -> highest
+        signed seq among them) in one transaction; their ids, in order."""
         try:
             rows = []
             points = []
@@ -277,6 +280,8 @@ class Backend:
             ids = self._insert_readings(conn, rows)
             minutes = fold_rollups(points, MINUTE_MS)
             self._upsert_all_rollups(conn, minutes, merge_rollups(minutes, HOUR_MS))
+            if marks:
+                self._raise_marks(conn, marks)
             conn.commit()
         except BaseException:
             self.forget_cache()
@@ -285,6 +290,17 @@ class Backend:
                 conn.rollback()
             raise
         return ids
+
+    def _raise_marks(self, conn: Any, marks: Mapping[str, int]) -> None:
+        """Each device's replay mark becomes ``max(stored, given)`` (never lower)."""
+        conn.cursor().executemany(
+            self.sql(
+                "INSERT INTO replay_mark (device, mark) VALUES (?, ?)"
+                " ON CONFLICT (device) DO UPDATE SET mark = excluded.mark"
+                " WHERE excluded.mark > replay_mark.mark"
+            ),
+            sorted(marks.items()),  # one lock order for every writer
+        )
 
     def prune(self, conn: Any, raw_before: int, minutes_before: int, batch: int) -> int:
         """Delete up to ``batch`` of the oldest raw readings older than ``raw_before``.
@@ -454,6 +470,11 @@ class Backend:
             (limit,),
         )
         return [(device, int(seq), int(ts)) for device, seq, ts in rows]
+
+    def replay_marks(self, conn: Any) -> dict[str, int]:
+        """Every device's replay mark: the highest signed seq stored (read at start-up)."""
+        rows = self._fetchall(conn, "SELECT device, mark FROM replay_mark")
+        return {device: int(mark) for device, mark in rows}
 
     def aggregate(self, conn: Any, query: AggregateQuery) -> list[dict[str, Any]]:
         """Buckets per series; from the coarsest rollup whose width divides the step."""

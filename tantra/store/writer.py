@@ -55,14 +55,20 @@ CommitListener = Callable[[Sequence[Reading], Sequence[int]], None]
 class _Entry:
     """One ``submit``: its readings and whom to tell."""
 
-    __slots__ = ("deferred", "queued_at", "readings")
+    __slots__ = ("deferred", "marks", "queued_at", "readings")
 
     def __init__(
-        self, readings: Sequence[Reading], deferred: defer.Deferred | None, queued_at: float
+        self,
+        readings: Sequence[Reading],
+        deferred: defer.Deferred | None,
+        queued_at: float,
+        marks: dict[str, int] | None = None,
     ):
         self.readings = readings
         self.deferred = deferred
         self.queued_at = queued_at  # the monotonic clock, for the commit latency
+        #: device -> highest signed seq among ``readings`` (the replay marks they carry).
+        self.marks = marks
 
 
 #: Stored readings read back at start-up to rebuild the de-duplication window.
@@ -142,6 +148,12 @@ class Store:
     #: ``(device, seq, ts)`` of the newest stored readings with a seq, read at
     #: start-up (empty when the database was unreachable then).
     recent_sequences: list[tuple[str, int, int]] = []
+    #: device -> replay mark (``tantra.security.replay``) read at start-up;
+    #: ``None`` when the database was unreachable then (the caller falls back).
+    replay_marks: dict[str, int] | None = None
+    #: Set by the signed-UDP replay guard (reactor thread): the marks a group of
+    #: submitted readings carries, device -> highest signed seq; committed with them.
+    marks_of: Callable[[Sequence[Reading]], dict[str, int]] | None = None
 
     # -- life cycle ------------------------------------------------------------
 
@@ -160,6 +172,7 @@ class Store:
             # Before the reactor runs (twistd starts services first): what the
             # de-duplication window is rebuilt from (tantra.commits).
             self.recent_sequences = self.backend.recent_sequences(conn, RECENT_SEQUENCES)
+            self.replay_marks = self.backend.replay_marks(conn)
         except Exception as error:
             conn = _close_quietly(conn)
             if self.schema_version or not self.backend.unreachable(error):
@@ -242,12 +255,13 @@ class Store:
         if self.state not in ("ok", "failing") or self._stopping:
             self._shed(count, deferred, "the store is stopped")
             return
+        marks = self.marks_of(readings) if self.marks_of is not None else None
         with self._cond:
             if self._queued + count > self.queue_limit:
                 full = True
             else:
                 full = False
-                entry = _Entry(readings, deferred, self._monotonic())
+                entry = _Entry(readings, deferred, self._monotonic(), marks)
                 self._queue.append(entry)
                 self._queued += count
                 self._cond.notify()
@@ -445,7 +459,7 @@ class Store:
                 try:
                     if conn is None:
                         conn = self._connect()
-                    ids = self.backend.write(conn, readings)
+                    ids = self.backend.write(conn, readings, _merged_marks(entries))
                 except Exception as error:
                     reason = _one_line(error)
                     call(self._set_state, "failing", reason)
@@ -515,6 +529,20 @@ class Store:
                 return method(conn, *args)
 
         return deferToThreadPool(self._reactor, self._pool, run)
+
+
+def _merged_marks(entries: list[_Entry]) -> dict[str, int] | None:
+    """The replay marks a group of entries carries: the highest per device."""
+    merged: dict[str, int] | None = None
+    for entry in entries:
+        if entry.marks:
+            if merged is None:
+                merged = dict(entry.marks)
+                continue
+            for device, mark in entry.marks.items():
+                if mark > merged.get(device, -1):
+                    merged[device] = mark
+    return merged
 
 
 def _one_line(error: BaseException) -> str:

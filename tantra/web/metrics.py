@@ -108,6 +108,8 @@ _AUTH_COUNTERS = (
     ("auth_udp_bad_signature", "UDP datagrams dropped: a signature that fails",
      "udp_bad_signature"),
     ("auth_replayed", "Signed readings refused as replays", "replayed"),
+    ("auth_replayed_acked", "Signed readings below the replay window acked as duplicates",
+     "replayed_acked"),
     ("auth_revoked_closed", "Connections closed because their token was revoked",
      "revoked_closed"),
     ("auth_token_reloads", "Token file reloads", "reloads"),
