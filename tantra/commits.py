@@ -97,14 +97,6 @@ class CommitGate:
         """Accepted readings with a seq whose commit is still pending."""
         return len(self._uncommitted)
 
-    def holds(self, device: str, seq: int) -> bool:
-        """True while an accepted ``(device, seq)`` waits for its commit (changes nothing).
-
-        How the hub tells that a copy of a reading another hub accepted
-        (the cluster bus) is already here, on its way to this hub's store.
-        """
-        return (device, seq) in self._uncommitted
-
     def classify(self, device: str, seq: int) -> _Turn | bool:
         """For one incoming ``(device, seq)``: the pending turn that already holds it,
         True if it was committed before (a plain duplicate), False if it is new
@@ -124,8 +116,10 @@ class CommitGate:
 
     def holds(self, device: str, seq: int) -> bool:
         """True when ``(device, seq)`` was accepted already: committed, or its
-        commit is pending. Changes nothing (the replay rule asks it before
-        letting a retry that is below its window reach :meth:`classify`)."""
+        commit is pending. Changes nothing. The replay rule asks it before
+        letting a retry that is below its window reach :meth:`classify`, and
+        the hub asks it of readings from the cluster bus: a copy of one that is
+        here already, on its way to this hub's store, is a duplicate."""
         return (device, seq) in self._uncommitted or self._seen(device, seq)
 
     def current(self) -> _Turn | None:
