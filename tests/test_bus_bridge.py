@@ -11,6 +11,7 @@ from tantra.bus.bridge import MqttBridge
 from tantra.bus.cluster import FILL_MAX_SECONDS, FILL_QUIET_SECONDS, Cluster
 from tantra.bus.service import MqttBus
 from tantra.bus.topics import Topics, encode_cluster_batch
+from tantra.dedupe import SeqWindow
 from tantra.hub import Batch, Hub, ISink, Remote
 from tantra.model import ParsedPayload, Reading
 from tests.support.fakes import ControlledStore
@@ -56,8 +57,8 @@ class Recorder:
         return [r for b in self.batches for r in b.readings]
 
 
-def make(clock, *, cluster=None, discovery=False, max_sensors=100_000, room=10**9):
-    hub = Hub(clock, max_sensors=max_sensors)
+def make(clock, *, cluster=None, discovery=False, max_sensors=100_000, room=10**9, dedupe=None):
+    hub = Hub(clock, max_sensors=max_sensors, dedupe=dedupe)
     client = FakeClient(room)
     topics = Topics("t1")
     bridge = MqttBridge(
@@ -136,10 +137,62 @@ def test_discovery_once_per_sensor_and_bounded_by_the_cache_size(clock):
         bus.route(message(f"t1/in/dev{n}/s", b"1"))
         if n % 5000 == 0:
             clock.advance(0)
+            client.sent.clear()  # the fake's record, not the hub's memory
     clock.advance(0)
     assert bus.bridge.announced_count == 1000
     assert hub.sensor_count() == 1000
     assert hub.counters.mqtt.discovery_published == 100_001
+
+
+def test_ten_to_the_five_device_names_on_every_input_path_stay_bounded(clock):
+    """The in, cluster and retained-fill topics, each with 10^5 distinct device names
+    (the value topic: the discovery test): the hub's cache and seq windows stay at
+    their bounds, the bridge keeps no per-device state, and a good device alongside
+    is still acked and served."""
+    dedupe = SeqWindow(max_devices=1000)
+    hub, client, bus = make(clock, cluster="c1", max_sensors=1000, dedupe=dedupe)
+    dashboard = Recorder()
+    hub.subscribe(dashboard)
+    names = 100_000
+
+    def drain():
+        clock.advance(0)
+        client.sent.clear()
+        dashboard.batches.clear()
+
+    for n in range(names):
+        bus.route(message(f"t1/in/j{n}", b'{"sensor":"s","value":1,"seq":1}'))
+        if n % 5000 == 0:
+            drain()
+    drain()
+    now = hub.now_ms()
+    for start in range(0, names, 1000):
+        batch = [Reading(f"c{n}", "s", 1, now, seq=1) for n in range(start, start + 1000)]
+        bus.route(message("t1/cluster/c1/hub-b", encode_cluster_batch(batch)))
+        drain()
+    bus.cluster.start_fill()
+    for n in range(names):
+        body = b'{"device":"r%d","sensor":"s","value":1,"ts":%d}' % (n, now - 1)
+        bus.route(message(f"t1/reading/r{n}/s", body, retain=True))
+        if n % 5000 == 0:
+            drain()
+    drain()
+    stats = hub.counters.mqtt
+    assert stats.received == names
+    assert (stats.cluster_received, stats.retained_filled) == (names, names)
+    assert hub.sensor_count() == 1000
+    assert hub.device_count() == 1000
+    assert len(dedupe) == 1000
+    assert bus.bridge.announced_count == 0
+    # A good device alongside: acked, published, on the dashboard, re-send a duplicate.
+    for _ in range(2):
+        bus.route(message("t1/in/esp-1", b'{"sensor":"t","value":2,"seq":7}'))
+    clock.advance(0)
+    assert client.on("t1/ack/") == [("t1/ack/esp-1", {"ack": 7})] * 2
+    assert [t for t, _, _, retain in client.sent if retain] == ["t1/reading/esp-1/t"]
+    assert [r.key for r in dashboard.readings] == [("esp-1", "t")]
+    assert hub.reading_of("esp-1", "t").value == 2
+    assert hub.stats.duplicates == 1
 
 
 def test_remote_readings_reach_sinks_and_cache_but_not_local(clock):
