@@ -9,15 +9,12 @@
 // a JSON summary; any failed check exits non-zero with the reason on stderr.
 "use strict";
 const fs = require("fs");
-const net = require("net");
-const os = require("os");
 const path = require("path");
 const readline = require("readline");
-const { chromium } = require("playwright-core");
+const { TIMEOUT, check, sendReadings: send, card, launch } = require("./common");
 
 const [httpPort, tcpPort, outDir] = process.argv.slice(2);
 const origin = `http://127.0.0.1:${httpPort}`;
-const TIMEOUT = 10000;
 const lines = readline.createInterface({ input: process.stdin });
 const stdinLines = lines[Symbol.asyncIterator]();
 
@@ -26,46 +23,10 @@ async function expectLine(word) {
   if (done || value.trim() !== word) throw new Error(`expected ${word} from pytest, got ${value}`);
 }
 
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-// One TCP device connection: send readings as lines, wait for every ack.
-function sendReadings(readings) {
-  return new Promise((resolve, reject) => {
-    const socket = net.createConnection({ host: "127.0.0.1", port: Number(tcpPort) });
-    const wanted = new Set(readings.map((r) => r.seq));
-    let buffer = "";
-    socket.setTimeout(TIMEOUT, () => { socket.destroy(); reject(new Error("no ack in time")); });
-    socket.on("error", reject);
-    socket.on("connect", () => socket.write(readings.map((r) => JSON.stringify(r) + "\n").join("")));
-    socket.on("data", (chunk) => {
-      buffer += chunk;
-      let newline;
-      while ((newline = buffer.indexOf("\n")) >= 0) {
-        const reply = JSON.parse(buffer.slice(0, newline));
-        buffer = buffer.slice(newline + 1);
-        if (!("ack" in reply)) { socket.destroy(); reject(new Error("hub said " + JSON.stringify(reply))); return; }
-        wanted.delete(reply.ack);
-        if (wanted.size === 0) { socket.end(); resolve(); }
-      }
-    });
-  });
-}
-
-const card = (device, sensor) => `article.card[data-device="${device}"][data-sensor="${sensor}"]`;
+const sendReadings = (readings) => send(tcpPort, readings);
 
 async function main() {
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tantra-chromium-"));
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-    viewport: { width: 1200, height: 900 },
-  });
+  const { context, profile } = await launch();
   const requests = [];
   const offsite = [];
   // Every request the page makes goes through here: local ones continue,
@@ -163,7 +124,7 @@ async function main() {
     throw error;
   } finally {
     await context.close();
-    fs.rmSync(userDataDir, { recursive: true, force: true });
+    fs.rmSync(profile, { recursive: true, force: true });
     lines.close();
   }
 }

@@ -10,57 +10,16 @@
 // The last stdout line is a JSON summary; a failed check exits non-zero.
 "use strict";
 const fs = require("fs");
-const net = require("net");
-const os = require("os");
 const path = require("path");
-const { chromium } = require("playwright-core");
+const { TIMEOUT, check, sendReadings: send, card, launch } = require("./common");
 
 const [httpPort, tcpPort, outDir, reader, farm1, farm2] = process.argv.slice(2);
 const origin = `http://127.0.0.1:${httpPort}`;
-const TIMEOUT = 10000;
 
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
-
-// One authenticated TCP device connection: the auth line, then readings; wait for every ack.
-function sendReadings(token, readings) {
-  return new Promise((resolve, reject) => {
-    const socket = net.createConnection({ host: "127.0.0.1", port: Number(tcpPort) });
-    const wanted = new Set(readings.map((r) => r.seq));
-    let buffer = "";
-    socket.setTimeout(TIMEOUT, () => { socket.destroy(); reject(new Error("no ack in time")); });
-    socket.on("error", reject);
-    socket.on("connect", () => socket.write(
-      JSON.stringify({ auth: token }) + "\n" + readings.map((r) => JSON.stringify(r) + "\n").join("")));
-    socket.on("data", (chunk) => {
-      buffer += chunk;
-      let newline;
-      while ((newline = buffer.indexOf("\n")) >= 0) {
-        const reply = JSON.parse(buffer.slice(0, newline));
-        buffer = buffer.slice(newline + 1);
-        if (reply.ok === "auth") continue;
-        if (!("ack" in reply)) { socket.destroy(); reject(new Error("hub said " + JSON.stringify(reply))); return; }
-        wanted.delete(reply.ack);
-        if (wanted.size === 0) { socket.end(); resolve(); }
-      }
-    });
-  });
-}
-
-const card = (device, sensor) => `article.card[data-device="${device}"][data-sensor="${sensor}"]`;
+const sendReadings = (token, readings) => send(tcpPort, readings, token);
 
 async function main() {
-  const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), "tantra-chromium-"));
-  const context = await chromium.launchPersistentContext(userDataDir, {
-    executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
-    headless: true,
-    args: [
-      "--no-sandbox", "--headless", "--disable-gpu", "--disable-quic", "--no-first-run",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    ],
-    viewport: { width: 1200, height: 900 },
-  });
+  const { context, profile } = await launch();
   const offsite = [];
   const withToken = [];  // how each request carried the reader's token
   await context.route("**/*", (route) => {
@@ -144,7 +103,7 @@ async function main() {
     throw error;
   } finally {
     await context.close();
-    fs.rmSync(userDataDir, { recursive: true, force: true });
+    fs.rmSync(profile, { recursive: true, force: true });
   }
 }
 
