@@ -74,12 +74,7 @@ class WampStats:
     aborts_sent: Counter[str] = attrs.Factory(Counter)
 
     def as_dict(self) -> dict[str, Any]:
-        out = attrs.asdict(self)
-        out["errors_sent"] = dict(self.errors_sent)
-        out["aborts_sent"] = dict(self.aborts_sent)
-        out["too_large"] = dict(self.too_large)
-        out["limits_hit"] = dict(self.limits_hit)
-        return out
+        return attrs.asdict(self)  # a Counter comes out as a plain dict
 
 
 @attrs.define
@@ -202,10 +197,7 @@ class MqttStats:
     retained_filled: int = 0
 
     def as_dict(self) -> dict[str, Any]:
-        out = attrs.asdict(self)
-        out["rejected"] = dict(self.rejected)
-        out["publish_dropped"] = dict(self.publish_dropped)
-        return out
+        return attrs.asdict(self)  # a Counter comes out as a plain dict
 
 
 @attrs.define
@@ -240,10 +232,7 @@ class AuthStats:
     wamp_denied: Counter[str] = attrs.Factory(Counter)
 
     def as_dict(self) -> dict[str, Any]:
-        out = attrs.asdict(self)
-        for name in ("logins", "refused", "wamp_denied"):
-            out[name] = dict(getattr(self, name))
-        return out
+        return attrs.asdict(self)  # a Counter comes out as a plain dict
 
 
 @attrs.define

@@ -106,6 +106,18 @@ def test_at_most_max_names_values_counting_repeats_as_the_openapi_document_says(
         params.parse_names("device", ["a,b"] * (params.MAX_NAMES // 2 + 1))
 
 
+def test_a_flood_of_distinct_names_is_refused_by_its_count_in_every_form():
+    """10^5 distinct names: one comma list, repeated values, or a whole query; one 400."""
+    names = [f"d{i}" for i in range(100_000)]
+    for values in ([",".join(names)], names):
+        with pytest.raises(BadParameter, match=f"device: at most {params.MAX_NAMES} values"):
+            params.parse_names("device", values)
+    with pytest.raises(BadParameter, match=f"sensor: at most {params.MAX_NAMES} values"):
+        params.readings_query({"sensor": names}, NOW)
+    with pytest.raises(BadParameter, match=f"device: at most {params.MAX_NAMES} values"):
+        params.aggregate_query({"device": [",".join(names)]}, NOW)
+
+
 @pytest.mark.parametrize("text", ["", "1", "m", "-1m", "1.5h", "1y", "0s", "1 m"])
 def test_durations_need_a_positive_count_and_a_unit(text):
     with pytest.raises(BadParameter, match="every"):

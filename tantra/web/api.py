@@ -29,12 +29,7 @@ from zope.interface import implementer
 from tantra.hub import Filter
 from tantra.security.http import scope_of
 from tantra.security.scopes import Scope
-from tantra.store.query import (
-    HOUR_MS,
-    ReadingsQuery,
-    SeriesFilter,
-    StoredReading,
-)
+from tantra.store.query import ReadingsQuery, SeriesFilter, StoredReading
 from tantra.store.writer import Store
 from tantra.web import params
 from tantra.web.openapi import openapi_document
@@ -44,8 +39,6 @@ _log = Logger()
 
 #: Rows fetched per page while streaming CSV or NDJSON.
 STREAM_PAGE = 5000
-#: Default range of an aggregate without ``from``.
-DEFAULT_AGGREGATE_RANGE = 24 * HOUR_MS
 
 FORMATS = {
     "json": b"application/json",
