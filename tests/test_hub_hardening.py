@@ -19,7 +19,15 @@ from twisted.web.test.requesthelper import DummyRequest
 from tantra.counters import Counters
 from tantra.dedupe import SeqWindow
 from tantra.hub import EVERYTHING, Batch, Filter, Hub
-from tantra.model import INT_MAX, INT_MIN, Reading, parse_payload, validate_reading
+from tantra.model import (
+    INT_MAX,
+    INT_MIN,
+    TS_MAX_AGE_MS,
+    TS_MAX_AHEAD_MS,
+    Reading,
+    parse_payload,
+    validate_reading,
+)
 from tantra.outbox import SNAPSHOT_CHUNK, Outbox
 from tantra.transports.dashboard import DashboardFactory, encode_text_frames
 from tantra.transports.raw import DeviceDatagramProtocol
@@ -106,7 +114,8 @@ def test_any_integer_value_is_encodable_or_rejected(number):
 def test_seq_and_ts_bigints_never_reach_a_reading(number):
     text = b'{"sensor":"s","value":1,"ts":%d}' % number
     (reading,) = parse_payload(text, default_device="d", now_ms=NOW_MS).readings
-    assert reading.ts == (number if abs(number - NOW_MS) <= 7 * 86400 * 1000 else NOW_MS)
+    plausible = NOW_MS - TS_MAX_AGE_MS <= number <= NOW_MS + TS_MAX_AHEAD_MS
+    assert reading.ts == (number if plausible else NOW_MS)
     parsed = parse_payload(b'{"sensor":"s","value":1,"seq":%d}' % number, default_device="d",
                            now_ms=NOW_MS)  # fmt: skip
     assert bool(parsed.readings) == (number <= 2**53 - 1)
