@@ -339,8 +339,9 @@ class Hub:
         a duplicate to :meth:`accept` (acknowledged, never stored or
         broadcast again); the signed-UDP replay rule relies on it.
         """
+        # SeqWindow.seen takes no time: forget idle devices first, as accept does.
+        self._dedupe.expire(self._clock.seconds())
         if self._gate is not None:
-            self._dedupe.expire(self._clock.seconds())  # as accept does before asking the gate
             return self._gate.holds(device, seq)
         return self._dedupe.seen(device, seq)
 
