@@ -103,6 +103,8 @@ class SeqWindow:
 
         With a history store, the hub asks this at accept time and marks a
         seq (:meth:`mark_seen`) only once it is committed (``tantra.commits``).
+        Takes no time, so it expires nothing: call :meth:`expire` first, as
+        :meth:`mark_seen` does, or an idle device that rebooted is not heard.
         """
         state = self._devices.get(device)
         if state is None:

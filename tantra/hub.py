@@ -270,6 +270,10 @@ class Hub:
             now = self._clock.seconds()
         settled = None
         gate = self._gate
+        if gate is not None:
+            # The gate reads the window without a time (``SeqWindow.seen``): forget
+            # idle devices first, as ``is_duplicate`` does, so a rebooted one is heard.
+            self._dedupe.expire(now)
         if gate is None or remote:
             for reading in parsed.readings:
                 if reading.seq is not None:
@@ -335,6 +339,8 @@ class Hub:
         a duplicate to :meth:`accept` (acknowledged, never stored or
         broadcast again); the signed-UDP replay rule relies on it.
         """
+        # SeqWindow.seen takes no time: forget idle devices first, as accept does.
+        self._dedupe.expire(self._clock.seconds())
         if self._gate is not None:
             return self._gate.holds(device, seq)
         return self._dedupe.seen(device, seq)

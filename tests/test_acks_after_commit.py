@@ -110,3 +110,23 @@ def test_websocket_acks_wait_for_the_commit(hub, clock, store):
     ]
     store.commit()
     assert [json.loads(p) for _, p in server_frames(transport.drain())] == [{"ack": 5}]
+
+
+def test_ordered_replies_drain_up_to_the_first_pending_commit_only():
+    from twisted.internet import defer
+
+    from tantra.hub import IngestOutcome
+    from tantra.transports.ordered import OrderedReplies
+
+    written: list[list[dict]] = []
+    ordered = OrderedReplies(written.append)
+    first, second = defer.Deferred(), defer.Deferred()
+    ordered.add(IngestOutcome([], [], [], [1], False, first))
+    ordered.add_messages([{"m": 1}])
+    ordered.add(IngestOutcome([], [], [], [2], False, second))
+    ordered.add_messages([{"m": 2}])
+    second.callback(None)
+    assert written == [] and ordered.waiting == 4, "behind the first, still pending"
+    first.callback(None)
+    assert written == [[{"ack": 1}, {"m": 1}, {"ack": 2}, {"m": 2}]]
+    assert ordered.waiting == 0

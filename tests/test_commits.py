@@ -88,6 +88,26 @@ def test_a_resend_after_the_commit_is_acked_at_once(hub, clock, store):
     assert hub.stats.duplicates == 1
 
 
+def test_a_device_idle_past_the_window_is_heard_again_from_seq_1(hub, clock, store):
+    for seq in (1, 2, 3):
+        send(hub, b'{"sensor":"a","value":1,"seq":%d}' % seq)
+    clock.advance(0)
+    store.commit()
+    clock.advance(61)  # idle longer than the window's seconds, then a reboot: counts from 1
+    assert not hub.accepted_before("ip-1", 2)
+    again = send(hub, b'{"sensor":"a","value":2,"seq":1}')
+    assert again.accepted and not again.duplicates, "as without a store (SeqWindow.is_duplicate)"
+    assert again.settled is not None
+
+
+def test_without_a_store_accepted_before_forgets_a_device_idle_past_the_window(clock):
+    hub = Hub(clock, dedupe=SeqWindow(size=64, seconds=60))
+    send(hub, b'{"sensor":"a","value":1,"seq":2}')
+    assert hub.accepted_before("ip-1", 2)
+    clock.advance(61)
+    assert not hub.accepted_before("ip-1", 2), "as accept would: the window forgot the device"
+
+
 def test_a_shed_turn_sends_no_ack_and_the_resend_is_taken_afresh(hub, clock, store):
     sink = RecordingSink()
     hub.subscribe(sink)
