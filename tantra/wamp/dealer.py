@@ -240,13 +240,7 @@ class Dealer:
             return
         mine = self._calls_of_caller.get(peer, {})
         if len(mine) >= self._limits.max_pending_calls:
-            self._stats.limits_hit["pending_calls"] += 1
-            self._refuse(
-                peer,
-                msg,
-                LIMIT_EXCEEDED,
-                f"a session may have {self._limits.max_pending_calls} calls waiting for an answer",
-            )
+            self._refuse_too_many_calls(peer, msg)
             return
         if msg.request in mine:
             self._refuse(peer, msg, INVALID_ARGUMENT, f"request {msg.request} is still running")
@@ -419,13 +413,7 @@ class Dealer:
                 del self._builtin_calls[peer]
             result.cancel()
             result.addErrback(lambda _: None)
-            self._stats.limits_hit["pending_calls"] += 1
-            self._refuse(
-                peer,
-                msg,
-                LIMIT_EXCEEDED,
-                f"a session may have {self._limits.max_pending_calls} calls waiting for an answer",
-            )
+            self._refuse_too_many_calls(peer, msg)
             return
         mine[msg.request] = result
 
@@ -507,6 +495,15 @@ class Dealer:
                     return
                 half = len(piece) // 2
                 todo.extend([piece[half:], piece[:half]])
+
+    def _refuse_too_many_calls(self, peer: IWampPeer, msg: message.Call) -> None:
+        self._stats.limits_hit["pending_calls"] += 1
+        self._refuse(
+            peer,
+            msg,
+            LIMIT_EXCEEDED,
+            f"a session may have {self._limits.max_pending_calls} calls waiting for an answer",
+        )
 
     def _refuse(self, peer: IWampPeer, msg: Any, uri: str, text: str) -> None:
         self._stats.errors_sent[uri] += 1
