@@ -114,6 +114,8 @@ class Dealer:
         self._limits = limits if limits is not None else WampLimits()
         self._clock = clock
         self._builtins: dict[str, Builtin] = {}
+        # Built-ins that return a Deferred: the calls-in-flight bound is checked before they start.
+        self._deferred_builtins: set[str] = set()
         self._by_procedure: dict[str, Registration] = {}
         self._by_id: dict[int, Registration] = {}
         # Every index is per session too, so a session leaving costs what it held.
@@ -126,8 +128,12 @@ class Dealer:
         # Built-in calls whose result is a Deferred, per caller: request -> Deferred.
         self._builtin_calls: dict[IWampPeer, dict[int, defer.Deferred]] = {}
 
-    def add_builtin(self, procedure: str, function: Builtin) -> None:
+    def add_builtin(self, procedure: str, function: Builtin, *, deferred: bool = False) -> None:
+        """``deferred``: ``function`` returns a Deferred (it starts work, e.g. a store read);
+        a call over the session's calls-in-flight bound is then refused without starting it."""
         self._builtins[procedure] = function
+        if deferred:
+            self._deferred_builtins.add(procedure)
 
     @property
     def procedures(self) -> list[str]:
@@ -382,6 +388,8 @@ class Dealer:
     def _call_builtin(
         self, peer: IWampPeer, msg: message.Call, builtin: Builtin, receive_progress: bool
     ) -> None:
+        if msg.procedure in self._deferred_builtins and not self._room_for_builtin(peer, msg):
+            return
         try:
             result = builtin(list(msg.args or ()), dict(msg.kwargs or {}))
             restrict = getattr(peer, "restrict_result", None)  # a scoped session (--auth)
@@ -405,17 +413,11 @@ class Dealer:
 
         Counted with the session's calls in flight (``max_pending_calls``).
         """
-        mine = self._builtin_calls.setdefault(peer, {})
-        if len(mine) + len(
-            self._calls_of_caller.get(peer, {})
-        ) >= self._limits.max_pending_calls or (msg.request in mine):
-            if not mine:
-                del self._builtin_calls[peer]
+        if not self._room_for_builtin(peer, msg):
             result.cancel()
             result.addErrback(lambda _: None)
-            self._refuse_too_many_calls(peer, msg)
             return
-        mine[msg.request] = result
+        self._builtin_calls.setdefault(peer, {})[msg.request] = result
 
         def done(value: Any) -> None:
             if self._builtin_calls.get(peer, {}).get(msg.request) is not result:
@@ -433,6 +435,16 @@ class Dealer:
                 self._builtin_failed(peer, msg, reason)
 
         result.addCallbacks(done, failed)
+
+    def _room_for_builtin(self, peer: IWampPeer, msg: message.Call) -> bool:
+        """False (and the call refused) if ``peer`` is at its calls-in-flight bound or reuses
+        a request id still in flight."""
+        mine = self._builtin_calls.get(peer, {})
+        in_flight = len(mine) + len(self._calls_of_caller.get(peer, {}))
+        if in_flight >= self._limits.max_pending_calls or msg.request in mine:
+            self._refuse_too_many_calls(peer, msg)
+            return False
+        return True
 
     def _builtin_failed(self, peer: IWampPeer, msg: message.Call, reason: Failure) -> None:
         _log.failure("built-in procedure {procedure} failed", reason, procedure=msg.procedure)
