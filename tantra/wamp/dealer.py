@@ -283,10 +283,7 @@ class Dealer:
         running = self._builtin_calls.get(peer, {}).get(msg.request)
         if running is not None:  # its result, when it comes, goes nowhere
             _pop_from(self._builtin_calls, peer, msg.request)
-            self._stats.errors_sent[CANCELED] += 1
-            peer.send(
-                error_reply(message.Call.MESSAGE_TYPE, msg.request, CANCELED, "call canceled")
-            )
+            self._call_error(peer, msg.request, CANCELED, "call canceled")
             return
         call = self._calls_of_caller.get(peer, {}).get(msg.request)
         if call is None:
@@ -298,8 +295,7 @@ class Dealer:
             if mode == CANCEL_KILL:
                 return  # the callee answers with an ERROR, which goes to the caller
         self._finish(call)
-        self._stats.errors_sent[CANCELED] += 1
-        peer.send(error_reply(message.Call.MESSAGE_TYPE, msg.request, CANCELED, "call canceled"))
+        self._call_error(peer, msg.request, CANCELED, "call canceled")
 
     # -- sessions leaving ------------------------------------------------------------
 
@@ -313,14 +309,11 @@ class Dealer:
             self._forget(registration)
         for call in list(self._calls_of_callee.get(peer, {}).values()):
             self._finish(call)
-            self._stats.errors_sent[CANCELED] += 1
-            call.caller.send(
-                error_reply(
-                    message.Call.MESSAGE_TYPE,
-                    call.caller_request,
-                    CANCELED,
-                    f"the callee of {call.registration.procedure} left",
-                )
+            self._call_error(
+                call.caller,
+                call.caller_request,
+                CANCELED,
+                f"the callee of {call.registration.procedure} left",
             )
         for call in list(self._calls_of_caller.get(peer, {}).values()):
             self._finish(call)
@@ -349,17 +342,14 @@ class Dealer:
                 return
             self._finish(call)
             self._stats.calls_timed_out += 1
-            self._stats.errors_sent[TIMEOUT] += 1
             if call.callee.has_feature("callee", "call_canceling"):
                 call.callee.send(message.Interrupt(call.invocation, mode=CANCEL_KILL_NO_WAIT))
-            call.caller.send(
-                error_reply(
-                    message.Call.MESSAGE_TYPE,
-                    call.caller_request,
-                    TIMEOUT,
-                    f"{call.registration.procedure} did not answer within"
-                    f" {self._limits.call_timeout:g}s",
-                )
+            self._call_error(
+                call.caller,
+                call.caller_request,
+                TIMEOUT,
+                f"{call.registration.procedure} did not answer within"
+                f" {self._limits.call_timeout:g}s",
             )
 
     # -- internals ------------------------------------------------------------
@@ -380,10 +370,7 @@ class Dealer:
             caller.send(answer)
         except PayloadTooLarge as error:
             self._stats.too_large[type(answer).__name__.lower()] += 1
-            self._stats.errors_sent[TOO_LARGE] += 1
-            caller.send(
-                error_reply(message.Call.MESSAGE_TYPE, request, TOO_LARGE, f"the answer is {error}")
-            )
+            self._call_error(caller, request, TOO_LARGE, f"the answer is {error}")
 
     def _call_builtin(
         self, peer: IWampPeer, msg: message.Call, builtin: Builtin, receive_progress: bool
@@ -448,15 +435,7 @@ class Dealer:
 
     def _builtin_failed(self, peer: IWampPeer, msg: message.Call, reason: Failure) -> None:
         _log.failure("built-in procedure {procedure} failed", reason, procedure=msg.procedure)
-        self._stats.errors_sent[RUNTIME_ERROR] += 1
-        peer.send(
-            error_reply(
-                msg.MESSAGE_TYPE,
-                msg.request,
-                RUNTIME_ERROR,
-                f"{msg.procedure} failed inside the hub",
-            )
-        )
+        self._call_error(peer, msg.request, RUNTIME_ERROR, f"{msg.procedure} failed inside the hub")
 
     def _send_builtin_result(
         self, peer: IWampPeer, msg: message.Call, result: Any, receive_progress: bool
@@ -495,15 +474,7 @@ class Dealer:
             except PayloadTooLarge as error:
                 if len(piece) == 1:
                     self._stats.too_large["result"] += 1
-                    self._stats.errors_sent[TOO_LARGE] += 1
-                    peer.send(
-                        error_reply(
-                            message.Call.MESSAGE_TYPE,
-                            request,
-                            TOO_LARGE,
-                            f"one item of the result is {error}",
-                        )
-                    )
+                    self._call_error(peer, request, TOO_LARGE, f"one item of the result is {error}")
                     return
                 half = len(piece) // 2
                 todo.extend([piece[half:], piece[:half]])
@@ -516,6 +487,11 @@ class Dealer:
             LIMIT_EXCEEDED,
             f"a session may have {self._limits.max_pending_calls} calls waiting for an answer",
         )
+
+    def _call_error(self, caller: IWampPeer, request: int, uri: str, text: str) -> None:
+        """An ERROR for the CALL ``request`` of ``caller``, counted by its URI."""
+        self._stats.errors_sent[uri] += 1
+        caller.send(error_reply(message.Call.MESSAGE_TYPE, request, uri, text))
 
     def _refuse(self, peer: IWampPeer, msg: Any, uri: str, text: str) -> None:
         self._stats.errors_sent[uri] += 1
