@@ -23,7 +23,7 @@ class Peer:
         return True
 
 
-def dealer_with(results: list[defer.Deferred], limit: int = 1000) -> Dealer:
+def dealer_with(results: list[defer.Deferred], limit: int = 1000, deferred: bool = False) -> Dealer:
     dealer = Dealer(new_registration_id=lambda: 1, new_request_id=lambda: 1, stats=WampStats(),
                     limits=WampLimits(max_pending_calls=limit))  # fmt: skip
 
@@ -31,7 +31,7 @@ def dealer_with(results: list[defer.Deferred], limit: int = 1000) -> Dealer:
         results.append(defer.Deferred())
         return results[-1]
 
-    dealer.add_builtin("tantra.slow", slow)
+    dealer.add_builtin("tantra.slow", slow, deferred=deferred)
     return dealer
 
 
@@ -61,3 +61,39 @@ def test_canceled_or_left_the_result_goes_nowhere_and_calls_in_flight_are_bounde
     dealer.detach(peer)
     results[1].callback("too late")
     assert [m.request for m in peer.sent] == [3, 1], "nothing after the cancel or the detach"
+
+
+def test_a_flood_over_the_bound_starts_no_work_when_the_builtin_is_declared_deferred():
+    # tantra.history/aggregate start a store read: a refused call must not queue one.
+    results: list[defer.Deferred] = []
+    dealer, peer = dealer_with(results, limit=2, deferred=True), Peer()
+    for request in range(1, 1001):
+        dealer.call(peer, message.Call(request, "tantra.slow"))
+    assert len(results) == 2, "only the calls within the bound reached the built-in"
+    assert len(peer.sent) == 998
+    assert {m.error for m in peer.sent} == {"tantra.error.limit_exceeded"}
+    results[0].callback("one")
+    dealer.call(peer, message.Call(2000, "tantra.slow"))
+    assert len(results) == 3, "an answered call frees its place"
+
+
+def test_the_bridge_declares_its_store_reads_deferred():
+    from tantra.wamp.bridge import AGGREGATE, HISTORY, HubBridge
+
+    class Recording:
+        def __init__(self):
+            self.added: dict[str, bool] = {}
+
+        def add_builtin(self, procedure, function, *, deferred=False):
+            self.added[procedure] = deferred
+
+    class Nothing:
+        def add_namespace(self, namespace):
+            pass
+
+        def subscribe(self, sink):
+            pass
+
+    dealer = Recording()
+    HubBridge(Nothing(), Nothing(), dealer, WampStats()).start()  # type: ignore[arg-type]
+    assert {name for name, deferred in dealer.added.items() if deferred} == {HISTORY, AGGREGATE}

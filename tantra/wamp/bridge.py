@@ -112,8 +112,8 @@ class HubBridge:
         self._broker.add_namespace(self)
         self._dealer.add_builtin(LATEST, self.latest)
         self._dealer.add_builtin(SENSORS, self.sensors)
-        self._dealer.add_builtin(HISTORY, self.history)
-        self._dealer.add_builtin(AGGREGATE, self.aggregate)
+        self._dealer.add_builtin(HISTORY, self.history, deferred=True)
+        self._dealer.add_builtin(AGGREGATE, self.aggregate, deferred=True)
         # For the hub's lifetime: the router lives as long.
         self._hub.subscribe(self)
 

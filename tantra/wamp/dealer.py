@@ -114,6 +114,8 @@ class Dealer:
         self._limits = limits if limits is not None else WampLimits()
         self._clock = clock
         self._builtins: dict[str, Builtin] = {}
+        # Built-ins that return a Deferred: the calls-in-flight bound is checked before they start.
+        self._deferred_builtins: set[str] = set()
         self._by_procedure: dict[str, Registration] = {}
         self._by_id: dict[int, Registration] = {}
         # Every index is per session too, so a session leaving costs what it held.
@@ -126,8 +128,12 @@ class Dealer:
         # Built-in calls whose result is a Deferred, per caller: request -> Deferred.
         self._builtin_calls: dict[IWampPeer, dict[int, defer.Deferred]] = {}
 
-    def add_builtin(self, procedure: str, function: Builtin) -> None:
+    def add_builtin(self, procedure: str, function: Builtin, *, deferred: bool = False) -> None:
+        """``deferred``: ``function`` returns a Deferred (it starts work, e.g. a store read);
+        a call over the session's calls-in-flight bound is then refused without starting it."""
         self._builtins[procedure] = function
+        if deferred:
+            self._deferred_builtins.add(procedure)
 
     @property
     def procedures(self) -> list[str]:
@@ -240,13 +246,7 @@ class Dealer:
             return
         mine = self._calls_of_caller.get(peer, {})
         if len(mine) >= self._limits.max_pending_calls:
-            self._stats.limits_hit["pending_calls"] += 1
-            self._refuse(
-                peer,
-                msg,
-                LIMIT_EXCEEDED,
-                f"a session may have {self._limits.max_pending_calls} calls waiting for an answer",
-            )
+            self._refuse_too_many_calls(peer, msg)
             return
         if msg.request in mine:
             self._refuse(peer, msg, INVALID_ARGUMENT, f"request {msg.request} is still running")
@@ -283,10 +283,7 @@ class Dealer:
         running = self._builtin_calls.get(peer, {}).get(msg.request)
         if running is not None:  # its result, when it comes, goes nowhere
             _pop_from(self._builtin_calls, peer, msg.request)
-            self._stats.errors_sent[CANCELED] += 1
-            peer.send(
-                error_reply(message.Call.MESSAGE_TYPE, msg.request, CANCELED, "call canceled")
-            )
+            self._call_error(peer, msg.request, CANCELED, "call canceled")
             return
         call = self._calls_of_caller.get(peer, {}).get(msg.request)
         if call is None:
@@ -298,8 +295,7 @@ class Dealer:
             if mode == CANCEL_KILL:
                 return  # the callee answers with an ERROR, which goes to the caller
         self._finish(call)
-        self._stats.errors_sent[CANCELED] += 1
-        peer.send(error_reply(message.Call.MESSAGE_TYPE, msg.request, CANCELED, "call canceled"))
+        self._call_error(peer, msg.request, CANCELED, "call canceled")
 
     # -- sessions leaving ------------------------------------------------------------
 
@@ -313,14 +309,11 @@ class Dealer:
             self._forget(registration)
         for call in list(self._calls_of_callee.get(peer, {}).values()):
             self._finish(call)
-            self._stats.errors_sent[CANCELED] += 1
-            call.caller.send(
-                error_reply(
-                    message.Call.MESSAGE_TYPE,
-                    call.caller_request,
-                    CANCELED,
-                    f"the callee of {call.registration.procedure} left",
-                )
+            self._call_error(
+                call.caller,
+                call.caller_request,
+                CANCELED,
+                f"the callee of {call.registration.procedure} left",
             )
         for call in list(self._calls_of_caller.get(peer, {}).values()):
             self._finish(call)
@@ -349,17 +342,14 @@ class Dealer:
                 return
             self._finish(call)
             self._stats.calls_timed_out += 1
-            self._stats.errors_sent[TIMEOUT] += 1
             if call.callee.has_feature("callee", "call_canceling"):
                 call.callee.send(message.Interrupt(call.invocation, mode=CANCEL_KILL_NO_WAIT))
-            call.caller.send(
-                error_reply(
-                    message.Call.MESSAGE_TYPE,
-                    call.caller_request,
-                    TIMEOUT,
-                    f"{call.registration.procedure} did not answer within"
-                    f" {self._limits.call_timeout:g}s",
-                )
+            self._call_error(
+                call.caller,
+                call.caller_request,
+                TIMEOUT,
+                f"{call.registration.procedure} did not answer within"
+                f" {self._limits.call_timeout:g}s",
             )
 
     # -- internals ------------------------------------------------------------
@@ -380,14 +370,13 @@ class Dealer:
             caller.send(answer)
         except PayloadTooLarge as error:
             self._stats.too_large[type(answer).__name__.lower()] += 1
-            self._stats.errors_sent[TOO_LARGE] += 1
-            caller.send(
-                error_reply(message.Call.MESSAGE_TYPE, request, TOO_LARGE, f"the answer is {error}")
-            )
+            self._call_error(caller, request, TOO_LARGE, f"the answer is {error}")
 
     def _call_builtin(
         self, peer: IWampPeer, msg: message.Call, builtin: Builtin, receive_progress: bool
     ) -> None:
+        if msg.procedure in self._deferred_builtins and not self._room_for_builtin(peer, msg):
+            return
         try:
             result = builtin(list(msg.args or ()), dict(msg.kwargs or {}))
             restrict = getattr(peer, "restrict_result", None)  # a scoped session (--auth)
@@ -411,23 +400,11 @@ class Dealer:
 
         Counted with the session's calls in flight (``max_pending_calls``).
         """
-        mine = self._builtin_calls.setdefault(peer, {})
-        if len(mine) + len(
-            self._calls_of_caller.get(peer, {})
-        ) >= self._limits.max_pending_calls or (msg.request in mine):
-            if not mine:
-                del self._builtin_calls[peer]
+        if not self._room_for_builtin(peer, msg):
             result.cancel()
             result.addErrback(lambda _: None)
-            self._stats.limits_hit["pending_calls"] += 1
-            self._refuse(
-                peer,
-                msg,
-                LIMIT_EXCEEDED,
-                f"a session may have {self._limits.max_pending_calls} calls waiting for an answer",
-            )
             return
-        mine[msg.request] = result
+        self._builtin_calls.setdefault(peer, {})[msg.request] = result
 
         def done(value: Any) -> None:
             if self._builtin_calls.get(peer, {}).get(msg.request) is not result:
@@ -446,17 +423,19 @@ class Dealer:
 
         result.addCallbacks(done, failed)
 
+    def _room_for_builtin(self, peer: IWampPeer, msg: message.Call) -> bool:
+        """False (and the call refused) if ``peer`` is at its calls-in-flight bound or reuses
+        a request id still in flight."""
+        mine = self._builtin_calls.get(peer, {})
+        in_flight = len(mine) + len(self._calls_of_caller.get(peer, {}))
+        if in_flight >= self._limits.max_pending_calls or msg.request in mine:
+            self._refuse_too_many_calls(peer, msg)
+            return False
+        return True
+
     def _builtin_failed(self, peer: IWampPeer, msg: message.Call, reason: Failure) -> None:
         _log.failure("built-in procedure {procedure} failed", reason, procedure=msg.procedure)
-        self._stats.errors_sent[RUNTIME_ERROR] += 1
-        peer.send(
-            error_reply(
-                msg.MESSAGE_TYPE,
-                msg.request,
-                RUNTIME_ERROR,
-                f"{msg.procedure} failed inside the hub",
-            )
-        )
+        self._call_error(peer, msg.request, RUNTIME_ERROR, f"{msg.procedure} failed inside the hub")
 
     def _send_builtin_result(
         self, peer: IWampPeer, msg: message.Call, result: Any, receive_progress: bool
@@ -495,18 +474,24 @@ class Dealer:
             except PayloadTooLarge as error:
                 if len(piece) == 1:
                     self._stats.too_large["result"] += 1
-                    self._stats.errors_sent[TOO_LARGE] += 1
-                    peer.send(
-                        error_reply(
-                            message.Call.MESSAGE_TYPE,
-                            request,
-                            TOO_LARGE,
-                            f"one item of the result is {error}",
-                        )
-                    )
+                    self._call_error(peer, request, TOO_LARGE, f"one item of the result is {error}")
                     return
                 half = len(piece) // 2
                 todo.extend([piece[half:], piece[:half]])
+
+    def _refuse_too_many_calls(self, peer: IWampPeer, msg: message.Call) -> None:
+        self._stats.limits_hit["pending_calls"] += 1
+        self._refuse(
+            peer,
+            msg,
+            LIMIT_EXCEEDED,
+            f"a session may have {self._limits.max_pending_calls} calls waiting for an answer",
+        )
+
+    def _call_error(self, caller: IWampPeer, request: int, uri: str, text: str) -> None:
+        """An ERROR for the CALL ``request`` of ``caller``, counted by its URI."""
+        self._stats.errors_sent[uri] += 1
+        caller.send(error_reply(message.Call.MESSAGE_TYPE, request, uri, text))
 
     def _refuse(self, peer: IWampPeer, msg: Any, uri: str, text: str) -> None:
         self._stats.errors_sent[uri] += 1
