@@ -130,3 +130,51 @@ def test_ordered_replies_drain_up_to_the_first_pending_commit_only():
     first.callback(None)
     assert written == [[{"ack": 1}, {"m": 1}, {"ack": 2}, {"m": 2}]]
     assert ordered.waiting == 0
+
+
+def test_tcp_stops_reading_while_replies_wait_at_the_bound_and_a_good_device_is_not_held(
+    hub, clock, store
+):
+    from tantra.transports.ordered import MAX_WAITING
+
+    _, flooder, transport = connect_tcp(hub, clock)
+    _, good, good_transport = connect_tcp(hub, clock)
+    bad = b'{"sensor":"a","value":"x"}\n'
+    flooder.dataReceived(b'{"sensor":"a","value":1,"seq":1}\n')
+    clock.advance(0)
+    for _ in range(5):  # five reads of 1000 bad lines each, as if the device kept sending
+        flooder.dataReceived(bad * 1000)
+        assert flooder._replies.waiting <= MAX_WAITING
+    assert transport.producerState == "paused", "not read while its replies wait at the bound"
+    assert flooder._replies.waiting == MAX_WAITING and flooder._replies.full
+    assert transport.value() == b""
+
+    good.dataReceived(b'{"sensor":"b","value":2,"seq":7}\n{"sensor":"b","value":"y"}\n')
+    clock.advance(0)
+    assert good_transport.producerState == "producing"
+    store.commit(0)  # the flooder's turn
+    store.commit(-1)  # the good device's
+    assert lines(good_transport)[0] == {"ack": 7} and len(lines(good_transport)) == 2
+
+    got = lines(transport)
+    assert got[0] == {"ack": 1}
+    assert len(got) == 5001 and all(m["error"] == "invalid_reading" for m in got[1:])
+    assert transport.producerState == "producing", "read again once the replies are written"
+    assert flooder._held == [] and flooder._replies.waiting == 0 and not flooder._replies.full
+
+
+def test_tcp_reads_again_only_when_both_the_gate_and_the_waiting_replies_allow(hub, clock, store):
+    from tantra.transports.ordered import MAX_WAITING
+
+    _, protocol, transport = connect_tcp(hub, clock)
+    protocol.dataReceived(b'{"sensor":"a","value":1,"seq":1}\n')
+    clock.advance(0)
+    protocol.dataReceived(b'{"sensor":"a","value":"x"}\n' * (MAX_WAITING + 10))
+    assert transport.producerState == "paused"
+    protocol._gate.pauseProducing()  # the device does not read its replies either
+    store.commit()
+    assert transport.producerState == "paused", "the gate still holds"
+    assert len(protocol._held) == 11, "held lines wait for the gate"
+    protocol._gate.resumeProducing()
+    assert transport.producerState == "producing" and protocol._held == []
+    assert len(lines(transport)) == 1 + MAX_WAITING + 10

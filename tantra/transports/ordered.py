@@ -10,8 +10,11 @@ but people reading ``nc`` output should not see them shuffled). A payload
 whose readings the store could not keep gets its errors but no ack: the
 device re-sends, and the re-send is taken afresh (``tantra.commits``).
 
-Memory: one small slot per payload whose commit is pending; the store's queue
-is bounded and fails what it sheds at once, so slots are bounded by it too.
+Memory: one small slot per payload that waits (its own commit, or one ahead
+of it). Refusals and payloads without ``seq`` queue behind a pending commit
+without touching the store, so the store's bound does not bound them: at
+:data:`MAX_WAITING` slots ``on_full`` tells the owner to stop reading, and
+``on_room`` tells it when they drained below the bound again.
 
 Does not own: reply wording (``tantra.replies``), framing or writing bytes
 (the ``write`` callable the transport passes), the commit rule (``tantra.commits``).
@@ -32,16 +35,32 @@ from tantra.hub import IngestOutcome
 Messages = list[dict[str, Any]]
 _WAITING: Messages = []  # the marker of a slot whose commit is pending (compared by identity)
 
+#: Payloads whose replies may wait behind a pending commit before the owner
+#: is told to stop reading (``on_full``); a commit takes well under a second,
+#: so a device that sends with ``seq`` and waits for its acks never gets near it.
+MAX_WAITING = 1024
+
 
 class OrderedReplies:
     """Writes each payload's replies with ``write(messages)``, in payload order."""
 
-    __slots__ = ("_empty_waiters", "_slots", "_write")
+    __slots__ = ("_empty_waiters", "_full", "_on_full", "_on_room", "_slots", "_write")
 
-    def __init__(self, write: Callable[[Messages], None]):
+    def __init__(
+        self,
+        write: Callable[[Messages], None],
+        *,
+        on_full: Callable[[], None] | None = None,
+        on_room: Callable[[], None] | None = None,
+    ):
+        """``on_full``: :data:`MAX_WAITING` payloads wait, stop adding (stop reading);
+        ``on_room``: after ``on_full``, they drained below it (read again)."""
         self._write: Callable[[Messages], None] | None = write
         self._slots: list[list[Messages]] = []  # short: a list costs less than a deque
         self._empty_waiters: list[defer.Deferred] | None = None
+        self._on_full = on_full
+        self._on_room = on_room
+        self._full = False
 
     def when_written(self) -> defer.Deferred:
         """Fires once every payload so far has its replies written (or the connection is gone).
@@ -62,13 +81,18 @@ class OrderedReplies:
         """Payloads whose replies are not written yet (a commit ahead of them is pending)."""
         return len(self._slots)
 
+    @property
+    def full(self) -> bool:
+        """:data:`MAX_WAITING` payloads wait: the owner should add no more until ``on_room``."""
+        return self._full
+
     def add(self, outcome: IngestOutcome) -> None:
         settled = outcome.settled
         if settled is None:
             self.add_messages(replies.for_outcome(outcome))
             return
         slot = [_WAITING]
-        self._slots.append(slot)
+        self._push(slot)
         settled.addCallbacks(
             self._committed,
             self._not_committed,
@@ -88,12 +112,20 @@ class OrderedReplies:
                 self._write(messages)
             return
         if messages:
-            self._slots.append([messages])
+            self._push([messages])
+
+    def _push(self, slot: list[Messages]) -> None:
+        self._slots.append(slot)
+        if not self._full and len(self._slots) >= MAX_WAITING:
+            self._full = True
+            if self._on_full is not None:
+                self._on_full()
 
     def close(self) -> None:
         """The connection is gone: forget what was not written; later commits write nothing."""
         self._write = None
         self._slots.clear()
+        self._full = False
         self._wake_empty_waiters()
 
     def _committed(self, _: object, slot: list[Messages], outcome: IngestOutcome) -> None:
@@ -117,6 +149,10 @@ class OrderedReplies:
         del slots[:done]
         if ready and self._write is not None:
             self._write(ready)
+        if self._full and len(slots) < MAX_WAITING:
+            self._full = False
+            if self._on_room is not None:
+                self._on_room()  # may add slots (and drain) again: the owner reads on
         if not slots:
             self._wake_empty_waiters()
 

@@ -87,7 +87,11 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
             counters=factory.counters,
         )
         self.transport.registerProducer(self._gate, True)
-        self._replies = OrderedReplies(self._write_replies)
+        # Replies waiting behind a commit stop us reading too (refusals and
+        # payloads without seq would otherwise queue without bound).
+        self._replies = OrderedReplies(
+            self._write_replies, on_full=self.transport.pauseProducing, on_room=self.resumeProducing
+        )
         factory.connections.add(self)
         self.setTimeout(factory.idle_timeout)
 
@@ -98,28 +102,35 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
         super().dataReceived(data)
 
     def lineReceived(self, line: bytes) -> None:
-        if self._gate.paused or self._held:
-            # The device has not read its replies: keep the rest of this read
-            # (at most one read, ``--reply-buffer`` bytes) for when it has.
+        if self._held or self._blocked():
+            # The device has not read its replies, or too many wait for a
+            # commit: keep the rest of this read (at most one read) for later.
             self._held.append(line)
             return
         self._handle_line(line)
+
+    def _blocked(self) -> bool:
+        """Two independent reasons not to read: unread replies (the gate) and
+        replies waiting behind a commit (``OrderedReplies.full``)."""
+        return self._gate.paused or self._replies.full
 
     def pauseProducing(self) -> None:
         """The gate's word that replies back up: stop reading from the device."""
         self.transport.pauseProducing()
 
     def resumeProducing(self) -> None:
-        """Replies drained: handle the held lines, then read again if still unblocked."""
+        """Replies drained (the gate's word) or waiting ones written (``on_room``):
+        handle the held lines, then read again if neither reason still holds."""
         held, self._held = self._held, []
         for index, line in enumerate(held):
             if self._closing:
                 return
-            if self._gate.paused:
+            if self._blocked():
                 self._held = held[index:]
                 return
             self._handle_line(line)
-        self.transport.resumeProducing()
+        if not self._blocked():
+            self.transport.resumeProducing()
 
     def _replies_unread(self, reason: str) -> None:
         _log.info(
