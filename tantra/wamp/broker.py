@@ -23,7 +23,7 @@ from autobahn.wamp import message
 from twisted.logger import Logger
 from zope.interface import Interface
 
-from tantra.wamp.events import EventGroup
+from tantra.wamp.events import EventGroup, RawEvent, event_message
 from tantra.wamp.limits import LIMIT_EXCEEDED, WampLimits
 from tantra.wamp.match import EXACT, Observation, ObservationMap, matches
 from tantra.wamp.options import disclose_requested
@@ -146,6 +146,23 @@ class Publication:
             return False
         return self.eligible_authrole is None or peer.authrole in self.eligible_authrole
 
+    def event_item(self, subscription: int, policy: str) -> tuple[RawEvent, Hashable | None]:
+        """The grouped path's event (a list, as ``Event.marshal`` makes) and its conflation key."""
+        key = self.conflation_key
+        return (
+            event_message(
+                subscription,
+                self.id,
+                args=self.args,
+                kwargs=self.kwargs,
+                publisher=self.publisher,
+                publisher_authid=self.publisher_authid,
+                publisher_authrole=self.publisher_authrole,
+                topic=None if policy == EXACT else self.topic,
+            ),
+            None if key is None else (subscription, key),
+        )
+
     def event(self, subscription: int, policy: str, *, retained: bool = False) -> message.Event:
         return message.Event(
             subscription,
@@ -159,6 +176,24 @@ class Publication:
             topic=None if policy == EXACT else self.topic,
             retained=True if retained else None,
         )
+
+
+#: A subscriber's ``IWampPeer.send_events``.
+SendEvents = Callable[[EventGroup], int]
+
+
+def _senders(subscription: Observation[IWampPeer]) -> tuple[SendEvents, ...]:
+    """Every subscriber's ``send_events``, kept until the subscription's observers change.
+
+    Per turn the broker then walks one tuple and calls each function: no copy
+    of the observers, no look-up on each session. A session's ``send_events``
+    stays the same while it is subscribed (leaving the realm unsubscribes it
+    first), so keeping the bound functions is safe.
+    """
+    senders = subscription.derived
+    if senders is None:
+        senders = subscription.derived = tuple(peer.send_events for peer in subscription.observers)
+    return senders
 
 
 class Broker:
@@ -299,57 +334,87 @@ class Broker:
         return sent
 
     def _dispatch_grouped(self, publications: list[Publication]) -> int:
+        """Unrestricted publications, one :class:`EventGroup` per set of held subscriptions.
+
+        Ordered for latency: with one reading a turn, whatever runs before
+        the first subscriber's write delays all of them, so a group's events
+        are built as plain lists (:meth:`Publication.event_message`) and
+        nothing is built per subscriber: each gets one call, which writes
+        the group's shared bytes.
+        """
         stats = self._stats
         stats.publications += len(publications)
         matching = self.subscriptions.matching
-        matched = [(publication, matching(publication.topic)) for publication in publications]
+        if len(publications) == 1:
+            (publication,) = publications
+            subscriptions = matching(publication.topic)
+            if len(subscriptions) == 1:  # the usual case: everyone on one subscription
+                (only,) = subscriptions
+                group = EventGroup([publication.event_item(only.id, only.policy)])
+                return self._send_group(group, _senders(only))
+            matched = [(publication, subscriptions)]
+        else:
+            matched = [(publication, matching(publication.topic)) for publication in publications]
         touched: dict[int, Observation[IWampPeer]] = {}
         for _, subscriptions in matched:
             for subscription in subscriptions:
                 touched[subscription.id] = subscription
         if not touched:
             return 0
-        if len(touched) == 1:  # the usual case: everyone on one subscription
+        if len(touched) == 1:
             (only,) = touched.values()
-            groups: dict[tuple[int, ...], list[IWampPeer]] = {(only.id,): list(only.observers)}
-        else:
-            held: dict[IWampPeer, list[int]] = {}
-            for subscription in touched.values():
-                for peer in subscription.observers:
-                    found = held.get(peer)
-                    if found is None:
-                        held[peer] = [subscription.id]
-                    else:
-                        found.append(subscription.id)
-            groups = {}
-            for peer, held_ids in held.items():
-                groups.setdefault(tuple(held_ids), []).append(peer)
-        events: dict[tuple[int, int], message.Event] = {}  # shared by groups: one per pub x sub
+            sid, policy = only.id, only.policy
+            group = EventGroup(
+                [publication.event_item(sid, policy) for publication, found in matched if found]
+            )
+            return self._send_group(group, _senders(only))
+        held: dict[IWampPeer, list[int]] = {}
+        for subscription in touched.values():
+            for peer in subscription.observers:
+                found = held.get(peer)
+                if found is None:
+                    held[peer] = [subscription.id]
+                else:
+                    found.append(subscription.id)
+        groups: dict[tuple[int, ...], list[SendEvents]] = {}
+        for peer, held_ids in held.items():
+            groups.setdefault(tuple(held_ids), []).append(peer.send_events)
+        # One raw event per publication x subscription, shared by the groups holding it.
+        items: dict[tuple[int, int], tuple[RawEvent, Hashable | None]] = {}
         sent = 0
-        too_large = 0
         for ids, peers in groups.items():
             wanted = set(ids)
-            items: list[tuple[message.Event, Hashable | None]] = []
+            raw: list[tuple[RawEvent, Hashable | None]] = []
             for index, (publication, subscriptions) in enumerate(matched):
-                key = publication.conflation_key
                 for subscription in subscriptions:
                     sid = subscription.id
                     if sid not in wanted:
                         continue
-                    event = events.get((index, sid))
-                    if event is None:
-                        event = events[(index, sid)] = publication.event(sid, subscription.policy)
-                    items.append((event, None if key is None else (sid, key)))
-            if not items:
-                continue
-            group = EventGroup(items)
-            for peer in peers:
-                dropped = peer.send_events(group)
-                too_large += dropped
-                sent += len(items) - dropped
+                    item = items.get((index, sid))
+                    if item is None:
+                        item = items[(index, sid)] = publication.event_item(
+                            sid, subscription.policy
+                        )
+                    raw.append(item)
+            if raw:
+                sent += self._send_group(EventGroup(raw), peers)
+        return sent
+
+    def _send_group(self, group: EventGroup, senders: Sequence[SendEvents]) -> int:
+        """A group's events to each of its subscribers, one call each; returns events sent.
+
+        ``senders`` are the subscribers' ``send_events``, in a sequence of its
+        own: a subscriber given up while written to leaves the subscription
+        during the loop (its outbox, closed, then sends nothing).
+        """
+        too_large = 0
+        for send_events in senders:
+            too_large += send_events(group)
+        stats = self._stats
         if too_large:
             stats.too_large["event"] += too_large
             _log.debug("{count} event(s) over the outgoing limit not sent", count=too_large)
+        sent = group.count * len(senders) - too_large
         stats.events_sent += sent
         return sent
 

@@ -31,7 +31,7 @@ Twisted, no I/O.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 EXACT = "exact"
 PREFIX = "prefix"
@@ -59,7 +59,7 @@ def matches(pattern: str, policy: str, topic: str) -> bool:
 class Observation(Generic[Observer]):
     """One (pattern, policy) and everyone observing it; its ``id`` is what clients see."""
 
-    __slots__ = ("id", "observers", "pattern", "policy")
+    __slots__ = ("derived", "id", "observers", "pattern", "policy")
 
     def __init__(self, id: int, pattern: str, policy: str):
         self.id = id
@@ -68,6 +68,10 @@ class Observation(Generic[Observer]):
         # A dict, not a set: delivery order follows subscription order, which
         # keeps tests and logs deterministic.
         self.observers: dict[Observer, None] = {}
+        #: Whatever a user of the map computed from ``observers`` (e.g. the
+        #: broker's tuple of send functions); :class:`ObservationMap` resets it
+        #: to None whenever an observer is added or removed.
+        self.derived: Any = None
 
     def __repr__(self) -> str:
         return (
@@ -263,7 +267,9 @@ class ObservationMap(Generic[Observer]):
             observation = Observation(self._new_id(), pattern, policy)
             self._store(observation)
         first_time = observer not in observation.observers
-        observation.observers[observer] = None
+        if first_time:
+            observation.observers[observer] = None
+            observation.derived = None
         self._by_observer.setdefault(observer, {})[observation.id] = observation
         return observation, created, first_time
 
@@ -272,6 +278,7 @@ class ObservationMap(Generic[Observer]):
         if observer not in observation.observers:
             return False
         del observation.observers[observer]
+        observation.derived = None
         mine = self._by_observer.get(observer)
         if mine is not None:
             mine.pop(observation.id, None)

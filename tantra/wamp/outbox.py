@@ -42,7 +42,7 @@ from twisted.internet.interfaces import IReactorTime
 
 from tantra.counters import Counters
 from tantra.outbox import STALLED, BoundedSender
-from tantra.wamp.events import EventGroup, FrameAll
+from tantra.wamp.events import Encoded, Encoding, EventGroup, FrameAll, encoding_of
 from tantra.wamp.limits import WampLimits
 from tantra.wamp.peer import PayloadTooLarge
 
@@ -55,6 +55,10 @@ __all__ = ["BACKLOG", "STALLED", "MessageOutbox"]
 
 class MessageOutbox(BoundedSender):
     """One WAMP client's bounded queue between the router and its transport."""
+
+    # Slotted like the dashboards' Outbox: fewer memory lines touched per subscriber per turn.
+    __slots__ = ("_encoding", "_held", "_held_bytes", "_max_held_bytes", "_max_message_bytes",
+                 "_serialize", "_unkeyed", "_write", "_write_framed")  # fmt: skip
 
     def __init__(
         self,
@@ -84,10 +88,13 @@ class MessageOutbox(BoundedSender):
         self._held_bytes = 0
         self._unkeyed = itertools.count()
         # What EventGroup encodings are memoized by: every connection of a kind shares it.
-        self._object_serializer = getattr(getattr(serialize, "__self__", None), "_serializer", None)
+        serializer = getattr(getattr(serialize, "__self__", None), "_serializer", None)
         self._write_framed = write_framed if frame_all is not None else None
-        self._frame_all = frame_all if write_framed is not None else None
-        self._memo_key = (self._object_serializer, max_message_bytes, self._frame_all)
+        self._encoding: Encoding | None = (
+            None
+            if serializer is None
+            else encoding_of(serializer, max_message_bytes, frame_all if write_framed else None)
+        )
 
     @property
     def backlog(self) -> int:
@@ -108,21 +115,33 @@ class MessageOutbox(BoundedSender):
         self._hold(payload, is_binary, conflation_key)
 
     def send_events(self, group: EventGroup) -> int:
-        """Send a turn's events (see :class:`EventGroup`); returns how many were too large."""
+        """Send a turn's events (see :class:`EventGroup`); returns how many were too large.
+
+        Runs once per subscriber per turn, so the usual case (open, not
+        paused, pre-framed writes) is one identity test and one write.
+        """
         if self._closed:
             return 0
-        serializer = self._object_serializer
-        if serializer is None:  # not an Autobahn serializer: one message at a time
-            return self._send_one_by_one(group)
-        framed, items, too_large = group.encoded(self._memo_key)
+        encoding = self._encoding
+        if group.encoding is not encoding:
+            if encoding is None:  # not an Autobahn serializer: one message at a time
+                return self._send_one_by_one(group)
+            group.use(encoding)
+        write_framed = self._write_framed
+        if self._paused or write_framed is None:
+            return self._send_items(group.items, group.too_large)
+        framed = group.framed
+        if framed:
+            write_framed(framed)
+        return group.too_large
+
+    def _send_items(self, items: list[Encoded], too_large: int) -> int:
+        """Paused: hold each event with its key; without ``write_framed``: write each."""
         if self._paused:
             for payload, is_binary, key in items:
                 self._hold(payload, is_binary, key)
                 if self._closed:  # given up: over max_held_bytes
                     break
-        elif self._write_framed is not None:
-            if framed:
-                self._write_framed(framed)
         else:
             write = self._write
             for payload, is_binary, _ in items:

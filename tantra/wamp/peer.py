@@ -93,7 +93,10 @@ class IWampPeer(Interface):
         """Send one message to this session's client."""
 
     def send_events(group: Any) -> int:
-        """Send a fan-out turn's events (see :meth:`IWampConnection.send_events`)."""
+        """Send a fan-out turn's events (see :meth:`IWampConnection.send_events`).
+
+        The broker keeps this function (not the peer) while the peer is
+        subscribed, so it must not change while it is; it may be an attribute."""
 
     def has_feature(role: str, feature: str) -> bool:
         """Did the client announce ``feature`` for ``role`` in its HELLO?"""

@@ -73,6 +73,7 @@ class RouterSession:
         self._later: Any = None  # the DelayedCall that drains the inbox on a later turn
         self._work = 0  # messages handled + sent since the current turn's drain began
         self._reading_paused = False
+        self.send_events = _no_events
         broker, dealer = router.broker, router.dealer
         handlers: dict[type, Callable[[Any], None]] = {
             message.Subscribe: lambda msg: broker.subscribe(self, msg),
@@ -101,11 +102,12 @@ class RouterSession:
             self._work += 1
             self._connection.send(msg, conflation_key)
 
-    def send_events(self, group: EventGroup) -> int:
-        if self.state is State.CLOSED:
-            return 0
-        self._work += len(group.events)
-        return self._connection.send_events(group)
+    #: A fan-out turn's events (``IWampPeer.send_events``): while joined, the
+    #: connection's own ``send_events``, so the broker's per-subscriber call
+    #: reaches the outbox directly; otherwise nothing is sent. Not counted as
+    #: work: fan-out runs in the hub's flush, never inside :meth:`_drain`,
+    #: which starts every turn's count from zero.
+    send_events: Callable[[EventGroup], int]
 
     def has_feature(self, role: str, feature: str) -> bool:
         return getattr(self._client_roles.get(role), feature, None) is True
@@ -310,6 +312,7 @@ class RouterSession:
             self._release_token = self._router.authorizer.joined(granted.token, self._revoked)
         self.session_id = self._router.join(self)
         self.state = State.JOINED
+        self.send_events = self._connection.send_events
         _log.debug(
             "WAMP session {session} joined as {authid} from {peer}",
             session=self.session_id,
@@ -361,12 +364,18 @@ class RouterSession:
         self._connection.close()
 
     def _leave_realm(self) -> None:
+        self.send_events = _no_events
         if self._release_token is not None:
             self._release_token()
             self._release_token = None
         if self.session_id:
             self._router.leave(self.session_id)
             self.session_id = 0
+
+
+def _no_events(group: EventGroup) -> int:
+    """``send_events`` of a session that is not joined: it gets no events."""
+    return 0
 
 
 def _name(msg: message.Message) -> str:
