@@ -16,6 +16,7 @@ from autobahn.wamp.serializer import CBORSerializer, JsonSerializer, MsgPackSeri
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tantra.wamp.broker import senders_of
 from tantra.wamp.events import EventGroup, as_event, encoding_of, event_message
 from tests.test_wamp_fanout import Realm, events
 
@@ -132,3 +133,56 @@ def test_a_session_that_is_not_joined_is_sent_no_events():
     group = EventGroup([(event_message(1, 2, args=[1]), None)])
     assert session.send_events(group) == 0
     assert connection.writes == []
+
+
+def test_send_functions_are_called_on_their_objects_or_as_they_are():
+    class Outbox:
+        def __init__(self, name):
+            self.name, self.got = name, []
+
+        def send_events(self, group):
+            self.got.append(group)
+            return 1
+
+    a, b = Outbox("a"), Outbox("b")
+    method, targets = senders_of([a.send_events, b.send_events])
+    assert method is Outbox.send_events and targets == (a, b)  # no bound method kept
+    seen = []
+    mixed = [a.send_events, lambda group: seen.append(group) or 0]
+    function, targets = senders_of(mixed)
+    assert [function(target, "g") for target in targets] == [1, 0]
+    assert seen == ["g"] and a.got == ["g"]
+
+
+def test_subscribers_with_different_send_functions_all_get_the_turn():
+    realm = Realm()
+    (plain, plain_c), (odd, odd_c) = realm.join("plain"), realm.join("odd")
+    sid = realm.subscribe(plain, plain_c, "tantra.reading", "prefix")
+    realm.subscribe(odd, odd_c, "tantra.reading", "prefix")
+    odd.send_events = lambda group: odd_c.outbox.send_events(group)  # not a bound method
+    realm.router.broker.subscriptions.get(sid).derived = None  # as a new subscription would
+    realm.readings(("d", "x", 1))
+    assert events(plain_c.take()) == events(odd_c.take()) == [(sid, "d", "x", 1)]
+
+
+def test_the_direct_path_follows_pause_resume_and_close():
+    realm = Realm()
+    session, connection = realm.join("c")
+    sid = realm.subscribe(session, connection, "tantra.reading", "prefix")
+    outbox = connection.outbox
+    outbox.pauseProducing()
+    realm.readings(("d", "x", 1))
+    assert connection.writes == [] and outbox.backlog == 1
+    outbox.resumeProducing()
+    realm.readings(("d", "x", 2))
+    assert events(connection.take()) == [(sid, "d", "x", 1), (sid, "d", "x", 2)]
+    # Writing what was held fills the buffer again: Twisted pauses during the resume.
+    outbox.pauseProducing()
+    realm.readings(("d", "x", 3))
+    outbox._write = lambda payload, binary: outbox.pauseProducing()
+    outbox.resumeProducing()
+    realm.readings(("d", "y", 4))
+    assert connection.writes == [] and outbox.backlog == 1  # held, not written past the pause
+    outbox.close()
+    realm.readings(("d", "x", 5))
+    assert connection.writes == [] and outbox.backlog == 0
