@@ -68,12 +68,15 @@ def test_a_group_encodes_once_per_encoding_and_switches_back_without_encoding_ag
     first, second = encoding_of(one, 1000, None), encoding_of(other, 1000, None)
     assert encoding_of(one, 1000, None) is first  # one shared object per encoding
     group = EventGroup([(event_message(1, 2, args=[1]), None), (event_message(1, 3), ("k",))])
-    assert group.encoded(first) == group.encoded(first)
-    assert len(calls) == 2
-    group.encoded(second)
-    framed, items, too_large = group.encoded(first)
-    assert len(calls) == 4 and group.encoding is first
-    assert [key for _, _, key in items] == [None, ("k",)] and too_large == 0 and framed == b""
+    group.use(first)
+    items = group.items
+    group.use(first)
+    assert len(calls) == 2 and group.items is items
+    group.use(second)
+    group.use(first)
+    assert len(calls) == 4 and group.encoding is first and group.items is items
+    assert [key for _, _, key in items] == [None, ("k",)]
+    assert group.too_large == 0 and group.framed == b""
     assert [(type(event), key) for event, key in group.events] == [
         (message.Event, None),
         (message.Event, ("k",)),

@@ -162,9 +162,3 @@ class EventGroup:
             found = self._encoded[encoding] = (framed, items, too_large)
         self.framed, self.items, self.too_large = found
         self.encoding = encoding
-
-    def encoded(self, encoding: Encoding) -> tuple[bytes, list[Encoded], int]:
-        """``(framed, items, too_large)`` for ``encoding`` (see :meth:`use`)."""
-        if self.encoding is not encoding:
-            self.use(encoding)
-        return self.framed, self.items, self.too_large
