@@ -38,7 +38,8 @@ def main(argv=None) -> int:
         action="append",
         choices=sorted(procs.HUBS),
         default=[],
-        help="only this hub (repeatable); default both",
+        help="only this hub (repeatable); default all (limit: the C relay, where a scenario "
+        "measures against it)",
     )
     p.add_argument(
         "--candidate",
@@ -91,7 +92,8 @@ def main(argv=None) -> int:
     ]
     if not selected:
         p.error("no scenario matches " + ", ".join(args.scenario))
-    targets = args.target or ["tantra", "reference"]
+    # "limit" (loadgen/wsrelay.c) runs only in the scenarios that list it
+    targets = args.target or ["tantra", "reference", "limit"]
     if args.candidate:
         procs.CandidateHub.PATH = str(Path(args.candidate).resolve())
         if "candidate" not in targets:
