@@ -88,10 +88,10 @@ def markdown(results: list[Result], meta: dict) -> str:
         for key, label, better in sc.metrics:
             val = {t: (m.get(key) if t in res.trials else None) for t, m in med.items()}
 
-            def cell(t, val=val):
+            def cell(t, val=val, res=res):
                 return fmt(val[t]) if val[t] is not None else cell_missing(res, t)
 
-            def rat(a, b, val=val, key=key, better=better):
+            def rat(a, b, val=val, key=key, better=better, sc=sc):
                 return ratio(sc, key, val[a], val[b]) if better is not None else ""
 
             row = [sc.key if first else "", label, cell("tantra")]
