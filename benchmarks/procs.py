@@ -191,8 +191,10 @@ class Hub:
     name = "?"
     has_raw = False
 
-    def __init__(self) -> None:
+    def __init__(self, listen_port: int = 0) -> None:
         self.proc: subprocess.Popen | None = None
+        #: the WebSocket port to listen on: 0 = any; a restart passes the old one
+        self.listen_port = listen_port
         self.http_port = self.tcp_port = self.udp_port = 0
         self.tail: OutputTail | None = None
         self.workdir = tempfile.mkdtemp(prefix=f"tantra-bench-{self.name}-")
@@ -256,7 +258,7 @@ class ReferenceHub(Hub):
     def start(self) -> None:
         self.ensure_installed()
         self.proc = REGISTRY.popen(
-            ["node", str(REFERENCE_DIR / "relay.js"), "0", "127.0.0.1"],
+            ["node", str(REFERENCE_DIR / "relay.js"), str(self.listen_port), "127.0.0.1"],
             affinity={hub_cpu()} if hub_cpu() is not None else None,
             cwd=self.workdir,
             stdin=subprocess.DEVNULL,
@@ -303,7 +305,7 @@ class TantraHub(Hub):
             "--pidfile=",
             "tantra",
             "--http",
-            "tcp:0:interface=127.0.0.1",
+            f"tcp:{self.listen_port}:interface=127.0.0.1",
             "--tcp",
             "tcp:0:interface=127.0.0.1",
             "--udp",
@@ -399,7 +401,7 @@ class LimitHub(Hub):
 
     def start(self) -> None:
         self.proc = REGISTRY.popen(
-            [build_c("wsrelay"), "--port", "0"],
+            [build_c("wsrelay"), "--port", str(self.listen_port)],
             affinity={hub_cpu()} if hub_cpu() is not None else None,
             cwd=self.workdir,
             stdin=subprocess.DEVNULL,
