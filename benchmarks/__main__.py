@@ -14,6 +14,15 @@ from . import harness, procs, report
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def select(all_sc: list, globs: list[str], *, full: bool) -> list:
+    """The scenarios to run: those matching any glob; without globs, every
+    scenario for ``--full`` and the ``quick`` ones otherwise (the 10,000-client
+    scenarios take minutes)."""
+    if globs:
+        return [sc for sc in all_sc if any(fnmatch.fnmatch(sc.key, g) for g in globs)]
+    return [sc for sc in all_sc if full or sc.quick]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
@@ -38,7 +47,8 @@ def main(argv=None) -> int:
         action="append",
         choices=sorted(procs.HUBS),
         default=[],
-        help="only this hub (repeatable); default both",
+        help="only this hub (repeatable); default all (limit: the C relay, where a scenario "
+        "measures against it)",
     )
     p.add_argument(
         "--candidate",
@@ -72,7 +82,8 @@ def main(argv=None) -> int:
     all_sc = harness.scenarios()
     if args.list:
         for sc in all_sc:
-            print(f"{sc.key:22s} {sc.title}  [{', '.join(sc.targets)}]")
+            extra = "" if sc.quick else "  (--full or -s only)"
+            print(f"{sc.key:22s} {sc.title}  [{', '.join(sc.targets)}]{extra}")
         return 0
     timing = harness.FULL if args.full else harness.SMOKE if args.smoke else harness.QUICK
     modename = "full" if args.full else "smoke" if args.smoke else "quick"
@@ -84,14 +95,11 @@ def main(argv=None) -> int:
                 **({"dur": args.duration, "rate_dur": args.duration} if args.duration else {}),
             }
         )
-    selected = [
-        sc
-        for sc in all_sc
-        if not args.scenario or any(fnmatch.fnmatch(sc.key, g) for g in args.scenario)
-    ]
+    selected = select(all_sc, args.scenario, full=args.full)
     if not selected:
         p.error("no scenario matches " + ", ".join(args.scenario))
-    targets = args.target or ["tantra", "reference"]
+    # "limit" (loadgen/wsrelay.c) runs only in the scenarios that list it
+    targets = args.target or ["tantra", "reference", "limit"]
     if args.candidate:
         procs.CandidateHub.PATH = str(Path(args.candidate).resolve())
         if "candidate" not in targets:

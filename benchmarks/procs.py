@@ -79,6 +79,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(utime, stime) of all threads of ``pid`` in seconds: user code vs the kernel."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) / CLK_TCK, int(fields[12]) / CLK_TCK
+
+
 def rss_kb(pid: int) -> int:
     with open(f"/proc/{pid}/status") as f:
         for line in f:
@@ -184,8 +191,10 @@ class Hub:
     name = "?"
     has_raw = False
 
-    def __init__(self) -> None:
+    def __init__(self, listen_port: int = 0) -> None:
         self.proc: subprocess.Popen | None = None
+        #: the WebSocket port to listen on: 0 = any; a restart passes the old one
+        self.listen_port = listen_port
         self.http_port = self.tcp_port = self.udp_port = 0
         self.tail: OutputTail | None = None
         self.workdir = tempfile.mkdtemp(prefix=f"tantra-bench-{self.name}-")
@@ -197,6 +206,9 @@ class Hub:
 
     def cpu(self) -> float:
         return cpu_seconds(self.pid)
+
+    def cpu_split(self) -> tuple[float, float]:
+        return cpu_split(self.pid)
 
     def rss(self) -> int:
         return rss_kb(self.pid)
@@ -246,7 +258,7 @@ class ReferenceHub(Hub):
     def start(self) -> None:
         self.ensure_installed()
         self.proc = REGISTRY.popen(
-            ["node", str(REFERENCE_DIR / "relay.js"), "0", "127.0.0.1"],
+            ["node", str(REFERENCE_DIR / "relay.js"), str(self.listen_port), "127.0.0.1"],
             affinity={hub_cpu()} if hub_cpu() is not None else None,
             cwd=self.workdir,
             stdin=subprocess.DEVNULL,
@@ -293,7 +305,7 @@ class TantraHub(Hub):
             "--pidfile=",
             "tantra",
             "--http",
-            "tcp:0:interface=127.0.0.1",
+            f"tcp:{self.listen_port}:interface=127.0.0.1",
             "--tcp",
             "tcp:0:interface=127.0.0.1",
             "--udp",
@@ -376,27 +388,69 @@ class CandidateHub(TantraHub):
         return TantraHub.available()
 
 
-HUBS = {"tantra": TantraHub, "reference": ReferenceHub, "candidate": CandidateHub}
+class LimitHub(Hub):
+    """The physical limit of a fan-out here: ``loadgen/wsrelay.c``, a C relay
+    that writes each read's frames to every client with one ``send`` each and
+    does nothing else (issue 14, item 3). Pinned like the other hubs."""
+
+    name = "limit"
+
+    @staticmethod
+    def available() -> str | None:
+        return None if c_compiler_available() else "no C compiler"
+
+    def start(self) -> None:
+        self.proc = REGISTRY.popen(
+            [build_c("wsrelay"), "--port", str(self.listen_port)],
+            affinity={hub_cpu()} if hub_cpu() is not None else None,
+            cwd=self.workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.tail = OutputTail(self.proc.stdout)
+        m = self.tail.wait_for(re.compile(r"(limit) listening on [\d.]+:(\d+)"), 1, 20)
+        self.http_port = int(m[0].group(2))
+
+    @staticmethod
+    def version() -> str:
+        return "wsrelay.c (C, epoll, one send per client per read)"
+
+
+HUBS = {
+    "tantra": TantraHub,
+    "reference": ReferenceHub,
+    "candidate": CandidateHub,
+    "limit": LimitHub,
+}
 
 
 # ------------------------------------------------------------------- loaders
 
-WSSUB_SRC = HERE / "loadgen" / "wssub.c"
-WSSUB_BIN = HERE / "build" / "wssub"
+LOADGEN_DIR = HERE / "loadgen"
+BUILD_DIR = HERE / "build"
+WSSUB_SRC = LOADGEN_DIR / "wssub.c"
+WSSUB_BIN = BUILD_DIR / "wssub"
+
+
+def build_c(name: str) -> str:
+    """Compile ``loadgen/<name>.c`` into ``build/<name>`` if missing or older than its source."""
+    src, binary = LOADGEN_DIR / f"{name}.c", BUILD_DIR / name
+    if binary.exists() and binary.stat().st_mtime >= src.stat().st_mtime:
+        return str(binary)
+    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if cc is None:
+        raise RuntimeError(f"no C compiler for {src.name}: use --loader python")
+    BUILD_DIR.mkdir(exist_ok=True)
+    tmp = binary.with_suffix(".tmp")
+    subprocess.run([cc, "-O2", "-Wall", "-o", str(tmp), str(src)], check=True, timeout=120)
+    tmp.replace(binary)
+    return str(binary)
 
 
 def build_wssub() -> str:
     """Compile the C subscriber if missing or older than its source."""
-    if WSSUB_BIN.exists() and WSSUB_BIN.stat().st_mtime >= WSSUB_SRC.stat().st_mtime:
-        return str(WSSUB_BIN)
-    cc = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if cc is None:
-        raise RuntimeError("no C compiler: use --loader python")
-    WSSUB_BIN.parent.mkdir(exist_ok=True)
-    tmp = WSSUB_BIN.with_suffix(".tmp")
-    subprocess.run([cc, "-O2", "-Wall", "-o", str(tmp), str(WSSUB_SRC)], check=True, timeout=120)
-    tmp.replace(WSSUB_BIN)
-    return str(WSSUB_BIN)
+    return build_c("wssub")
 
 
 def _opt(args: list[str], name: str, default: str) -> str:

@@ -67,42 +67,41 @@ def markdown(results: list[Result], meta: dict) -> str:
         "",
     ]
     cand = any("candidate" in r.trials for r in results)
+    # the physical limit (wsrelay.c), where a scenario runs it: Tantra as a fraction of it
+    lim = any("limit" in r.trials for r in results)
+    head = ["scenario", "metric", "Tantra"]
     if cand:
         lines[-1:-1] = [f"Candidate: {meta['versions'].get('candidate', '?')}."]
-        lines += [
-            "| scenario | metric | Tantra | candidate | C/T | reference | T/R | goal |",
-            "|---|---|---:|---:|---:|---:|---:|---|",
-        ]
-    else:
-        lines += [
-            "| scenario | metric | Tantra | reference | T/R | goal |",
-            "|---|---|---:|---:|---:|---|",
-        ]
+        head += ["candidate", "C/T"]
+    head += ["reference", "T/R"]
+    if lim:
+        head += ["limit", "T/L"]
+    head += ["goal"]
+    lines += [
+        "| " + " | ".join(head) + " |",
+        "|---|---|" + "---:|" * (len(head) - 3) + "---|",
+    ]
     for res in results:
         sc = res.scenario
-        tm = res.medians("tantra")
-        rm = res.medians("reference")
-        cm = res.medians("candidate")
+        med = {t: res.medians(t) for t in ("tantra", "reference", "candidate", "limit")}
         first = True
         for key, label, better in sc.metrics:
-            tv = tm.get(key) if "tantra" in res.trials else None
-            rv = rm.get(key) if "reference" in res.trials else None
-            cv = cm.get(key) if "candidate" in res.trials else None
-            tcell = fmt(tv) if tv is not None else cell_missing(res, "tantra")
-            rcell = fmt(rv) if rv is not None else cell_missing(res, "reference")
-            goal = sc.goal if first else ""
-            tr = ratio(sc, key, tv, rv) if better is not None else ""
+            val = {t: (m.get(key) if t in res.trials else None) for t, m in med.items()}
+
+            def cell(t, val=val, res=res):
+                return fmt(val[t]) if val[t] is not None else cell_missing(res, t)
+
+            def rat(a, b, val=val, key=key, better=better, sc=sc):
+                return ratio(sc, key, val[a], val[b]) if better is not None else ""
+
+            row = [sc.key if first else "", label, cell("tantra")]
             if cand:
-                ccell = fmt(cv) if cv is not None else cell_missing(res, "candidate")
-                ct = ratio(sc, key, cv, tv) if better is not None else ""
-                lines.append(
-                    f"| {sc.key if first else ''} | {label} | {tcell} | {ccell} | {ct} | "
-                    f"{rcell} | {tr} | {goal} |"
-                )
-            else:
-                lines.append(
-                    f"| {sc.key if first else ''} | {label} | {tcell} | {rcell} | {tr} | {goal} |"
-                )
+                row += [cell("candidate"), rat("candidate", "tantra")]
+            row += [cell("reference"), rat("tantra", "reference")]
+            if lim:
+                row += [cell("limit") if "limit" in sc.targets else "", rat("tantra", "limit")]
+            row += [sc.goal if first else ""]
+            lines.append("| " + " | ".join(row) + " |")
             first = False
     seen = {}
     for res in results:
@@ -114,7 +113,7 @@ def markdown(results: list[Result], meta: dict) -> str:
         lines += [f"- {', '.join(keys)}: {v}" for v, keys in seen.items()]
     errs = []
     for res in results:
-        for target in ("tantra", "candidate", "reference"):
+        for target in ("tantra", "candidate", "reference", "limit"):
             for e in res.errors(target):
                 errs.append(f"- {res.scenario.key} / {target}: {e.splitlines()[0][:300]}")
     if errs:

@@ -118,8 +118,8 @@ SNAPSHOT_CHUNK = 256
 class Outbox(BoundedSender):
     """One dashboard's bounded queue between the hub and its transport: readings only."""
 
-    __slots__ = ("_conflated", "_encode", "_snapshot", "_snapshot_at", "_snapshot_call",
-                 "_write")  # fmt: skip
+    __slots__ = ("_conflated", "_direct", "_encode", "_snapshot", "_snapshot_at",
+                 "_snapshot_call", "_write")  # fmt: skip
 
     def __init__(
         self,
@@ -141,6 +141,25 @@ class Outbox(BoundedSender):
         self._snapshot: Sequence[Reading] | None = None
         self._snapshot_at = 0
         self._snapshot_call: IDelayedCall | None = None
+        #: Open, not paused, no snapshot under way: :meth:`deliver` writes at
+        #: once. One flag instead of three tests, because ``deliver`` runs once
+        #: per client per turn (the broadcast path, issue 14).
+        self._direct = True
+
+    def _update_direct(self) -> None:
+        self._direct = not (self._closed or self._paused or self._snapshot is not None)
+
+    def pauseProducing(self) -> None:
+        super().pauseProducing()
+        self._update_direct()
+
+    def resumeProducing(self) -> None:
+        super().resumeProducing()
+        self._update_direct()
+
+    def close(self) -> None:
+        super().close()
+        self._update_direct()
 
     @property
     def backlog(self) -> int:
@@ -167,6 +186,7 @@ class Outbox(BoundedSender):
             return
         self._snapshot = readings
         self._snapshot_at = 0
+        self._direct = False
         if not self._paused:
             self._send_snapshot_chunk()
 
@@ -183,6 +203,7 @@ class Outbox(BoundedSender):
             self._snapshot_call = self._clock.callLater(0, self._send_snapshot_chunk)
             return
         self._snapshot = None
+        self._update_direct()
         if not self._paused and not self._closed:
             self._release_conflated()
 
@@ -191,12 +212,10 @@ class Outbox(BoundedSender):
         return self._snapshot is not None
 
     def deliver(self, batch: Batch) -> None:
-        if self._closed:
-            return
-        if self._paused or self._snapshot is not None:
-            self._hold(batch.readings)
-        else:
+        if self._direct:
             self._write(batch.encoded(self._encode))
+        elif not self._closed:
+            self._hold(batch.readings)
 
     def _hold(self, readings: Sequence[Reading]) -> None:
         conflated = self._conflated
@@ -225,6 +244,7 @@ class Outbox(BoundedSender):
     def _hold_nothing_more(self) -> None:
         self._conflated.clear()
         self._snapshot = None
+        self._direct = False
         if self._snapshot_call is not None:
             if self._snapshot_call.active():
                 self._snapshot_call.cancel()

@@ -17,11 +17,21 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-SCENARIOS = ["fanout-10", "rate-100x200", "ingest-tcp", "idle-1000", "stall-1000x50"]
+SCENARIOS = [
+    "fanout-10",
+    "fanout-1000-tick1",  # with the C relay (the physical limit) as a third hub
+    "rate-100x200",
+    "ingest-tcp",
+    "idle-1000",
+    "reconnect-1000",
+    "stall-1000x50",
+]
 
 
 def _targets() -> list[str]:
     targets = ["tantra"]
+    if shutil.which("cc") or shutil.which("gcc"):
+        targets.append("limit")  # benchmarks/loadgen/wsrelay.c
     if shutil.which("node") and shutil.which("npm"):
         ref = ROOT / "benchmarks" / "reference"
         if not (ref / "node_modules" / "ws").is_dir():
@@ -66,5 +76,8 @@ def test_benchmark_smoke_run(tmp_path: Path) -> None:
     assert by_key["ingest-tcp"]["medians"]["tantra"]["readings_per_s"] > 0
     assert by_key["idle-1000"]["medians"]["tantra"]["rss_mb"] > 0
     assert by_key["rate-100x200"]["medians"]["tantra"]["lat_samples"] > 0
+    assert by_key["reconnect-1000"]["medians"]["tantra"]["reconnected"] > 0
+    if "limit" in targets:
+        assert by_key["fanout-1000-tick1"]["medians"]["limit"]["deliveries_per_s"] > 0
     if "reference" in targets:
         assert by_key["fanout-10"]["medians"]["reference"]["deliveries_per_s"] > 0

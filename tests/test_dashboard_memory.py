@@ -99,3 +99,31 @@ def test_ping_timeout_runs_on_the_injected_clock_and_is_counted(hub, clock):
     assert [op for op, _ in server_frames(quieting.drain())] == [9]  # a ping
     clock.advance(10.5)
     assert hub.stats.clients_dropped["ping_timeout"] == 1
+
+
+def test_an_open_dashboard_keeps_only_what_differs_and_still_closes_cleanly(factory, hub, clock):
+    # Issue 14: what every open dashboard holds alike lives on the class
+    # (tantra.transports.compact), so an idle one costs a small __dict__.
+    protocol, transport = open_socket(factory, "/?device=a")
+    assert len(vars(protocol)) < 42  # a dict of at most 42 entries is 832 bytes, not 3.3 KB
+    assert "maxMessagePayloadSize" not in vars(protocol)  # the factory's option, on its class
+    assert protocol.maxMessagePayloadSize == factory.maxMessagePayloadSize
+    assert protocol.state == protocol.STATE_OPEN and not protocol.wasClean
+    transport.drain()
+    hub.ingest(b'{"device":"a","sensor":"s","value":7}', default_device="x")
+    clock.advance(0)
+    assert [json.loads(p)["value"] for _, p in server_frames(transport.drain())] == [7]
+    # the state it shares starts changing per connection when it closes
+    protocol.dataReceived(client_frame(b"\x03\xe8", opcode=8))
+    frames = server_frames(transport.drain())
+    assert frames[-1][0] == 8 and close_code(frames[-1][1]) == 1000
+    assert protocol.state != protocol.STATE_OPEN
+    assert type(protocol).state == protocol.STATE_OPEN  # the class's default is untouched
+
+
+def test_factories_with_different_options_keep_them_apart(hub, clock):
+    small = DashboardFactory(hub, clock, reply_buffer=4096, max_message_size=100, ping_interval=0)
+    large = DashboardFactory(hub, clock, reply_buffer=4096, max_message_size=5000, ping_interval=0)
+    a, _ = open_socket(small)
+    b, _ = open_socket(large, peer="10.0.0.11")
+    assert (a.maxMessagePayloadSize, b.maxMessagePayloadSize) == (100, 5000)

@@ -11,6 +11,13 @@
  * default because a subscriber must cost far less per frame than the hub
  * (see benchmarks/README.md for the measured costs).
  *
+ * --parallel 1 opens every client at once (nonblocking connects, then the
+ * handshakes as they complete) instead of one after the other; --reconnect 1
+ * drops every client on "go" and reopens them all at once (the harness has
+ * restarted the hub meanwhile). Both report {"opened": {...}}: how many
+ * opened, refused, reset or timed out (--connect-timeout s), and how long the
+ * last one took.
+ *
  * Client frames are masked with the all-zero key (legal; masking is then the
  * identity). Server frames are walked header to header; a payload is only
  * looked at for the sampled latency: value = send time in µs.
@@ -46,6 +53,14 @@ typedef struct {
 static const char *host = "127.0.0.1", *path = "/", *protocol = NULL, *lat_out = NULL;
 static int port = 0, nconns = 10, nstalled = 0, lat_every = 0;
 static double settle = 0.3;
+static int parallel = 0;   /* --parallel 1: open every client at once (nonblocking) */
+static int reconnect = 0;  /* --reconnect 1: on "go", reopen every client at once */
+static double connect_timeout = 30.0;
+/* what the last parallel opening did (reported in ready/result) */
+static struct {
+    int ok, refused, reset, timeout, other;
+    double all_open_s, p50_ms, p99_ms, max_ms;
+} opened;
 static const char *subscribe[8];
 static int nsubscribe = 0;
 
@@ -249,6 +264,149 @@ static int open_one(conn_t *c, int rcvbuf) {
     return -1;
 }
 
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void fail_kind(int err) {
+    if (err == ECONNREFUSED) opened.refused++;
+    else if (err == ECONNRESET || err == EPIPE) opened.reset++;
+    else if (err == ETIMEDOUT) opened.timeout++;
+    else opened.other++;
+}
+
+/*
+ * Open clients [0, total) all at once, as dashboards do after a hub restart:
+ * every connect() is issued before any handshake completes; a client whose
+ * SYN the kernel drops retries on TCP's own timer (1 s, 3 s, 7 s, ...), so
+ * the time until the last one is open shows whether the hub's backlog and
+ * accept loop kept up. A failure is not retried: refusals are counted.
+ */
+static void open_parallel(int total) {
+    memset(&opened, 0, sizeof opened);
+    int cep = epoll_create1(0);
+    int64_t *t_start = calloc((size_t)total, sizeof *t_start);
+    int64_t *took = calloc((size_t)total, sizeof *took);
+    int *state = calloc((size_t)total, sizeof *state);   /* 0 done, 1 connecting, 2 handshaking */
+    char (*resp)[1024] = calloc((size_t)total, sizeof *resp);
+    size_t *got = calloc((size_t)total, sizeof *got);
+    if (!cep || !t_start || !took || !state || !resp || !got) die("calloc");
+    char req[1024];
+    int nreq = snprintf(req, sizeof req,
+                        "GET %s HTTP/1.1\r\nHost: %s:%d\r\nUpgrade: websocket\r\n"
+                        "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                        "Sec-WebSocket-Version: 13\r\n%s%s%s\r\n",
+                        path, host, port, protocol ? "Sec-WebSocket-Protocol: " : "",
+                        protocol ? protocol : "", protocol ? "\r\n" : "");
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(port);
+    inet_pton(AF_INET, host, &a.sin_addr);
+    int64_t t0 = now_us();
+    int pending = 0, nok = 0;
+    for (int i = 0; i < total; i++) {
+        conn_t *c = &conns[i];
+        c->fd = -1;
+        c->open = 0;
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        if (fd < 0) { fail_kind(errno); continue; }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (c->stalled) { int rb = 4096; setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &rb, sizeof rb); }
+        t_start[i] = now_us();
+        if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0 && errno != EINPROGRESS) {
+            fail_kind(errno);
+            close(fd);
+            continue;
+        }
+        struct epoll_event ev = {.events = EPOLLOUT, .data.u64 = (uint64_t)i};
+        epoll_ctl(cep, EPOLL_CTL_ADD, fd, &ev);
+        c->fd = fd;
+        state[i] = 1;
+        pending++;
+    }
+    int64_t deadline = t0 + (int64_t)(connect_timeout * 1e6);
+    struct epoll_event evs[512];
+    while (pending && now_us() < deadline) {
+        int n = epoll_wait(cep, evs, 512, 50);
+        for (int k = 0; k < n; k++) {
+            int i = (int)evs[k].data.u64;
+            conn_t *c = &conns[i];
+            int err = 0;
+            if (state[i] == 1) {
+                socklen_t el = sizeof err;
+                getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+                if (!err) {
+                    if (send(c->fd, req, (size_t)nreq, MSG_NOSIGNAL) != nreq) err = errno ? errno : EPIPE;
+                }
+                if (!err) {
+                    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)i};
+                    epoll_ctl(cep, EPOLL_CTL_MOD, c->fd, &ev);
+                    state[i] = 2;
+                    continue;
+                }
+            } else {
+                ssize_t r = recv(c->fd, resp[i] + got[i], sizeof resp[i] - 1 - got[i], 0);
+                if (r < 0 && (errno == EAGAIN || errno == EINTR)) continue;
+                if (r <= 0) err = r < 0 ? errno : ECONNRESET;
+                else {
+                    got[i] += (size_t)r;
+                    resp[i][got[i]] = 0;
+                    char *end = strstr(resp[i], "\r\n\r\n");
+                    if (!end) {
+                        if (got[i] < sizeof resp[i] - 1) continue;
+                        err = EPROTO;
+                    } else if (!strstr(resp[i], " 101 ") || strstr(resp[i], " 101 ") > strstr(resp[i], "\r\n")) {
+                        err = EPROTO;
+                    } else {
+                        took[nok++] = now_us() - t_start[i];
+                        opened.all_open_s = (now_us() - t0) / 1e6;
+                        epoll_ctl(cep, EPOLL_CTL_DEL, c->fd, NULL);
+                        c->open = 1;
+                        size_t left = got[i] - (size_t)(end + 4 - resp[i]);
+                        c->ncarry = 0;
+                        if (left) {
+                            if (left > c->capcarry) {
+                                c->capcarry = left * 2;
+                                c->carry = realloc(c->carry, c->capcarry);
+                                if (!c->carry) die("realloc");
+                            }
+                            memcpy(c->carry, end + 4, left);
+                            c->ncarry = left;
+                        }
+                        state[i] = 0;
+                        pending--;
+                        continue;
+                    }
+                }
+            }
+            fail_kind(err);
+            epoll_ctl(cep, EPOLL_CTL_DEL, c->fd, NULL);
+            close(c->fd);
+            c->fd = -1;
+            state[i] = 0;
+            pending--;
+        }
+    }
+    for (int i = 0; i < total; i++) {
+        if (state[i]) {   /* still connecting or waiting for the 101 */
+            opened.timeout++;
+            close(conns[i].fd);
+            conns[i].fd = -1;
+        }
+    }
+    opened.ok = nok;
+    if (nok) {
+        qsort(took, (size_t)nok, sizeof *took, cmp_i64);
+        opened.p50_ms = took[(nok - 1) / 2] / 1000.0;
+        opened.p99_ms = took[(int)((nok - 1) * 0.99)] / 1000.0;
+        opened.max_ms = took[nok - 1] / 1000.0;
+    }
+    close(cep);
+    free(t_start); free(took); free(state); free(resp); free(got);
+}
+
 static void watch(conn_t *c, int idx) {
     struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)idx};
     if (epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) < 0) die("epoll_ctl");
@@ -323,6 +481,39 @@ static double cpu_s(void) {
     return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
 }
 
+/* After a parallel opening: subscribe frames out, readable clients watched. */
+static void start_open(int total) {
+    for (int i = 0; i < total; i++) {
+        conn_t *c = &conns[i];
+        if (!c->open || c->fd < 0) continue;
+        for (int s = 0; s < nsubscribe; s++) send_frame(c->fd, 1, subscribe[s], strlen(subscribe[s]));
+        if (!c->stalled) watch(c, i);
+    }
+}
+
+/* --reconnect: drop every client (the hub restarted), then reopen all at once. */
+static void reopen_all(int total) {
+    for (int i = 0; i < total; i++) {
+        conn_t *c = &conns[i];
+        if (c->fd >= 0) {
+            epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, NULL);
+            close(c->fd);
+        }
+        c->fd = -1;
+        c->open = c->closed = c->lost = 0;
+        c->ncarry = 0;
+    }
+    open_parallel(total);
+    start_open(total);
+}
+
+static void print_opened(const char *key) {
+    printf("\"%s\": {\"ok\": %d, \"refused\": %d, \"reset\": %d, \"timeout\": %d, \"other\": %d, "
+           "\"all_open_s\": %.3f, \"p50_ms\": %.2f, \"p99_ms\": %.2f, \"max_ms\": %.2f}",
+           key, opened.ok, opened.refused, opened.reset, opened.timeout, opened.other, opened.all_open_s,
+           opened.p50_ms, opened.p99_ms, opened.max_ms);
+}
+
 int main(int argc, char **argv) {
     for (int i = 1; i + 1 < argc; i += 2) {
         const char *k = argv[i], *v = argv[i + 1];
@@ -336,6 +527,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(k, "--lat-out")) lat_out = v;
         else if (!strcmp(k, "--settle")) settle = atof(v);
         else if (!strcmp(k, "--subscribe") && nsubscribe < 8) subscribe[nsubscribe++] = v;
+        else if (!strcmp(k, "--parallel")) parallel = atoi(v);
+        else if (!strcmp(k, "--reconnect")) reconnect = atoi(v);
+        else if (!strcmp(k, "--connect-timeout")) connect_timeout = atof(v);
         /* --concurrency, --loop: accepted for compatibility, unused */
     }
     struct rlimit rl;
@@ -352,9 +546,17 @@ int main(int argc, char **argv) {
     for (int i = 0; i < total; i++) {
         conns[i].fd = -1;
         conns[i].stalled = i >= nconns;
-        if (open_one(&conns[i], conns[i].stalled ? 4096 : 0) < 0) { failed++; continue; }
-        if (!conns[i].stalled) watch(&conns[i], i);
-        if ((i & 63) == 63) loop_once(0);   /* keep up with snapshots while connecting */
+    }
+    if (parallel) {
+        open_parallel(total);
+        failed = total - opened.ok;
+        start_open(total);
+    } else {
+        for (int i = 0; i < total; i++) {
+            if (open_one(&conns[i], conns[i].stalled ? 4096 : 0) < 0) { failed++; continue; }
+            if (!conns[i].stalled) watch(&conns[i], i);
+            if ((i & 63) == 63) loop_once(0);   /* keep up with snapshots while connecting */
+        }
     }
     fcntl(0, F_SETFL, fcntl(0, F_GETFL) | O_NONBLOCK);
     struct epoll_event sev = {.events = EPOLLIN, .data.u64 = STDIN_TAG};
@@ -363,18 +565,27 @@ int main(int argc, char **argv) {
     while (now_us() < until) loop_once(20);
     int connected = 0;
     for (int i = 0; i < nconns; i++) connected += conns[i].open;
-    printf("{\"ready\": {\"connected\": %d, \"failed\": %d, \"errors\": [], \"connect_s\": %.3f}}\n",
+    printf("{\"ready\": {\"connected\": %d, \"failed\": %d, \"errors\": [], \"connect_s\": %.3f, ",
            connected, failed, (now_us() - started) / 1e6);
+    print_opened("opened");
+    printf("}}\n");
     fflush(stdout);
 
     uint64_t at_go = 0;
     int have_go = 0;
     while (!want_finish && !stdin_eof) {
         loop_once(50);
-        if (!have_go && m0 != INT64_MAX) { have_go = 1; at_go = total_frames(); }
+        if (!have_go && m0 != INT64_MAX) {
+            have_go = 1;
+            if (reconnect) reopen_all(total);
+            at_go = total_frames();
+        }
     }
     if (stdin_eof && !want_finish) return 0;
-    if (!have_go) at_go = total_frames();
+    if (!have_go) {   /* "go" and "finish" came in one read */
+        if (m0 != INT64_MAX && reconnect) reopen_all(total);
+        at_go = total_frames();
+    }
     /* drain until quiet */
     int64_t deadline = now_us() + (int64_t)(drain_s * 1e6);
     uint64_t last = (uint64_t)-1;
@@ -419,10 +630,12 @@ int main(int argc, char **argv) {
     uint64_t tf = total_frames();
     printf("{\"result\": {\"conns\": %d, \"in_window\": %llu, \"per_conn_min\": %llu, \"per_conn_max\": %llu, "
            "\"frames_total\": %llu, \"frames_after_go\": %llu, \"closed_by_server\": %llu, \"lost\": %llu, "
-           "\"lat_samples\": %zu, \"stalled\": [%s], \"cpu_s\": %.4f}}\n",
+           "\"lat_samples\": %zu, \"stalled\": [%s], \"cpu_s\": %.4f, ",
            connected, (unsigned long long)in_window, (unsigned long long)mn, (unsigned long long)mx,
            (unsigned long long)tf, (unsigned long long)(tf - at_go), (unsigned long long)closed,
            (unsigned long long)lost, nlat, stalled_json, cpu_s());
+    print_opened("opened");
+    printf("}}\n");
     fflush(stdout);
     return 0;
 }

@@ -19,6 +19,7 @@ or the HTTP resource tree (``tantra.web.site``).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -39,6 +40,7 @@ from tantra.security.gate import FORBIDDEN, SENDERS, Ingress
 from tantra.security.readers import origin_allowed, presented_token, subscribe_scoped
 from tantra.security.tokens import Token
 from tantra.store.query import StoredReading
+from tantra.transports import compact
 from tantra.transports.ordered import OrderedReplies
 from tantra.transports.sendnow import writer_for
 from tantra.transports.websocket import (
@@ -53,6 +55,31 @@ FILTER_PARAMETERS = ("device", "sensor")
 #: Not a filter: the token (``?token=``), taken out before the filter is read.
 TOKEN_PARAMETER = "token"
 _OPEN = WebSocketServerProtocol.STATE_OPEN
+_NO_HEADERS: Any = MappingProxyType({})  # read-only: shared by every open dashboard
+_NONE_WHEN_OPEN = ("_perMessageCompress", "autoPingPending", "autoPingPendingSent",
+    "autoPingTimeoutCall", "closeHandshakeTimeoutCall", "openHandshakeTimeoutCall",
+    "serverConnectionDropTimeoutCall", "trackedTimings", "localCloseCode", "localCloseReason",
+    "remoteCloseCode", "remoteCloseReason", "wasNotCleanReason", "current_frame",
+    "websocket_protocol_in_use", "http_request_data", "http_response_data", "http_status_line",
+    "_close_waiters", "_since", "_replies", "_token", "_release_token", "_presented")  # fmt: skip
+_FALSE_WHEN_OPEN = ("closedByMe", "droppedByMe", "failedByMe", "triggered", "wasClean",
+    "wasCloseHandshakeTimeout", "wasMaxFramePayloadSizeExceeded",
+    "wasMaxMessagePayloadSizeExceeded", "wasOpenHandshakeTimeout",
+    "wasServerConnectionDropTimeout", "wasServingFlashSocketPolicyFile", "inside_message",
+    "_is_closed")  # fmt: skip
+#: What every dashboard holds by the time it is open, at the value almost all
+#: of them keep (set by Autobahn's connectionMade and handshake, or by this
+#: class): kept once on the class, not per connection (``tantra.transports.compact``).
+_OPEN_DEFAULTS: dict[str, Any] = {
+    **dict.fromkeys(_NONE_WHEN_OPEN),
+    **dict.fromkeys(_FALSE_WHEN_OPEN, False),
+    "send_state": WebSocketServerProtocol.SEND_STATE_GROUND,
+    "state": _OPEN,
+    "data": b"",
+    "autoPingPendingSeq": 0,
+    "http_headers": _NO_HEADERS,
+    "http_request_params": _NO_HEADERS,
+}
 
 
 def frame_text(payload: bytes) -> bytes:
@@ -179,16 +206,17 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
         self._forget_handshake()
 
     def _forget_handshake(self) -> None:
-        """Drop the raw handshake Autobahn keeps (~1 KB a client; unused once open).
+        """Drop the raw handshake Autobahn keeps (~1 KB a client; unused once open),
+        then keep on the class what every open dashboard holds alike (~2.5 KB).
 
         A hub holds thousands of idle dashboards: per-client memory is what
         limits it, so nothing is kept that only the handshake needed.
         """
         forgotten: Any = None
         self.http_request_data = self.http_response_data = forgotten
-        self.http_headers = {}
-        self.http_request_params = {}
+        self.http_headers = self.http_request_params = _NO_HEADERS
         self.http_status_line = forgotten
+        compact.compact(self, _SHARED_NAMES)
 
     def _not_connected(self, data: bytes) -> None:
         raise RuntimeError("no transport yet")
@@ -327,6 +355,10 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
             self._subscription = None
 
 
+compact.share(DashboardProtocol, _OPEN_DEFAULTS)
+_SHARED_NAMES = tuple(_OPEN_DEFAULTS)
+
+
 @implementer(IGoodbye)
 class DashboardFactory(HubWebSocketFactory, WebSocketServerFactory):
     """Builds dashboard connections and knows the open ones (to close them on stop)."""
@@ -353,6 +385,18 @@ class DashboardFactory(HubWebSocketFactory, WebSocketServerFactory):
         self.allowed_origins = tuple(allowed_origins)
         #: The token of the request being upgraded (``tantra.security.web``).
         self.presented_secret: str | None = None
+
+    def setProtocolOptions(self, **options: Any) -> None:  # type: ignore[override]
+        """Autobahn's, then the options on a protocol class of this factory's own.
+
+        Autobahn copies every option onto each connection unless its class
+        has it already: with the options on the class, a connection holds
+        none of them (``tantra.transports.compact``).
+        """
+        super().setProtocolOptions(**options)
+        self.protocol = compact.with_options(  # type: ignore[assignment]
+            DashboardProtocol, self, DashboardProtocol.CONFIG_ATTRS
+        )
 
     @property
     def clients(self) -> set[DashboardProtocol]:

@@ -34,14 +34,15 @@ def writer_for(transport) -> Callable[[bytes], None]:
     send = transport.socket.send
 
     def write_through(data: bytes) -> None:
-        if (
-            transport.dataBuffer
-            or transport._tempDataBuffer
-            or transport.disconnecting
-            or transport._writeDisconnected
-            or not transport.connected
-        ):
-            write(data)  # keep order behind what Twisted holds, or let it refuse
+        # Only what Twisted holds decides: data behind it must wait its turn.
+        # The other states need no test of their own here (each costs a
+        # look-up per client per turn): after ``connectionLost`` the socket
+        # is closed, so ``send`` fails and ``write`` drops the data as Twisted
+        # does; after a half-close it fails with EPIPE the same way; while
+        # ``disconnecting`` with nothing held, Twisted's ``write`` would still
+        # send the data before closing, so sending it now is the same.
+        if transport.dataBuffer or transport._tempDataBuffer or transport._writeDisconnected:
+            write(data)
             return
         try:
             sent = send(data)
@@ -50,7 +51,7 @@ def writer_for(transport) -> Callable[[bytes], None]:
         except OSError:
             write(data)  # Twisted's next write attempt reports the broken connection
             return
-        if sent < len(data):
+        if sent != len(data):
             write(data[sent:])
 
     return write_through

@@ -1,0 +1,97 @@
+"""Per-delivery cost of the broadcast path, in-process (issue 14, item 3).
+
+``Hub._deliver`` -> ``Outbox.deliver`` -> write-through -> ``socket.send`` to N
+loopback sockets, against a bare ``for send in sends: send(data)`` loop;
+receivers are drained outside the timing. Deterministic enough for an A/B of a
+few tens of ns where the end-to-end benchmark moves ±20 %:
+
+    taskset -c 0 python benchmarks/experiments/mb2.py [rounds]
+    PYTHONPATH=/tmp/frozen-tree taskset -c 0 python benchmarks/experiments/mb2.py
+
+The C twin of the bare loop (one ``send`` per socket) is the floor that
+``loadgen/wsrelay.c`` measures in the benchmark proper.
+"""
+
+from __future__ import annotations
+
+import socket
+import statistics
+import sys
+import time
+
+from twisted.internet import reactor, tcp
+
+from tantra.counters import Counters
+from tantra.hub import Batch, Hub
+from tantra.outbox import Outbox
+from tantra.transports.sendnow import writer_for
+
+N = 1000
+DATA = b"\x81\x50" + b"x" * 80
+
+
+def main(rounds: int) -> None:
+    ls = socket.socket()
+    ls.bind(("127.0.0.1", 0))
+    ls.listen(2048)
+    clients, conns = [], []
+    for _ in range(N):
+        c = socket.create_connection(ls.getsockname())
+        c.setblocking(False)
+        s, _addr = ls.accept()
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        s.setblocking(False)
+        clients.append(c)
+        t = tcp.Connection(s, None, reactor)
+        t.connected = 1
+        conns.append(t)
+    counters = Counters()
+
+    def encode(readings):
+        return DATA
+
+    members = {
+        Outbox(
+            write=writer_for(t),
+            encode=encode,
+            clock=reactor,
+            stall_timeout=30,
+            on_give_up=lambda reason: None,
+            counters=counters,
+        ): None
+        for t in conns
+    }
+    sends = [t.socket.send for t in conns]
+
+    def drain() -> None:
+        for c in clients:
+            try:
+                while c.recv(65536):
+                    pass
+            except BlockingIOError:
+                pass
+
+    def full() -> None:
+        Hub._deliver(members, Batch([object()]))  # type: ignore[list-item]
+
+    def raw() -> None:
+        for send in sends:
+            send(DATA)
+
+    order = [("raw", raw), ("full", full), ("raw2", raw), ("full2", full)]
+    res: dict[str, list[float]] = {k: [] for k, _ in order}
+    for _ in range(rounds):
+        for k, f in order:
+            drain()
+            t0 = time.perf_counter_ns()
+            f()
+            res[k].append((time.perf_counter_ns() - t0) / N)
+    med = {k: statistics.median(v) for k, v in res.items()}
+    for k, v in med.items():
+        print(f"{k:6s} median ns/delivery {v:.0f}")
+    over = statistics.median([med["full"] - med["raw"], med["full2"] - med["raw2"]])
+    print(f"hub path over a bare send loop: {over:.0f} ns/delivery")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 80)
