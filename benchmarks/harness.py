@@ -672,6 +672,8 @@ class Variant:
 ACKED_METRICS = (
     ("readings_per_s", "acked readings/s", True),
     ("hub_us_per_reading", "hub CPU µs/reading", False),
+    ("main_us_per_reading", "  of it reactor thread", False),
+    ("threads_us_per_reading", "  of it other threads (writer)", False),
     ("hub_util", "hub CPU busy", None),
     ("load_util", "load CPU busy", None),
     ("ack_p50_ms", "ack p50 ms", None),
@@ -934,6 +936,13 @@ def clear_retained(topic_filter: str) -> None:
         subprocess.run(["mosquitto_pub", "-h", host, "-p", port, "-t", topic, "-r", "-n"])
 
 
+def main_thread_cpu(hub) -> float:
+    """utime + stime of the hub's reactor (main) thread alone."""
+    with open(f"/proc/{hub.pid}/task/{hub.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / procs.CLK_TCK
+
+
 def hub_stats(hub) -> dict:
     import json
     import urllib.request
@@ -975,10 +984,10 @@ def trial_dev(hubs: PathHubs, v: Variant, t: Timing, window=NO_WINDOW) -> dict:
         m0, m1 = t0 + t.warm, t0 + t.warm + dur
         dev.send({"go": {"t0": t0, "m0": m0, "m1": m1}})
         sleep_until(m0)
-        c0, l0 = hubs.cpu(), dev.cpu()
+        c0, l0, m0cpu = hubs.cpu(), dev.cpu(), main_thread_cpu(hub)
         window.begin()
         sleep_until(m1)
-        c1, l1 = hubs.cpu(), dev.cpu()
+        c1, l1, m1cpu = hubs.cpu(), dev.cpu(), main_thread_cpu(hub)
         window.end()
         dev.send({"finish": {"drain_s": t.drain}})
         r = dev.expect("result", t.drain + 30)
@@ -998,6 +1007,9 @@ def trial_dev(hubs: PathHubs, v: Variant, t: Timing, window=NO_WINDOW) -> dict:
         "hub_util": cpu / dur,
         "hub_us_per_reading": cpu * 1e6 / n if n else None,
         "load_util": (l1 - l0) / dur,
+        # the reactor thread alone; the rest is the history writer (and read threads)
+        "main_us_per_reading": (m1cpu - m0cpu) * 1e6 / n if n else None,
+        "threads_us_per_reading": (cpu - (m1cpu - m0cpu)) * 1e6 / n if n else None,
         "errors": r["errors"],
         "window_resets": r["window_resets"],
         "shed": s1.get("shed", 0) - s0.get("shed", 0),

@@ -580,6 +580,7 @@ class SeqConn:
         dev = device.encode()
         self.prefix = [b'{"device":"%s","sensor":"s%d","value":' % (dev, i) for i in range(sensors)]
         self.write = None  # set by the transport: bytes -> None (one payload)
+        self.write_many = None  # list[bytes] -> None (payloads in order)
 
     def payload(self, n: int, t_us: int, sample: bool) -> bytes:
         """``n`` readings (a batch when n > 1) whose value is the send time in µs."""
@@ -613,7 +614,9 @@ class SeqSender:
         self.last_progress = time.monotonic()
         self.window_resets = 0
 
-    def reply(self, conn: SeqConn, line: bytes) -> None:
+    def reply(self, conn: SeqConn, line: bytes, pump: bool = True) -> None:
+        """One reply line; ``pump``: refill the window now (else the caller does,
+        once per read, so a read's worth of new payloads goes out in one write)."""
         now = now_us()
         if line.startswith(ACK_HEAD):
             body = line[7:].rstrip(b"} \r")
@@ -637,25 +640,33 @@ class SeqSender:
             conn.inflight -= 1
             if not self.error_sample:
                 self.error_sample = line[:200].decode(errors="replace")
-        if self.running and self.a.mode == "max":
+        if pump and self.running and self.a.mode == "max":
             self.pump(conn)
 
-    def send(self, conn: SeqConn) -> None:
+    def payload(self, conn: SeqConn) -> bytes:
         a = self.a
         t = now_us()
         self.k += 1
         sample = a.mode == "rate" or self.k % a.lat_every == 0
-        conn.write(conn.payload(a.batch, t, sample))
         self.sent += a.batch
         if self.win.m0 <= t <= self.win.m1:
             self.sent_in_window += a.batch
+        return conn.payload(a.batch, t, sample)
+
+    def send(self, conn: SeqConn) -> None:
+        conn.write(self.payload(conn))
 
     def pump(self, conn: SeqConn) -> None:
+        """Fill the window; the new payloads go out in one write (TCP) as a device
+        with a backlog would send them, not one segment per payload."""
+        out = []
         while conn.inflight + self.a.batch <= self.a.window:
             if now_us() >= self.t_end:
                 self.running = False
-                return
-            self.send(conn)
+                break
+            out.append(self.payload(conn))
+        if out:
+            conn.write_many(out)
 
     async def unstick(self) -> None:
         """A reply lost (or a shed reading never acked) must not stall the window."""
@@ -696,6 +707,7 @@ class _TcpDev(asyncio.Protocol):
         self.transport = transport
         transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.conn.write = lambda data: transport.write(data + b"\n")
+        self.conn.write_many = lambda items: transport.write(b"\n".join(items) + b"\n")
 
     def data_received(self, data: bytes) -> None:
         if self.buf:
@@ -709,7 +721,10 @@ class _TcpDev(asyncio.Protocol):
                 else:
                     self.authed.set_exception(ConnectionError(line.decode(errors="replace")))
                 continue
-            self.sender.reply(self.conn, line)
+            self.sender.reply(self.conn, line, pump=False)
+        sender = self.sender
+        if sender.running and sender.a.mode == "max":
+            sender.pump(self.conn)
 
     def connection_lost(self, exc) -> None:
         if not self.authed.done():
@@ -763,6 +778,7 @@ def open_mqtt_devs(loop, args, sender: SeqSender, seq0: int) -> list:
             raise SystemExit("MQTT: no SUBACK within 10 s")
         topic = f"{prefix}/in/{conn.device}"
         conn.write = lambda data, c=client, t=topic: c.publish(t, data, qos=0)
+        conn.write_many = lambda items, w=conn.write: [w(item) for item in items]
         clients.append(client)
     return clients
 
