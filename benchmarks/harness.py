@@ -760,13 +760,15 @@ def path_scenarios() -> list[Scenario]:
         ),
         Scenario(
             "mqtt-ingest",
-            "ingest with seq, 4 devices, batches of 10 (store none, hub on the broker): "
-            "TCP / MQTT bridge (tantra/in → tantra/ack, QoS 0 publishes)",
+            "ingest with seq, 4 devices, batches of 10, store none: TCP without a broker / "
+            "TCP with the hub bridged out to the broker (every reading published) / MQTT in "
+            "(tantra/in → tantra/ack, QoS 0 publishes)",
             "paths",
             dict(
                 variants=[
-                    Variant("tcp", dict(store="none", mqtt=True), tcp),
-                    Variant("mqtt", dict(store="none", mqtt=True), {**tcp, "transport": "mqtt"}),
+                    Variant("tcp, no broker", dict(store="none"), tcp),
+                    Variant("tcp, bridged out", dict(store="none", mqtt=True), tcp),
+                    Variant("mqtt in", dict(store="none", mqtt=True), {**tcp, "transport": "mqtt"}),
                 ]
             ),
             targets=("tantra",),
