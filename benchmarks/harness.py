@@ -717,6 +717,34 @@ def path_scenarios() -> list[Scenario]:
             goal="SQLite ≥ 100,000/s, PostgreSQL ≥ 50,000/s (issue 10)",
         ),
         Scenario(
+            "ingest-tcp-pg",
+            "ingest over raw TCP as ingest-tcp-store (no seq, counted by broadcasts on a WS "
+            "counter): store none / SQLite / PostgreSQL; 'shed' says whether the store kept up",
+            "paths",
+            dict(
+                variants=[
+                    Variant(
+                        name,
+                        dict(store=store),
+                        dict(kind="ingest", transport="tcp", burst=32, window=2048),
+                    )
+                    for name, store in (
+                        ("store none", "none"),
+                        ("sqlite", "sqlite"),
+                        ("postgresql", "postgresql"),
+                    )
+                ]
+            ),
+            targets=("tantra",),
+            metrics=(
+                ("readings_per_s", "readings/s", True),
+                ("hub_us_per_reading", "hub CPU µs/reading", False),
+                ("hub_util", "hub CPU busy", None),
+                ("shed", "shed by the store", None),
+            ),
+            goal="PostgreSQL ≥ 50,000/s (issue 10), none shed",
+        ),
+        Scenario(
             "ack-latency",
             "send → ack at 10,000 readings/s (batches of 10, 1 device): store none / SQLite / "
             "PostgreSQL (acks after commit)",
@@ -1124,7 +1152,24 @@ def trial_bus(hubs: PathHubs, v: Variant, t: Timing, window=NO_WINDOW) -> dict:
     }
 
 
-PATH_TRIALS = {"dev": trial_dev, "cluster": trial_cluster, "bus": trial_bus}
+def trial_stored_ingest(hubs: PathHubs, v: Variant, t: Timing, window=NO_WINDOW) -> dict:
+    """``trial_ingest`` (broadcasts counted, no seq) plus what the store shed meanwhile:
+    without acks nothing slows the device when the writer falls behind, so a
+    figure with readings shed overstates what was stored."""
+    hub = hubs.hubs[0]
+    s0 = hub_stats(hub).get("store", {})
+    out = trial_ingest(hub, v.load, t, window)
+    s1 = hub_stats(hub).get("store", {})
+    out["shed"] = s1.get("shed", 0) - s0.get("shed", 0)
+    return out
+
+
+PATH_TRIALS = {
+    "dev": trial_dev,
+    "cluster": trial_cluster,
+    "bus": trial_bus,
+    "ingest": trial_stored_ingest,
+}
 
 
 def path_label(v: Variant, target: str) -> str:
