@@ -795,12 +795,24 @@ def path_scenarios() -> list[Scenario]:
             dict(
                 variants=[
                     Variant("tcp, no broker", dict(store="none"), tcp),
-                    Variant("tcp, bridged out", dict(store="none", mqtt=True), tcp),
-                    Variant("mqtt in", dict(store="none", mqtt=True), {**tcp, "transport": "mqtt"}),
+                    Variant(
+                        "tcp, bridged out", dict(store="none", mqtt=True), {**tcp, "count_mqtt": 1}
+                    ),
+                    Variant(
+                        "mqtt in",
+                        dict(store="none", mqtt=True),
+                        {**tcp, "transport": "mqtt", "count_mqtt": 1},
+                    ),
                 ]
             ),
             targets=("tantra",),
-            metrics=ACKED_METRICS,
+            metrics=(
+                *ACKED_METRICS[:2],
+                ("bridged_per_s", "bridged out to MQTT, received/s", None),
+                ("mqtt_published", "readings published (trial)", None),
+                ("mqtt_dropped", "publishes dropped, queue full (trial)", None),
+                *ACKED_METRICS[2:],
+            ),
         ),
         Scenario(
             "cluster-latency",
@@ -1005,11 +1017,14 @@ def trial_dev(hubs: PathHubs, v: Variant, t: Timing, window=NO_WINDOW) -> dict:
     ]  # fmt: skip
     for token in hubs.tokens:
         args += ["--auth", token]
+    if p.get("count_mqtt"):
+        args.append("--count-mqtt")
     dur = t.rate_dur if p.get("mode") == "rate" else t.dur
     dev = procs.Loader(args)
     try:
         dev.expect("ready", 30)
-        s0 = hub_stats(hub).get("store", {})
+        st0 = hub_stats(hub)
+        s0 = st0.get("store", {})
         t0 = time.monotonic() + 0.2
         m0, m1 = t0 + t.warm, t0 + t.warm + dur
         dev.send({"go": {"t0": t0, "m0": m0, "m1": m1}})
@@ -1021,7 +1036,8 @@ def trial_dev(hubs: PathHubs, v: Variant, t: Timing, window=NO_WINDOW) -> dict:
         window.end()
         dev.send({"finish": {"drain_s": t.drain}})
         r = dev.expect("result", t.drain + 30)
-        s1 = hub_stats(hub).get("store", {})
+        st1 = hub_stats(hub)
+        s1 = st1.get("store", {})
         lat = array.array("q")
         with open(lat_path, "rb") as f:
             lat.frombytes(f.read())
@@ -1045,6 +1061,14 @@ def trial_dev(hubs: PathHubs, v: Variant, t: Timing, window=NO_WINDOW) -> dict:
         "shed": s1.get("shed", 0) - s0.get("shed", 0),
         "commits": s1.get("commits", 0) - s0.get("commits", 0),
     }
+    if p.get("count_mqtt"):
+        out["bridged_per_s"] = r["bridged_in_window"] / dur
+        q0, q1 = st0.get("mqtt", {}), st1.get("mqtt", {})
+        # whole trial (warm-up and drain included): what the hub published / dropped
+        out["mqtt_published"] = q1.get("readings_published", 0) - q0.get("readings_published", 0)
+        out["mqtt_dropped"] = sum((q1.get("publish_dropped") or {}).values()) - sum(
+            (q0.get("publish_dropped") or {}).values()
+        )
     if r["error_sample"]:
         out["error_sample"] = r["error_sample"]
     if r["sent_in_window"] and p.get("mode") == "rate":

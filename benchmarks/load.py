@@ -783,6 +783,31 @@ def open_mqtt_devs(loop, args, sender: SeqSender, seq0: int) -> list:
     return clients
 
 
+def count_bridged(args, win: Window, counts: list[int]):
+    """An MQTT client counting the hub's bridged-out readings (``<prefix>/reading/#``)
+    that arrive inside the window: the bridge's fan-out through the broker."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-count-{os.getpid()}",
+                         protocol=mqtt.MQTTv5)  # fmt: skip
+    subscribed = threading.Event()
+
+    def on_message(_c, _u, msg) -> None:
+        if not msg.retain and win.m0 <= now_us() <= win.m1:
+            counts[0] += 1
+
+    client.on_message = on_message
+    client.on_subscribe = lambda *a: subscribed.set()
+    host, _, port = args.mqtt.rpartition(":")
+    client.connect(host, int(port))
+    client.subscribe(f"{args.mqtt_prefix}/reading/#", 0)
+    client.loop_start()
+    if not subscribed.wait(10):
+        raise SystemExit("MQTT: no SUBACK within 10 s")
+    return client
+
+
 async def run_dev(args) -> None:
     loop = asyncio.get_running_loop()
     ctl = Control(loop)
@@ -791,8 +816,11 @@ async def run_dev(args) -> None:
     # seqs keep rising across repetitions against one hub (its de-dup window)
     seq0 = time.time_ns() // 1000
     clients = []
+    bridged = [0]
+    if args.count_mqtt:
+        clients.append(count_bridged(args, win, bridged))
     if args.transport == "mqtt":
-        clients = open_mqtt_devs(loop, args, sender, seq0)
+        clients += open_mqtt_devs(loop, args, sender, seq0)
     else:
         await open_tcp_devs(loop, args, sender, seq0)
     emit("ready", {"transport": args.transport, "conns": len(sender.conns)})
@@ -835,6 +863,7 @@ async def run_dev(args) -> None:
             "unacked_samples": sum(len(c.samples) for c in sender.conns),
             "lat_samples": len(sender.lat),
             "window_resets": sender.window_resets,
+            "bridged_in_window": bridged[0],
             "cpu_s": sum(os.times()[:2]),
         },
     )
@@ -851,6 +880,9 @@ def dev_parser() -> argparse.ArgumentParser:
     d.add_argument("--transport", default="tcp", choices=["tcp", "mqtt"])
     d.add_argument("--mqtt", default="127.0.0.1:1883", help="broker host:port")
     d.add_argument("--mqtt-prefix", default="tantra")
+    d.add_argument(
+        "--count-mqtt", action="store_true", help="count the readings bridged out to the broker"
+    )
     d.add_argument("--conns", type=int, default=1, help="devices (one connection each)")
     d.add_argument("--auth", action="append", help="device token per connection (in order)")
     d.add_argument("--device", default="bench-dev", help="device name prefix (-0, -1, ...)")
