@@ -787,10 +787,10 @@ def count_bridged(args, win: Window, counts: list[int]):
     """An MQTT client counting the hub's bridged-out readings (``<prefix>/reading/#``)
     that arrive inside the window: the bridge's fan-out through the broker.
 
-    A lower bound: it subscribes at QoS 0, and a broker drops QoS 0 messages
-    for a subscriber whose queue is full (Mosquitto: ``max_queued_messages``,
-    1000 by default); the hub's own ``readings_published`` and
-    ``publish_dropped`` counters say what it sent."""
+    A lower bound: it subscribes at QoS 0, and a broker may drop QoS 0
+    messages for a subscriber that does not keep up (its per-client queue
+    limits); the hub's own ``readings_published`` and ``publish_dropped``
+    counters say what it sent."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
