@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import array
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -48,7 +49,7 @@ SMOKE = Timing(reps=1, warm=0.1, dur=0.4, rate_dur=0.5, mem_settle=0.2, drain=1.
 class Scenario:
     key: str
     title: str
-    kind: str  # stream | ingest | memory | reconnect | wamp
+    kind: str  # stream | ingest | memory | reconnect | wamp | paths (variants of the hub)
     params: dict
     targets: tuple = ("tantra", "reference")
     metrics: tuple = ()  # (name, label, higher_is_better)
@@ -307,6 +308,7 @@ def scenarios() -> list[Scenario]:
             goal="≥ 1,000,000 events/s",
         )
     )
+    s += path_scenarios()
     return s
 
 
@@ -704,6 +706,7 @@ class Result:
     trials: dict = field(default_factory=dict)  # target -> [dict]
     skipped: dict = field(default_factory=dict)  # target -> reason
     versions: dict = field(default_factory=dict)  # target -> version when the scenario ran
+    variants: list = field(default_factory=list)  # "paths" scenarios: trial keys, baseline first
 
     def medians(self, target: str) -> dict:
         rows = [r for r in self.trials.get(target, []) if "error" not in r]
@@ -728,6 +731,9 @@ def run(
 ) -> list[Result]:
     results = []
     for sc in selected:
+        if sc.kind == "paths":  # variants of the Tantra hub, ratios to the first
+            results.append(run_paths(sc, targets, t, log, profile))
+            continue
         res = Result(sc)
         results.append(res)
         tg = [
@@ -819,3 +825,639 @@ def fmt(v) -> str:
     if a >= 10:
         return f"{v:.1f}"
     return f"{v:.2f}"
+
+
+# ------------------------------------------------ new paths (issue 14, item 5)
+#
+# Stored ingest (SQLite, PostgreSQL), ack latency after commit, auth, the MQTT
+# bridge and the cluster: each scenario runs *variants* of the Tantra hub
+# (store off/on, auth off/on, ...) alternately in one invocation and reports
+# every variant's medians with its ratio to the scenario's baseline variant
+# (the first). Devices send readings with ``seq`` (``load.py dev``) and count
+# acks: with a store an ack means committed, so acks/s is stored readings/s.
+# PostgreSQL and Mosquitto are used when reachable (else the variant is
+# skipped with the reason): PostgreSQL in a schema of its own per hub,
+# dropped afterwards; Mosquitto under a topic prefix of its own per run.
+
+PG_URL = os.environ.get("TANTRA_BENCH_PG", "postgresql://127.0.0.1:5432/test")
+MQTT_ADDR = os.environ.get("TANTRA_BENCH_MQTT", "127.0.0.1:1883")
+
+
+@dataclass
+class Variant:
+    label: str
+    #: hub set-up: store ("none" | "sqlite" | "postgresql"), auth (bool),
+    #: mqtt (bool), cluster (bool: two hubs A and B on the broker)
+    hub: dict
+    #: what the trial does: kind "dev" (load.py dev) or "cluster"; its parameters
+    load: dict
+
+
+ACKED_METRICS = (
+    ("readings_per_s", "acked readings/s", True),
+    ("hub_us_per_reading", "hub CPU µs/reading", False),
+    ("main_us_per_reading", "  of it reactor thread", False),
+    ("threads_us_per_reading", "  of it other threads (writer)", False),
+    ("hub_util", "hub CPU busy", None),
+    ("load_util", "load CPU busy", None),
+    ("ack_p50_ms", "ack p50 ms", None),
+    ("ack_p99_ms", "ack p99 ms", None),
+    ("shed", "shed by the store", None),
+)
+ACK_LATENCY_METRICS = (
+    ("ack_p50_ms", "ack p50 ms", False),
+    ("ack_p99_ms", "ack p99 ms", False),
+    ("ack_p999_ms", "ack p99.9 ms", False),
+    ("acked_pct", "acked %", None),
+    ("hub_us_per_reading", "hub CPU µs/reading", False),
+)
+CLUSTER_LAT_METRICS = (
+    ("added_p50_ms", "added p50 ms (B − A)", False),
+    ("added_p99_ms", "added p99 ms (B − A)", False),
+    ("a_p99_ms", "p99 on A ms", False),
+    ("b_p99_ms", "p99 on B ms", False),
+    ("delivered_pct", "delivered % on B", None),
+)
+
+
+def path_scenarios() -> list[Scenario]:
+    """The new paths' scenarios; ``params["variants"][0]`` is the baseline."""
+    tcp = dict(kind="dev", transport="tcp", mode="max", batch=10, window=4096, conns=4)
+    return [
+        Scenario(
+            "store-acked",
+            "TCP ingest, batches of 10 with seq, 4 devices, counted by acks (= committed): "
+            "store none / SQLite / PostgreSQL",
+            "paths",
+            dict(
+                variants=[
+                    Variant("store none", dict(store="none"), tcp),
+                    Variant("sqlite", dict(store="sqlite"), tcp),
+                    Variant("postgresql", dict(store="postgresql"), tcp),
+                ]
+            ),
+            targets=("tantra",),
+            metrics=ACKED_METRICS,
+            goal="SQLite ≥ 100,000/s, PostgreSQL ≥ 50,000/s (issue 10)",
+        ),
+        Scenario(
+            "ingest-tcp-pg",
+            "ingest over raw TCP as ingest-tcp-store (no seq, counted by broadcasts on a WS "
+            "counter): store none / SQLite / PostgreSQL; 'shed' says whether the store kept up",
+            "paths",
+            dict(
+                variants=[
+                    Variant(
+                        name,
+                        dict(store=store),
+                        dict(kind="ingest", transport="tcp", burst=32, window=2048),
+                    )
+                    for name, store in (
+                        ("store none", "none"),
+                        ("sqlite", "sqlite"),
+                        ("postgresql", "postgresql"),
+                    )
+                ]
+            ),
+            targets=("tantra",),
+            metrics=(
+                ("readings_per_s", "readings/s", True),
+                ("hub_us_per_reading", "hub CPU µs/reading", False),
+                ("hub_util", "hub CPU busy", None),
+                ("shed", "shed by the store", None),
+            ),
+            goal="PostgreSQL ≥ 50,000/s (issue 10), none shed",
+        ),
+        Scenario(
+            "ack-latency",
+            "send → ack at 10,000 readings/s (batches of 10, 1 device): store none / SQLite / "
+            "PostgreSQL (acks after commit)",
+            "paths",
+            dict(
+                variants=[
+                    Variant(
+                        "store none",
+                        dict(store="none"),
+                        {**tcp, "mode": "rate", "rate": 10_000, "conns": 1},
+                    ),
+                    Variant(
+                        "sqlite",
+                        dict(store="sqlite"),
+                        {**tcp, "mode": "rate", "rate": 10_000, "conns": 1},
+                    ),
+                    Variant(
+                        "postgresql",
+                        dict(store="postgresql"),
+                        {**tcp, "mode": "rate", "rate": 10_000, "conns": 1},
+                    ),
+                ]
+            ),
+            targets=("tantra",),
+            metrics=ACK_LATENCY_METRICS,
+            goal="p99 ≤ 25 ms with a store (issue 10)",
+        ),
+        Scenario(
+            "auth-tcp",
+            "TCP ingest with seq (store none), 4 devices: auth off / on (a device token each)",
+            "paths",
+            dict(
+                variants=[
+                    Variant("auth off", dict(store="none"), tcp),
+                    Variant("auth on", dict(store="none", auth=True), tcp),
+                ]
+            ),
+            targets=("tantra",),
+            metrics=ACKED_METRICS,
+            goal="the cost of --auth as a ratio (issue 11)",
+        ),
+        Scenario(
+            "mqtt-ingest",
+            "ingest with seq, 4 devices, batches of 10, store none: TCP without a broker / "
+            "TCP with the hub bridged out to the broker (every reading published) / MQTT in "
+            "(tantra/in → tantra/ack, QoS 0 publishes)",
+            "paths",
+            dict(
+                variants=[
+                    Variant("tcp, no broker", dict(store="none"), tcp),
+                    Variant(
+                        "tcp, bridged out", dict(store="none", mqtt=True), {**tcp, "count_mqtt": 1}
+                    ),
+                    Variant(
+                        "mqtt in",
+                        dict(store="none", mqtt=True),
+                        {**tcp, "transport": "mqtt", "count_mqtt": 1},
+                    ),
+                ]
+            ),
+            targets=("tantra",),
+            metrics=(
+                *ACKED_METRICS[:2],
+                ("bridged_per_s", "bridged out, got by 1 QoS 0 subscriber/s (lower bound)", None),
+                ("mqtt_published", "readings published (trial)", None),
+                ("mqtt_dropped", "publishes dropped, queue full (trial)", None),
+                *ACKED_METRICS[2:],
+            ),
+        ),
+        Scenario(
+            "cluster-latency",
+            "cluster A → broker → B at 1000 readings/s (TCP into A; a dashboard on A and one "
+            "on B, same readings): store none / SQLite (A publishes after commit)",
+            "paths",
+            dict(
+                variants=[
+                    Variant(
+                        "store none",
+                        dict(store="none", cluster=True),
+                        dict(kind="cluster", rate=1000),
+                    ),
+                    Variant(
+                        "sqlite",
+                        dict(store="sqlite", cluster=True),
+                        dict(kind="cluster", rate=1000),
+                    ),
+                ]
+            ),
+            targets=("tantra",),
+            metrics=CLUSTER_LAT_METRICS,
+            goal="added p99 ≤ 5 ms (issue 12)",
+        ),
+        Scenario(
+            "cluster-throughput",
+            "readings/s into A flat out (TCP, 32 per write), counted on A's dashboard / on B's "
+            "(over the broker); store none",
+            "paths",
+            dict(
+                variants=[
+                    Variant(
+                        "on A", dict(store="none", cluster=True), dict(kind="bus", count_on="a")
+                    ),
+                    Variant(
+                        "on B", dict(store="none", cluster=True), dict(kind="bus", count_on="b")
+                    ),
+                ]
+            ),
+            targets=("tantra",),
+            metrics=(
+                ("readings_per_s", "readings/s", True),
+                ("hub_us_per_reading", "hubs' CPU µs/reading (A + B)", False),
+            ),
+        ),
+    ]
+
+
+def pg_available() -> str | None:
+    try:
+        import psycopg
+
+        with psycopg.connect(PG_URL, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except Exception as e:  # any failure means "not here"
+        return f"PostgreSQL at {PG_URL} unreachable ({type(e).__name__}: {str(e).strip()[:80]})"
+    return None
+
+
+def mqtt_available() -> str | None:
+    import socket
+
+    host, _, port = MQTT_ADDR.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=2).close()
+    except OSError as e:
+        return f"no MQTT broker at {MQTT_ADDR} ({e})"
+    return None
+
+
+class PathHubs:
+    """The hub(s) of one variant: set-up (schema, tokens, prefix), start, stop."""
+
+    def __init__(self, hub_cls, v: Variant, tag: str) -> None:
+        self.hub_cls, self.v, self.tag = hub_cls, v, tag
+        self.hubs: list = []
+        self.schema: str | None = None
+        self.tokens: list[str] = []
+        self.prefix = f"bench-{tag}"
+
+    def start(self) -> None:
+        h = self.v.hub
+        args: list[str] = []
+        store = h.get("store", "none")
+        if store == "sqlite":
+            store = "sqlite:bench.sqlite3"
+        elif store == "postgresql":
+            import psycopg
+
+            self.schema = f"bench_{self.tag}"
+            with psycopg.connect(PG_URL, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+                conn.execute(f"CREATE SCHEMA {self.schema}")
+            sep = "&" if "?" in PG_URL else "?"
+            store = f"{PG_URL}{sep}options=-csearch_path%3D{self.schema}"
+        if h.get("mqtt") or h.get("cluster"):
+            args += ["--mqtt", f"mqtt://{MQTT_ADDR}", "--mqtt-prefix", self.prefix]
+        if h.get("cluster"):
+            args += ["--cluster", "bench"]
+        for _ in range(2 if h.get("cluster") else 1):  # A (and B)
+            hub = self.hub_cls()
+            hub.store = store  # SQLite: each hub its own file in its own directory
+            extra = list(args)
+            if h.get("auth"):
+                extra += ["--auth", self._tokens(hub.workdir)]
+            hub.extra_args = extra
+            self.hubs.append(hub)
+            hub.start()
+            if "--mqtt" in extra:
+                hub.tail.wait_for(re.compile(r"MQTT: (connected)"), 1, 20)
+        if h.get("mqtt") or h.get("cluster"):
+            time.sleep(0.5)  # the SUBACKs
+
+    def _tokens(self, workdir: str) -> str:
+        path = os.path.join(workdir, "auth.json")
+        tantra = os.path.join(os.path.dirname(sys.executable), "tantra")
+        self.tokens = []
+        for i in range(self.v.load.get("conns", 1)):
+            r = subprocess.run(
+                [tantra, "token", "add", "--auth", path, "--kind", "device", f"bench-dev-{i}"],
+                capture_output=True,
+                text=True,
+                check=True,
+                env=dict(os.environ, **self.hub_cls.extra_env()),
+            )
+            self.tokens.append(__import__("json").loads(r.stdout)["token"])
+        return path
+
+    def alive(self) -> bool:
+        return all(h.alive() for h in self.hubs)
+
+    def cpu(self) -> float:
+        return sum(h.cpu() for h in self.hubs)
+
+    def stop(self) -> None:
+        for hub in self.hubs:
+            hub.stop()
+        if self.schema:
+            import psycopg
+
+            try:
+                with psycopg.connect(PG_URL, autocommit=True) as conn:
+                    conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+            except Exception as e:  # clean-up must not hide the result
+                print(f"could not drop schema {self.schema}: {e}", file=sys.stderr)
+        if self.hubs and ("--mqtt" in self.hubs[0].extra_args):
+            clear_retained(f"{self.prefix}/#")
+
+
+def clear_retained(topic_filter: str) -> None:
+    """Forget the retained readings a run left on the broker (its own prefix only)."""
+    import shutil
+
+    if shutil.which("mosquitto_sub") is None:
+        return
+    host, _, port = MQTT_ADDR.rpartition(":")
+    found = subprocess.run(
+        ["mosquitto_sub", "-h", host, "-p", port, "-t", topic_filter, "--retained-only",
+         "-W", "1", "-F", "%t"],
+        capture_output=True, text=True,
+    ).stdout.split()  # fmt: skip
+    for topic in found:
+        subprocess.run(["mosquitto_pub", "-h", host, "-p", port, "-t", topic, "-r", "-n"])
+
+
+def main_thread_cpu(hub) -> float:
+    """utime + stime of the hub's reactor (main) thread alone."""
+    with open(f"/proc/{hub.pid}/task/{hub.pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / procs.CLK_TCK
+
+
+def hub_stats(hub) -> dict:
+    import json
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{hub.http_port}/stats", timeout=5) as r:
+            return json.loads(r.read())
+    except (OSError, ValueError):
+        return {}
+
+
+def trial_dev(hubs: PathHubs, v: Variant, t: Timing, window=NO_WINDOW) -> dict:
+    """Devices with seq against hub A; acked readings/s and send → ack latency."""
+    p = v.load
+    hub = hubs.hubs[0]
+    fd, lat_path = tempfile.mkstemp(prefix="tantra-bench-ack-")
+    os.close(fd)
+    args = [
+        "dev",
+        "--ingest-port", hub.tcp_port,
+        "--transport", p.get("transport", "tcp"),
+        "--mqtt", MQTT_ADDR,
+        "--mqtt-prefix", hubs.prefix,
+        "--conns", p.get("conns", 1),
+        "--mode", p.get("mode", "max"),
+        "--rate", p.get("rate", 1000),
+        "--batch", p.get("batch", 10),
+        "--window", p.get("window", 4096),
+        "--lat-out", lat_path,
+    ]  # fmt: skip
+    for token in hubs.tokens:
+        args += ["--auth", token]
+    if p.get("count_mqtt"):
+        args.append("--count-mqtt")
+    dur = t.rate_dur if p.get("mode") == "rate" else t.dur
+    dev = procs.Loader(args)
+    try:
+        dev.expect("ready", 30)
+        st0 = hub_stats(hub)
+        s0 = st0.get("store", {})
+        t0 = time.monotonic() + 0.2
+        m0, m1 = t0 + t.warm, t0 + t.warm + dur
+        dev.send({"go": {"t0": t0, "m0": m0, "m1": m1}})
+        sleep_until(m0)
+        c0, l0, m0cpu = hubs.cpu(), dev.cpu(), main_thread_cpu(hub)
+        window.begin()
+        sleep_until(m1)
+        c1, l1, m1cpu = hubs.cpu(), dev.cpu(), main_thread_cpu(hub)
+        window.end()
+        dev.send({"finish": {"drain_s": t.drain}})
+        r = dev.expect("result", t.drain + 30)
+        st1 = hub_stats(hub)
+        s1 = st1.get("store", {})
+        lat = array.array("q")
+        with open(lat_path, "rb") as f:
+            lat.frombytes(f.read())
+    finally:
+        dev.close()
+        os.unlink(lat_path)
+    n = r["acked_in_window"]
+    cpu = c1 - c0
+    out = {
+        "readings_per_s": n / dur,
+        "sent_per_s": r["sent_in_window"] / dur,
+        "hub_cpu_s": cpu,
+        "hub_util": cpu / dur,
+        "hub_us_per_reading": cpu * 1e6 / n if n else None,
+        "load_util": (l1 - l0) / dur,
+        # the reactor thread alone; the rest is the history writer (and read threads)
+        "main_us_per_reading": (m1cpu - m0cpu) * 1e6 / n if n else None,
+        "threads_us_per_reading": (cpu - (m1cpu - m0cpu)) * 1e6 / n if n else None,
+        "errors": r["errors"],
+        "window_resets": r["window_resets"],
+        "shed": s1.get("shed", 0) - s0.get("shed", 0),
+        "commits": s1.get("commits", 0) - s0.get("commits", 0),
+    }
+    if p.get("count_mqtt"):
+        out["bridged_per_s"] = r["bridged_in_window"] / dur
+        q0, q1 = st0.get("mqtt", {}), st1.get("mqtt", {})
+        # whole trial (warm-up and drain included): what the hub published / dropped
+        out["mqtt_published"] = q1.get("readings_published", 0) - q0.get("readings_published", 0)
+        out["mqtt_dropped"] = sum((q1.get("publish_dropped") or {}).values()) - sum(
+            (q0.get("publish_dropped") or {}).values()
+        )
+    if r["error_sample"]:
+        out["error_sample"] = r["error_sample"]
+    if r["sent_in_window"] and p.get("mode") == "rate":
+        out["acked_pct"] = 100.0 * len(lat) * p.get("batch", 10) / r["sent_in_window"]
+    if lat:
+        vals = sorted(lat)
+        out["ack_p50_ms"] = percentile(vals, 0.50) / 1000
+        out["ack_p99_ms"] = percentile(vals, 0.99) / 1000
+        out["ack_p999_ms"] = percentile(vals, 0.999) / 1000
+        out["ack_max_ms"] = vals[-1] / 1000
+        out["lat_samples"] = len(vals)
+    return out
+
+
+def trial_cluster(hubs: PathHubs, v: Variant, t: Timing, window=NO_WINDOW) -> dict:
+    """A TCP device into hub A at a fixed rate; one dashboard on A and one on B
+    (two subscriber processes, the same readings): latency send → A, send → B."""
+    a, b = hubs.hubs
+    paths = []
+    subs = []
+    pub = None
+    try:
+        for hub in (a, b):
+            fd, path = tempfile.mkstemp(prefix="tantra-bench-clu-")
+            os.close(fd)
+            paths.append(path)
+            sub = procs.Loader(["sub", "--port", hub.http_port, "--conns", 1, "--lat-every", 1,
+                                "--lat-out", path])  # fmt: skip
+            subs.append(sub)
+            sub.expect("ready", 30)
+        pub = procs.Loader(["pub", "--port", a.http_port, "--ingest-port", a.tcp_port,
+                            "--transport", "tcp", "--mode", "rate", "--rate", v.load["rate"],
+                            "--burst", 1, "--sensors", 100])  # fmt: skip
+        pub.expect("ready", 30)
+        t0 = time.monotonic() + 0.2
+        m0, m1 = t0 + t.warm, t0 + t.warm + t.rate_dur
+        go = {"go": {"t0": t0, "m0": m0, "m1": m1}}
+        for ld in (*subs, pub):
+            ld.send(go)
+        sleep_until(m0)
+        c0 = hubs.cpu()
+        window.begin()
+        sleep_until(m1)
+        c1 = hubs.cpu()
+        window.end()
+        pub.send({"finish": {}})
+        pr = pub.expect("result", 15)
+        for sub in subs:
+            sub.send({"finish": {"drain_s": t.drain}})
+        for sub in subs:
+            sub.expect("result", t.drain + 30)
+        lats = []
+        for path in paths:
+            lat = array.array("q")
+            with open(path, "rb") as f:
+                lat.frombytes(f.read())
+            lats.append(sorted(lat))
+    finally:
+        for ld in (pub, *subs):
+            if ld is not None:
+                ld.close()
+        for path in paths:
+            os.unlink(path)
+    la, lb = lats
+    out: dict = {"hub_cpu_s": c1 - c0, "sent": pr["sent_in_window"]}
+    if la and lb:
+        for q, name in ((0.5, "p50"), (0.99, "p99")):
+            out[f"a_{name}_ms"] = percentile(la, q) / 1000
+            out[f"b_{name}_ms"] = percentile(lb, q) / 1000
+            out[f"added_{name}_ms"] = out[f"b_{name}_ms"] - out[f"a_{name}_ms"]
+    if pr["sent_in_window"]:
+        out["delivered_pct"] = 100.0 * len(lb) / pr["sent_in_window"]
+    return out
+
+
+def trial_bus(hubs: PathHubs, v: Variant, t: Timing, window=NO_WINDOW) -> dict:
+    """Flat-out TCP ingest into A; the publisher's window counts readings on A's or B's
+    dashboard (``count_on``): the broker hop's throughput against the local one."""
+    a, b = hubs.hubs
+    counter = b if v.load["count_on"] == "b" else a
+    pub = procs.Loader(["pub", "--port", counter.http_port, "--ingest-port", a.tcp_port,
+                        "--transport", "tcp", "--mode", "max", "--burst", 32, "--window", 2048,
+                        "--sensors", 10])  # fmt: skip
+    try:
+        pub.expect("ready", 30)
+        t0 = time.monotonic() + 0.2
+        m0, m1 = t0 + t.warm, t0 + t.warm + t.dur
+        pub.send({"go": {"t0": t0, "m0": m0, "m1": m1}})
+        sleep_until(m0)
+        c0 = hubs.cpu()
+        window.begin()
+        sleep_until(m1)
+        c1 = hubs.cpu()
+        window.end()
+        pub.send({"finish": {}})
+        pr = pub.expect("result", 15)
+    finally:
+        pub.close()
+    n = pr["echo_in_window"]
+    return {
+        "readings_per_s": n / t.dur,
+        "hub_cpu_s": c1 - c0,
+        "hub_us_per_reading": (c1 - c0) * 1e6 / n if n else None,
+        "window_resets": pr["window_resets"],
+    }
+
+
+def trial_stored_ingest(hubs: PathHubs, v: Variant, t: Timing, window=NO_WINDOW) -> dict:
+    """``trial_ingest`` (broadcasts counted, no seq) plus what the store shed meanwhile:
+    without acks nothing slows the device when the writer falls behind, so a
+    figure with readings shed overstates what was stored."""
+    hub = hubs.hubs[0]
+    s0 = hub_stats(hub).get("store", {})
+    out = trial_ingest(hub, v.load, t, window)
+    s1 = hub_stats(hub).get("store", {})
+    out["shed"] = s1.get("shed", 0) - s0.get("shed", 0)
+    return out
+
+
+PATH_TRIALS = {
+    "dev": trial_dev,
+    "cluster": trial_cluster,
+    "bus": trial_bus,
+    "ingest": trial_stored_ingest,
+}
+
+
+def path_label(v: Variant, target: str) -> str:
+    return v.label if target == "tantra" else f"{v.label} [{target}]"
+
+
+def run_paths(sc: Scenario, targets: list[str], t: Timing, log=print, profile=None) -> Result:
+    """Every variant of every Tantra tree alternately (forward, then backward), one hub set each."""
+    res = Result(sc)
+    trees = [x for x in targets if x in ("tantra", "candidate")]
+    for name in list(trees):
+        why = procs.HUBS[name].available()
+        if why:
+            res.skipped[name] = why
+            trees.remove(name)
+    runs = []
+    for v in sc.params["variants"]:
+        why = None
+        if v.hub.get("store") == "postgresql":
+            why = pg_available()
+        if why is None and (v.hub.get("mqtt") or v.hub.get("cluster")):
+            why = mqtt_available()
+        for name in trees:
+            if why:
+                res.skipped[path_label(v, name)] = why
+            else:
+                runs.append((name, v))
+    if not runs:
+        log(f"-- {sc.key}: skipped ({'; '.join(sorted(set(res.skipped.values())))})")
+        return res
+    for label, why in res.skipped.items():
+        log(f"   {sc.key} / {label}: skipped: {why}")
+    log(f"-- {sc.key}: {sc.title}  [{', '.join(path_label(v, n) for n, v in runs)}] × {t.reps}")
+    for name in trees:
+        res.versions[name] = procs.HUBS[name].version()
+    sets: dict[str, PathHubs] = {}
+    tag0 = f"{os.getpid()}_{int(time.time()) % 100000}"
+    try:
+        for i, (name, v) in enumerate(runs):
+            label = path_label(v, name)
+            sets[label] = PathHubs(procs.HUBS[name], v, f"{tag0}_{i}")
+            try:
+                sets[label].start()
+            except (RuntimeError, OSError, subprocess.CalledProcessError) as e:
+                res.trials.setdefault(label, []).append({"error": f"start: {e}"})
+                sets.pop(label).stop()
+        for rep in range(t.reps):
+            order = runs if rep % 2 == 0 else list(reversed(runs))
+            for name, v in order:
+                label = path_label(v, name)
+                if label not in sets:
+                    continue
+                hubs = sets[label]
+                started = time.monotonic()
+                window = (
+                    ProfileWindow(profile, hubs.hubs[0], _profile_key(sc, v))
+                    if (profile and name == "tantra" and rep == 0)
+                    else NO_WINDOW
+                )
+                try:
+                    if not hubs.alive():
+                        tails = [line for h in hubs.hubs for line in list(h.tail.lines)[-10:]]
+                        raise RuntimeError("hub died:\n" + "\n".join(tails))
+                    try:
+                        r = PATH_TRIALS[v.load["kind"]](hubs, v, t, window)
+                    finally:
+                        window.end()
+                except (RuntimeError, OSError, KeyError, ValueError) as e:
+                    r = {"error": f"{type(e).__name__}: {e}"}
+                r["elapsed_s"] = time.monotonic() - started
+                res.trials.setdefault(label, []).append(r)
+                log(f"   rep {rep + 1} {label:22s} " + brief(sc, r))
+    finally:
+        for hubs in sets.values():
+            hubs.stop()
+    res.variants = [path_label(v, n) for n, v in runs]
+    return res
+
+
+def _profile_key(sc: Scenario, v: Variant) -> Scenario:
+    """A scenario stand-in whose key names the variant (profile file names)."""
+    safe = re.sub(r"[^a-z0-9]+", "-", v.label.lower()).strip("-")
+    return Scenario(f"{sc.key}-{safe}", f"{sc.title} — {v.label}", sc.kind, {})

@@ -552,10 +552,368 @@ async def drain_reader(reader) -> None:
         pass
 
 
+# ------------------------------------------------ devices with seq (acks)
+#
+#   python -m benchmarks.load dev ...   TCP or MQTT devices that send readings
+#                                        with ``seq`` and time each ack
+#
+# The new paths of issue 14 (stored ingest, ack latency after commit, auth,
+# the MQTT bridge) are measured by what the hub *acknowledges*: with a store
+# an ack means committed, so acks/s is stored readings/s, and send -> ack is
+# the latency a device sees. Same JSON-lines control protocol as sub/pub.
+
+ACK_HEAD = b'{"ack":'
+
+
+class SeqConn:
+    """One device: its seqs, what is in flight, and the ack-latency samples.
+
+    Acks of one connection come back in send order (the hub keeps payload
+    order), so an ack naming seq H settles every sampled seq <= H.
+    """
+
+    def __init__(self, device: str, seq0: int, sensors: int) -> None:
+        self.device = device
+        self.seq = seq0
+        self.inflight = 0
+        self.samples: deque[tuple[int, int]] = deque()  # (seq, send µs), in seq order
+        dev = device.encode()
+        self.prefix = [b'{"device":"%s","sensor":"s%d","value":' % (dev, i) for i in range(sensors)]
+        self.write = None  # set by the transport: bytes -> None (one payload)
+        self.write_many = None  # list[bytes] -> None (payloads in order)
+
+    def payload(self, n: int, t_us: int, sample: bool) -> bytes:
+        """``n`` readings (a batch when n > 1) whose value is the send time in µs."""
+        first = self.seq + 1
+        self.seq += n
+        ns = len(self.prefix)
+        items = [
+            b'%s%d,"seq":%d}' % (self.prefix[(first + j) % ns], t_us, first + j) for j in range(n)
+        ]
+        if sample:
+            self.samples.append((self.seq, t_us))
+        self.inflight += n
+        return items[0] if n == 1 else b"[" + b",".join(items) + b"]"
+
+
+class SeqSender:
+    """Sends readings with seq over ``conns`` devices; counts acks, errors, latency."""
+
+    def __init__(self, args, win: Window) -> None:
+        self.a = args
+        self.win = win
+        self.conns: list[SeqConn] = []
+        self.sent = self.sent_in_window = 0
+        self.acked = self.acked_in_window = 0
+        self.errors = 0
+        self.error_sample = ""
+        self.lat = array.array("q")
+        self.t_end = 0
+        self.running = False
+        self.k = 0
+        self.last_progress = time.monotonic()
+        self.window_resets = 0
+
+    def reply(self, conn: SeqConn, line: bytes, pump: bool = True) -> None:
+        """One reply line; ``pump``: refill the window now (else the caller does,
+        once per read, so a read's worth of new payloads goes out in one write)."""
+        now = now_us()
+        if line.startswith(ACK_HEAD):
+            body = line[7:].rstrip(b"} \r")
+            if body.startswith(b"["):
+                count = body.count(b",") + 1
+                high = int(body[body.rfind(b",") + 1 if count > 1 else 1 : -1])
+            else:
+                count, high = 1, int(body)
+            conn.inflight -= count
+            self.acked += count
+            if self.win.m0 <= now <= self.win.m1:
+                self.acked_in_window += count
+            samples = conn.samples
+            while samples and samples[0][0] <= high:
+                _, sent = samples.popleft()
+                if self.win.m0 <= sent <= self.win.m1:
+                    self.lat.append(now - sent)
+            self.last_progress = time.monotonic()
+        elif b'"error"' in line:
+            self.errors += 1
+            conn.inflight -= 1
+            if not self.error_sample:
+                self.error_sample = line[:200].decode(errors="replace")
+        if pump and self.running and self.a.mode == "max":
+            self.pump(conn)
+
+    def payload(self, conn: SeqConn) -> bytes:
+        a = self.a
+        t = now_us()
+        self.k += 1
+        sample = a.mode == "rate" or self.k % a.lat_every == 0
+        self.sent += a.batch
+        if self.win.m0 <= t <= self.win.m1:
+            self.sent_in_window += a.batch
+        return conn.payload(a.batch, t, sample)
+
+    def send(self, conn: SeqConn) -> None:
+        conn.write(self.payload(conn))
+
+    def pump(self, conn: SeqConn) -> None:
+        """Fill the window; the new payloads go out in one write (TCP) as a device
+        with a backlog would send them, not one segment per payload."""
+        out = []
+        while conn.inflight + self.a.batch <= self.a.window:
+            if now_us() >= self.t_end:
+                self.running = False
+                break
+            out.append(self.payload(conn))
+        if out:
+            conn.write_many(out)
+
+    async def unstick(self) -> None:
+        """A reply lost (or a shed reading never acked) must not stall the window."""
+        while self.running:
+            await asyncio.sleep(0.5)
+            if time.monotonic() - self.last_progress > 2.0:
+                self.window_resets += 1
+                self.last_progress = time.monotonic()
+                for c in self.conns:
+                    c.inflight = 0
+                    c.samples.clear()
+                    self.pump(c)
+
+    async def rate_loop(self) -> None:
+        a = self.a
+        period = a.batch / a.rate
+        t0 = time.monotonic()
+        i = 0
+        while self.running:
+            delay = t0 + i * period - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if now_us() >= self.t_end:
+                break
+            self.send(self.conns[i % len(self.conns)])
+            i += 1
+        self.running = False
+
+
+class _TcpDev(asyncio.Protocol):
+    def __init__(self, sender: SeqSender, conn: SeqConn) -> None:
+        self.sender, self.conn = sender, conn
+        self.buf = b""
+        self.transport = None
+        self.authed = asyncio.get_event_loop().create_future()
+
+    def connection_made(self, transport) -> None:
+        self.transport = transport
+        transport.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.conn.write = lambda data: transport.write(data + b"\n")
+        self.conn.write_many = lambda items: transport.write(b"\n".join(items) + b"\n")
+
+    def data_received(self, data: bytes) -> None:
+        if self.buf:
+            data = self.buf + data
+        lines = data.split(b"\n")
+        self.buf = lines.pop()
+        for line in lines:
+            if not self.authed.done():
+                if b'"ok"' in line:
+                    self.authed.set_result(True)
+                else:
+                    self.authed.set_exception(ConnectionError(line.decode(errors="replace")))
+                continue
+            self.sender.reply(self.conn, line, pump=False)
+        sender = self.sender
+        if sender.running and sender.a.mode == "max":
+            sender.pump(self.conn)
+
+    def connection_lost(self, exc) -> None:
+        if not self.authed.done():
+            self.authed.set_exception(ConnectionError(f"closed: {exc}"))
+
+
+async def open_tcp_devs(loop, args, sender: SeqSender, seq0: int) -> None:
+    tokens = args.auth or []
+    for i in range(args.conns):
+        conn = SeqConn(f"{args.device}-{i}", seq0, args.sensors)
+        sender.conns.append(conn)
+        _, proto = await loop.create_connection(
+            lambda conn=conn: _TcpDev(sender, conn), args.host, args.ingest_port
+        )
+        if tokens:
+            proto.transport.write(json.dumps({"auth": tokens[i]}).encode() + b"\n")
+            await asyncio.wait_for(proto.authed, 10)
+        else:
+            proto.authed.set_result(True)
+
+
+def open_mqtt_devs(loop, args, sender: SeqSender, seq0: int) -> list:
+    """paho clients on their own network thread; replies come back to the loop."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    clients = []
+    for i in range(args.conns):
+        conn = SeqConn(f"{args.device}-{i}", seq0, args.sensors)
+        sender.conns.append(conn)
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=f"bench-dev-{os.getpid()}-{i}",
+            protocol=mqtt.MQTTv5,
+        )
+        client.max_queued_messages_set(0)
+        client.max_inflight_messages_set(65535)
+        subscribed = threading.Event()
+
+        def on_message(_c, _u, msg, conn=conn) -> None:
+            loop.call_soon_threadsafe(sender.reply, conn, msg.payload)
+
+        client.on_message = on_message
+        client.on_subscribe = lambda *a, ev=subscribed: ev.set()
+        host, _, port = args.mqtt.rpartition(":")
+        client.connect(host, int(port))
+        prefix = args.mqtt_prefix
+        client.subscribe([(f"{prefix}/ack/{conn.device}", 0), (f"{prefix}/error/{conn.device}", 0)])
+        client.loop_start()
+        if not subscribed.wait(10):
+            raise SystemExit("MQTT: no SUBACK within 10 s")
+        topic = f"{prefix}/in/{conn.device}"
+        conn.write = lambda data, c=client, t=topic: c.publish(t, data, qos=0)
+        conn.write_many = lambda items, w=conn.write: [w(item) for item in items]
+        clients.append(client)
+    return clients
+
+
+def count_bridged(args, win: Window, counts: list[int]):
+    """An MQTT client counting the hub's bridged-out readings (``<prefix>/reading/#``)
+    that arrive inside the window: the bridge's fan-out through the broker.
+
+    A lower bound: it subscribes at QoS 0, and a broker may drop QoS 0
+    messages for a subscriber that does not keep up (its per-client queue
+    limits); the hub's own ``readings_published`` and ``publish_dropped``
+    counters say what it sent."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"bench-count-{os.getpid()}",
+                         protocol=mqtt.MQTTv5)  # fmt: skip
+    subscribed = threading.Event()
+
+    def on_message(_c, _u, msg) -> None:
+        if not msg.retain and win.m0 <= now_us() <= win.m1:
+            counts[0] += 1
+
+    client.on_message = on_message
+    client.on_subscribe = lambda *a: subscribed.set()
+    host, _, port = args.mqtt.rpartition(":")
+    client.connect(host, int(port))
+    client.subscribe(f"{args.mqtt_prefix}/reading/#", 0)
+    client.loop_start()
+    if not subscribed.wait(10):
+        raise SystemExit("MQTT: no SUBACK within 10 s")
+    return client
+
+
+async def run_dev(args) -> None:
+    loop = asyncio.get_running_loop()
+    ctl = Control(loop)
+    win = Window()
+    sender = SeqSender(args, win)
+    # seqs keep rising across repetitions against one hub (its de-dup window)
+    seq0 = time.time_ns() // 1000
+    clients = []
+    bridged = [0]
+    if args.count_mqtt:
+        clients.append(count_bridged(args, win, bridged))
+    if args.transport == "mqtt":
+        clients += open_mqtt_devs(loop, args, sender, seq0)
+    else:
+        await open_tcp_devs(loop, args, sender, seq0)
+    emit("ready", {"transport": args.transport, "conns": len(sender.conns)})
+    go = await ctl.go
+    if go is None:
+        return
+    set_window(win, go)
+    delay = go["t0"] - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)
+    sender.t_end = win.m1
+    sender.running = True
+    sender.last_progress = time.monotonic()
+    if args.mode == "max":
+        side = loop.create_task(sender.unstick())
+        for c in sender.conns:
+            sender.pump(c)
+    else:
+        side = loop.create_task(sender.rate_loop())
+    while sender.running:
+        await asyncio.sleep(0.05)
+    fin = await ctl.finish
+    # drain: the acks of readings sent inside the window
+    deadline = time.monotonic() + (fin or {}).get("drain_s", 2.0)
+    while time.monotonic() < deadline and any(c.samples for c in sender.conns):
+        await asyncio.sleep(0.05)
+    side.cancel()
+    if args.lat_out:
+        with open(args.lat_out, "wb") as f:
+            sender.lat.tofile(f)
+    emit(
+        "result",
+        {
+            "sent": sender.sent,
+            "sent_in_window": sender.sent_in_window,
+            "acked": sender.acked,
+            "acked_in_window": sender.acked_in_window,
+            "errors": sender.errors,
+            "error_sample": sender.error_sample,
+            "unacked_samples": sum(len(c.samples) for c in sender.conns),
+            "lat_samples": len(sender.lat),
+            "window_resets": sender.window_resets,
+            "bridged_in_window": bridged[0],
+            "cpu_s": sum(os.times()[:2]),
+        },
+    )
+    for client in clients:
+        client.loop_stop()
+        client.disconnect()
+
+
+def dev_parser() -> argparse.ArgumentParser:
+    d = argparse.ArgumentParser(prog="python -m benchmarks.load dev")
+    d.add_argument("role", choices=["dev"])
+    d.add_argument("--host", default="127.0.0.1")
+    d.add_argument("--ingest-port", type=int, default=0, help="TCP port of the hub")
+    d.add_argument("--transport", default="tcp", choices=["tcp", "mqtt"])
+    d.add_argument("--mqtt", default="127.0.0.1:1883", help="broker host:port")
+    d.add_argument("--mqtt-prefix", default="tantra")
+    d.add_argument(
+        "--count-mqtt", action="store_true", help="count the readings bridged out to the broker"
+    )
+    d.add_argument("--conns", type=int, default=1, help="devices (one connection each)")
+    d.add_argument("--auth", action="append", help="device token per connection (in order)")
+    d.add_argument("--device", default="bench-dev", help="device name prefix (-0, -1, ...)")
+    d.add_argument("--mode", default="max", choices=["max", "rate"])
+    d.add_argument("--rate", type=float, default=1000.0, help="readings/s in all (rate mode)")
+    d.add_argument("--batch", type=int, default=10, help="readings per payload (a JSON array)")
+    d.add_argument("--window", type=int, default=4096, help="unacked readings per device")
+    d.add_argument("--lat-every", type=int, default=16, help="max mode: time every k-th payload")
+    d.add_argument("--lat-out", default=None)
+    d.add_argument("--sensors", type=int, default=10)
+    return d
+
+
+def main_dev(argv) -> None:
+    args = dev_parser().parse_args(argv)
+    raise_nofile()
+    asyncio.run(run_dev(args))
+
+
 # ---------------------------------------------------------------------- main
 
 
 def main(argv=None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["dev"]:  # devices with seq (stored ingest, acks, auth, MQTT)
+        return main_dev(argv)
     p = argparse.ArgumentParser(prog="python -m benchmarks.load")
     sub = p.add_subparsers(dest="role", required=True)
     s = sub.add_parser("sub")

@@ -288,6 +288,8 @@ class TantraHub(Hub):
     #: the fan-out, ingest, memory and WAMP scenarios measure the hub without it
     #: (the reference keeps no history either). ``ingest-tcp-store`` sets sqlite.
     store = "none"
+    #: more ``twistd tantra`` options (``--auth``, ``--mqtt``, ...): the new-path scenarios
+    extra_args: list[str] = []
 
     @staticmethod
     def available() -> str | None:
@@ -314,6 +316,7 @@ class TantraHub(Hub):
             "127.0.0.1",
             "--store",
             self.store,
+            *self.extra_args,
         ]
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.extra_env())
         self.proc = REGISTRY.popen(

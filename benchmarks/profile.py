@@ -55,6 +55,9 @@ class Profiler:
                 "--output",
                 str(folded),
                 "--nonblocking",
+                # e.g. "--threads" (a root frame per thread: the history writer
+                # apart from the reactor) or "--gil" (only samples holding the GIL)
+                *os.environ.get("TANTRA_BENCH_PYSPY_ARGS", "").split(),
             ],
             affinity=procs.load_cpus(),
             stdin=subprocess.DEVNULL,

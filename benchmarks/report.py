@@ -82,6 +82,8 @@ def markdown(results: list[Result], meta: dict) -> str:
         "|---|---|" + "---:|" * (len(head) - 3) + "---|",
     ]
     for res in results:
+        if res.scenario.kind == "paths":
+            continue  # own table below: variants against their baseline
         sc = res.scenario
         med = {t: res.medians(t) for t in ("tantra", "reference", "candidate", "limit")}
         first = True
@@ -103,6 +105,9 @@ def markdown(results: list[Result], meta: dict) -> str:
             row += [sc.goal if first else ""]
             lines.append("| " + " | ".join(row) + " |")
             first = False
+    if all(res.scenario.kind == "paths" for res in results):
+        lines = lines[:-2]  # no comparison with the reference: only the paths table
+    lines += paths_markdown([res for res in results if res.scenario.kind == "paths"])
     seen = {}
     for res in results:
         v = res.versions.get("tantra")
@@ -113,7 +118,7 @@ def markdown(results: list[Result], meta: dict) -> str:
         lines += [f"- {', '.join(keys)}: {v}" for v, keys in seen.items()]
     errs = []
     for res in results:
-        for target in ("tantra", "candidate", "reference", "limit"):
+        for target in res.variants or ("tantra", "candidate", "reference", "limit"):
             for e in res.errors(target):
                 errs.append(f"- {res.scenario.key} / {target}: {e.splitlines()[0][:300]}")
     if errs:
@@ -164,3 +169,44 @@ def write(results: list[Result], meta: dict, outdir: Path) -> tuple[Path, Path]:
     (outdir / "latest.md").write_text(md)
     (outdir / "latest.json").write_text(json.dumps(j, indent=1, default=str))
     return mdp, jp
+
+
+def paths_markdown(results: list[Result]) -> list[str]:
+    """The new-path scenarios: each variant's medians and its ratio to the baseline
+    variant of the same tree (the scenario's first; ``[candidate]`` rows to
+    the candidate's own baseline), measured in the same run."""
+    if not results:
+        return []
+    lines = [
+        "",
+        "New paths (variants of the Tantra hub, alternating; ratio = variant / baseline, "
+        "the first variant, in the same run):",
+        "",
+        "| scenario | metric | variant | median | ratio | goal |",
+        "|---|---|---|---:|---:|---|",
+    ]
+    for res in results:
+        sc = res.scenario
+        first = True
+        if not res.variants:
+            why = "; ".join(sorted(set(res.skipped.values()))) or "no trials"
+            lines.append(f"| {sc.key} | | | skipped: {why} | | |")
+            continue
+        for key, label, better in sc.metrics:
+            for name in res.variants:
+                tree = name.split(" [", 1)[1][:-1] if " [" in name else ""
+                base = next(
+                    (n for n in res.variants if (n.split(" [", 1)[1][:-1] if " [" in n else "")
+                     == tree), name)  # fmt: skip
+                v = res.medians(name).get(key)
+                b = res.medians(base).get(key)
+                cell = fmt(v) if v is not None else ("error" if res.errors(name) else "–")
+                rcell = ratio(sc, key, v, b) if (better is not None and name != base) else ""
+                lines.append(
+                    f"| {sc.key if first else ''} | {label} | {name} | {cell} | {rcell} | "
+                    f"{sc.goal if first else ''} |"
+                )
+                first = False
+        for name, why in res.skipped.items():
+            lines.append(f"| | | {name} | skipped: {why} | | |")
+    return lines

@@ -27,6 +27,8 @@ the store is an :class:`IDurable`.
 
 from __future__ import annotations
 
+import collections
+import itertools
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -160,10 +162,17 @@ class CommitGate:
         self._settle(turn, reason)
 
     def _settle(self, turn: _Turn, outcome: bool | Failure) -> None:
+        # Every key of a turn maps to that turn until it settles: classify adds a
+        # key only when no pending turn holds it, and only here do keys leave. So
+        # the turn's keys leave in one C-level pass (a Python loop with a check
+        # per key was a tenth of the reactor's extra work per stored reading),
+        # or all at once when this turn is all that is pending.
         uncommitted = self._uncommitted
-        for key in turn.keys:
-            if uncommitted.get(key) is turn:
-                del uncommitted[key]
+        keys = turn.keys
+        if len(keys) == len(uncommitted):
+            uncommitted.clear()
+        elif keys:
+            collections.deque(map(uncommitted.pop, keys, itertools.repeat(None)), maxlen=0)
         turn.outcome = outcome
         waiters, turn.waiters = turn.waiters, []
         for waiter in waiters:

@@ -246,6 +246,10 @@ class Backend:
         trip on PostgreSQL), then remembered.
         """
         cache = self._series
+        try:  # the common case: every series known (one pass, no set of keys built)
+            return [cache[key] for key in keys]
+        except KeyError:
+            pass
         missing = [key for key in dict.fromkeys(keys) if key not in cache]
         if missing:
             if len(cache) + len(missing) > SERIES_CACHE_LIMIT:
@@ -270,13 +274,7 @@ class Backend:
         """Store ``readings``, their rollups and the replay ``marks`` (device -> highest
         signed seq among them) in one transaction; their ids, in order."""
         try:
-            rows = []
-            points = []
-            keys = [(r.device, r.sensor, r.unit or "") for r in readings]
-            for reading, series in zip(readings, self.series_ids(conn, keys), strict=True):
-                value, kind = value_kind(reading.value)
-                rows.append((reading.id, series, reading.ts, value, kind, reading.seq))
-                points.append((series, reading.ts, value))
+            rows, points = self._rows(conn, readings)
             ids = self._insert_readings(conn, rows)
             minutes = fold_rollups(points, MINUTE_MS)
             self._upsert_all_rollups(conn, minutes, merge_rollups(minutes, HOUR_MS))
@@ -290,6 +288,35 @@ class Backend:
                 conn.rollback()
             raise
         return ids
+
+    def _rows(
+        self, conn: Any, readings: Sequence[Reading]
+    ) -> tuple[list[tuple], list[tuple[int, int, float]]]:
+        """``(id, series, ts, value, kind, seq)`` rows and ``(series, ts, value)`` points.
+
+        The writer thread's per-reading Python work, so one pass with the
+        common value types tested inline (:func:`value_kind` is the rule):
+        this thread shares the hub's core and GIL with the reactor, and every
+        microsecond here is one the reactor does not get (docs/performance.md).
+        """
+        keys = [(r.device, r.sensor, r.unit or "") for r in readings]
+        rows: list[tuple] = []
+        points: list[tuple[int, int, float]] = []
+        add_row = rows.append
+        add_point = points.append
+        for reading, series in zip(readings, self.series_ids(conn, keys), strict=True):
+            value = reading.value
+            kind_of = type(value)
+            if kind_of is float:
+                kind = KIND_FLOAT
+            elif kind_of is int:
+                value, kind = float(value), KIND_INT
+            else:
+                value, kind = value_kind(value)
+            ts = reading.ts
+            add_row((reading.id, series, ts, value, kind, reading.seq))
+            add_point((series, ts, value))
+        return rows, points
 
     def _raise_marks(self, conn: Any, marks: Mapping[str, int]) -> None:
         """Each device's replay mark becomes ``max(stored, given)`` (never lower)."""
