@@ -224,9 +224,25 @@ class Hub:
         return int(self._clock.seconds() * 1000)
 
     def ingest(self, payload: bytes | str, *, default_device: str) -> IngestOutcome:
-        """Parse, validate, de-duplicate and queue one payload from any transport."""
+        """Parse, validate, de-duplicate and queue one payload from any transport.
+
+        The commonest payload, one valid reading without ``seq`` (nothing to
+        de-duplicate, no ack owed), is queued here directly: what
+        :meth:`accept` would do with it, without its generality (issue 14:
+        per-payload tuples and calls were a seventh of a WebSocket reading).
+        """
         now = self._clock.seconds()
         parsed = parse_payload(payload, default_device=default_device, now_ms=int(now * 1000))
+        readings = parsed[0]
+        if len(readings) == 1 and not parsed[1]:
+            reading = readings[0]
+            if reading.seq is None and self._pending_origins is None:
+                self.stats.accepted += 1
+                self._pending.append(reading)
+                self._pending_since.append((now, 1))
+                if self._flush_call is None:
+                    self._flush_call = self._clock.callLater(0, self._scheduled_flush)
+                return _outcome(IngestOutcome, ([reading], [], (), [], parsed[2], None))
         return self.accept(parsed, source=default_device, now=now)
 
     def accept(
