@@ -581,8 +581,9 @@ class Hub:
         by_sensor = self._by_sensor
         stamp = self._stamp
         for reading in readings:
-            key = reading.key
-            device, sensor = key
+            device = reading.device
+            sensor = reading.sensor
+            key = (device, sensor)  # reading.key, without a property call per reading
             stamp += 1
             if key in latest:
                 latest.move_to_end(key)

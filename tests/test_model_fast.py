@@ -32,6 +32,7 @@ from tantra.model import (
     validate_reading,
 )
 from tantra.transports.dashboard import frame_text
+from tests.support.fakes import RecordingSink
 
 NOW = 1_764_000_000_000
 
@@ -245,3 +246,48 @@ def test_observe_since_is_one_observe_per_payload(since):
         each.observe(now - (now - seconds), count)
     assert one_call.buckets == each.buckets and one_call.count == each.count
     assert one_call.sum == pytest.approx(each.sum)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"sensor":"a","value":1}',  # the lone reading Hub.ingest queues itself
+        b'[{"sensor":"a","value":1}]',  # a batch of one: still a batch
+        b'{"sensor":"a","value":1,"seq":4}',  # owes an ack: through accept
+        b'{"sensor":"a","value":"x"}',
+        b"[]",
+    ],
+)
+def test_hub_ingest_of_a_lone_reading_is_what_accept_makes_of_it(payload):
+    """The short cut in ``Hub.ingest`` gives the outcome, queue, counters and latency of ``accept``."""
+    from twisted.internet.task import Clock
+
+    from tantra.hub import Hub
+    from tantra.model import parse_payload
+
+    results = []
+    for direct in (True, False):
+        clock = Clock()
+        clock.advance(1_764_000_000)
+        hub = Hub(clock)
+        sink = RecordingSink()
+        hub.subscribe(sink)
+        if direct:
+            outcome = hub.ingest(payload, default_device="dev")
+        else:
+            parsed = parse_payload(payload, default_device="dev", now_ms=hub.now_ms())
+            outcome = hub.accept(parsed, source="dev", now=clock.seconds())
+        pending = hub.pending_count
+        clock.advance(0.003)
+        results.append(
+            (
+                tuple(outcome),
+                type(outcome.accepted),
+                pending,
+                [list(batch.readings) for batch in sink.batches],
+                hub.stats.as_dict(),
+                hub.counters.latency.delivery.buckets,
+                hub.counters.latency.delivery.sum,
+            )
+        )
+    assert results[0] == results[1]

@@ -309,6 +309,11 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
             ordered = self._replies = OrderedReplies(self._write_replies)
         ordered.add(outcome)
 
+    # Autobahn's ``_onMessage`` (the adapter's hook that every received message
+    # passes, ``tantra.transports.wholeframes`` included) only calls ``onMessage``:
+    # one Python call less per reading (issue 14).
+    _onMessage = onMessage
+
     def _reply_now_or_in_order(self, messages: list[dict[str, Any]]) -> None:
         """Replies that wait for no commit, behind any that do (payload order is kept)."""
         if self._replies is None:
