@@ -26,7 +26,7 @@ from zope.interface import Interface
 from tantra.commits import CommitGate, IDurable
 from tantra.counters import Counters, HubStats
 from tantra.dedupe import SeqWindow
-from tantra.model import ParsedPayload, Reading, Rejection, number, parse_payload
+from tantra.model import ParsedPayload, Reading, Rejection, number, parse_lone
 from tantra.store.ids import IIdSource
 
 _log = Logger()
@@ -232,18 +232,18 @@ class Hub:
         per-payload tuples and calls were a seventh of a WebSocket reading).
         """
         now = self._clock.seconds()
-        parsed = parse_payload(payload, default_device=default_device, now_ms=int(now * 1000))
-        readings = parsed[0]
-        if len(readings) == 1 and not parsed[1]:
-            reading = readings[0]
+        parsed = parse_lone(payload, default_device, int(now * 1000))
+        if parsed.__class__ is Reading:
+            reading: Any = parsed
             if reading.seq is None and self._pending_origins is None:
                 self.stats.accepted += 1
                 self._pending.append(reading)
                 self._pending_since.append((now, 1))
                 if self._flush_call is None:
                     self._flush_call = self._clock.callLater(0, self._scheduled_flush)
-                return _outcome(IngestOutcome, ([reading], [], (), [], parsed[2], None))
-        return self.accept(parsed, source=default_device, now=now)
+                return _outcome(IngestOutcome, ([reading], [], (), [], False, None))
+            parsed = _outcome(ParsedPayload, ((reading,), (), False))
+        return self.accept(parsed, source=default_device, now=now)  # type: ignore[arg-type]
 
     def accept(
         self,

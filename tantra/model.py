@@ -339,17 +339,29 @@ def parse_payload(data: bytes | str, *, default_device: str, now_ms: int) -> Par
     ``default_device`` names the sender when a reading has no ``device``;
     ``now_ms`` is the hub's receive time, used to judge and replace ``ts``.
     """
+    parsed = parse_lone(data, default_device, now_ms)
+    if parsed.__class__ is Reading:
+        # tuple.__new__: the NamedTuple's own constructor costs twice as much.
+        return _parsed(ParsedPayload, ((parsed,), (), False))
+    return parsed  # type: ignore[return-value]  # a ParsedPayload
+
+
+def parse_lone(data: bytes | str, default_device: str, now_ms: int) -> Reading | ParsedPayload:
+    """:func:`parse_payload`, but a payload that is one valid reading comes back as that reading.
+
+    The commonest payload by far; the hub's ingest (``Hub.ingest``) takes it
+    without the :class:`ParsedPayload` and tuple made around it (issue 14).
+    """
     try:
         document = _loads(data)  # the fast path of _decode_document, inlined
     except _JSONDecodeError:
         document = _decode_document(data)
         if isinstance(document, Rejection):
             return ParsedPayload((), (document,))
-    if type(document) is dict:  # one reading: the common payload
+    if type(document) is dict:
         outcome = validate_reading(document, default_device=default_device, now_ms=now_ms)
-        # tuple.__new__: the NamedTuple's own constructor costs twice as much.
         if outcome.__class__ is Reading:
-            return _parsed(ParsedPayload, ((outcome,), (), False))
+            return outcome
         return _parsed(ParsedPayload, ((), (outcome,), False))
 
     if isinstance(document, list):
