@@ -26,6 +26,12 @@ handshake. The fast path only ever accepts frames Autobahn would accept and
 deliver identically (``tests/test_wholeframes.py`` fuzzes both against each
 other).
 
+A protocol that defines ``_onMessages(payloads)`` gets the whole messages of
+one pass as one list (text and binary alike, in order) instead of one
+``_onMessage`` call each, before anything is left to Autobahn: a dashboard
+ingests them with one hub call (issue 14). It must itself stop at a message
+that closes the connection (the per-message path stops delivering there).
+
 Does not own: what a message means (``onMessage`` of the protocol), outgoing
 frames.
 """
@@ -68,6 +74,8 @@ class WholeFrameReceiver:
     maxMessagePayloadSize: int
     autoPingTimeoutCall: Any
     autoPingRestartOnAnyTraffic: bool
+    #: Optional: take the whole messages of one pass as a list (see the module docstring).
+    _onMessages: Any = None
 
     def processData(self) -> bool:
         if (
@@ -87,6 +95,7 @@ class WholeFrameReceiver:
         limit = _smallest_limit(self.maxFramePayloadSize, self.maxMessagePayloadSize)
         validate = self.utf8validateIncoming
         deliver = self._onMessage  # type: ignore[attr-defined]
+        batch: list[bytes] | None = [] if self._onMessages is not None else None
         while end - pos >= 6:
             first = data[pos]
             if first != _TEXT_FINAL and first != _BINARY_FINAL:
@@ -117,9 +126,14 @@ class WholeFrameReceiver:
                 except UnicodeDecodeError:
                     break  # Autobahn fails the connection with 1007
             pos = stop
+            if batch is not None:
+                batch.append(payload)
+                continue
             deliver(payload, not text)
             if self.state != _OPEN or self.data is not data:
                 break  # the message closed the connection (or someone else consumed input)
+        if batch:
+            self._onMessages(batch)
         if pos == 0:
             return super().processData()  # type: ignore[misc]
         if self.autoPingTimeoutCall and self.autoPingRestartOnAnyTraffic:
