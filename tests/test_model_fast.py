@@ -291,3 +291,60 @@ def test_hub_ingest_of_a_lone_reading_is_what_accept_makes_of_it(payload):
             )
         )
     assert results[0] == results[1]
+
+
+INGEST_MIX = [
+    b'{"sensor":"a","value":1}',
+    b'{"sensor":"b","value":2,"seq":7}',
+    b'{"sensor":"b","value":2,"seq":7}',  # a duplicate: acked again, not queued
+    b'{"sensor":"a","value":"x"}',
+    b'[{"sensor":"c","value":3},{"sensor":"d"}]',
+    b"not json",
+    b'{"sensor":"e","value":true,"unit":"V","ts":1764000000000}',
+]
+
+
+@pytest.mark.parametrize("with_origins", [False, True])
+def test_ingest_many_is_ingest_of_each_payload_in_order(with_origins):
+    """One call for a receive's messages: the same queue, counters, latency and replies owed."""
+    from twisted.internet.task import Clock
+
+    from tantra.hub import Hub
+    from tantra.replies import for_outcome
+
+    results = []
+    for many in (True, False):
+        clock = Clock()
+        clock.advance(1_764_000_000)
+        hub = Hub(clock)
+        sink = RecordingSink()
+        hub.subscribe(sink)
+        if with_origins:  # a WAMP publication earlier in the turn: readings carry origins
+            parsed = model.parse_payload(b'{"sensor":"w","value":0}', default_device="w", now_ms=0)
+            hub.accept(parsed, origin="wamp")
+        if many:
+            owed = hub.ingest_many(INGEST_MIX, default_device="dev")
+        else:
+            outcomes = [hub.ingest(payload, default_device="dev") for payload in INGEST_MIX]
+            owed = [o for o in outcomes if for_outcome(o)]
+        clock.advance(0.003)
+        results.append(
+            (
+                [for_outcome(o) for o in owed],
+                [(list(b.readings), b.origins) for b in sink.batches],
+                hub.stats.as_dict(),
+                hub.counters.latency.delivery.buckets,
+                hub.counters.latency.delivery.count,
+            )
+        )
+    assert results[0] == results[1]
+    replies_owed = results[0][0]
+    assert len(replies_owed) == 5  # two acks, the bad value, the batch's bad element, not json
+    assert replies_owed[:2] == [[{"ack": 7}], [{"ack": 7}]]
+    assert [reply[0]["error"] for reply in replies_owed[2:]] == [
+        "invalid_reading",
+        "invalid_reading",
+        "invalid_json",
+    ]
+    queued = results[0][1][0][0]
+    assert [r.sensor for r in queued] == ["w"] * with_origins + ["a", "b", "c", "e"]
