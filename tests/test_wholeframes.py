@@ -106,6 +106,9 @@ def test_unmask_is_rfc6455_xor_and_its_own_inverse():
     assert unmask(payload, mask) == expected
     assert unmask(expected, mask) == payload
     assert unmask(b"", mask) == b""
+    for size in range(0, 300):  # both ways of repeating the key (up to 256 bytes, and beyond)
+        data = bytes(i % 251 for i in range(size))
+        assert unmask(data, mask) == bytes(b ^ mask[i % 4] for i, b in enumerate(data)), size
 
 
 def run(protocol_class, reads):
