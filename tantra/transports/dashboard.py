@@ -237,6 +237,9 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
         self.http_request_data = self.http_response_data = forgotten
         self.http_headers = self.http_request_params = _NO_HEADERS
         self.http_status_line = forgotten
+        # Autobahn's TransportDetails (~350 bytes with its dict) serves the
+        # handshake and WAMP; a dashboard reads only ``peer``, copied at connect.
+        self._transport_details = forgotten
         compact.compact(self, _SHARED_NAMES)
 
     def _not_connected(self, data: bytes) -> None:
