@@ -15,7 +15,9 @@ Owns the device side of SPEC "MQTT (v2)":
 - **out**: every reading this hub accepted (:meth:`Batch.local`, so never
   one another hub of the cluster accepted) is published retained on
   ``<prefix>/reading/<device>/<sensor>``, so ``mosquitto_sub`` or Home
-  Assistant shows the live value and the last one on subscribe;
+  Assistant shows the live value and the last one on subscribe; while the
+  broker connection is full or down they are conflated per topic
+  (``tantra.bus.latest``), so each topic still ends on its newest value;
 - **discovery** (``--mqtt-discovery``): the first reading of a sensor also
   publishes its Home Assistant config. "Already announced" is a bounded LRU
   of the hub's cache size, so 10^5 distinct names cost what the hub's own
@@ -43,6 +45,7 @@ from tantra.hub import Hub, IngestOutcome
 from tantra.model import Reading
 from tantra.replies import encode, for_outcome
 
+from .latest import LatestOut
 from .topics import Topics, discovery, parse_in_message
 
 _log = Logger()
@@ -63,6 +66,10 @@ class Publisher:
         retain: bool = False,
         properties: Properties | None = None,
     ) -> bool:
+        raise NotImplementedError
+
+    def capacity(self) -> int:
+        """Messages the connection takes now without queueing (0 while disconnected)."""
         raise NotImplementedError
 
 
@@ -97,6 +104,9 @@ class MqttBridge:
         self._max_announced = max_announced
         self._announced: OrderedDict[tuple[str, str, bool, str | None], None] = OrderedDict()
         self._reply_properties = _expiring(REPLY_EXPIRY_SECONDS)
+        #: Retained readings, conflated per topic while the connection is full:
+        #: at most one per topic, at most the hub's cache size of topics.
+        self._latest = LatestOut(client, stats, qos=qos, max_topics=max_announced)
 
     # -- in ------------------------------------------------------------------------
 
@@ -150,21 +160,16 @@ class MqttBridge:
     # -- out ------------------------------------------------------------------------
 
     def publish(self, readings: Sequence[Reading]) -> None:
-        """Publish what this hub accepted, retained; announce new sensors."""
-        publish = self._client.publish
-        qos = self._qos
-        topics = self.topics
-        published = dropped = 0
-        for reading in readings:
-            if publish(topics.reading(reading), reading.json, qos=qos, retain=True):
-                published += 1
-            else:
-                dropped += 1
-            if self._discovery:
+        """Publish what this hub accepted, retained (conflated while the broker is full)."""
+        reading_topic = self.topics.reading
+        self._latest.send((reading_topic(reading), reading.json) for reading in readings)
+        if self._discovery:
+            for reading in readings:
                 self._announce(reading)
-        self._stats.readings_published += published
-        if dropped:
-            self._stats.publish_dropped["reading"] += dropped
+
+    def drain(self) -> int:
+        """The connection may have room again: send held readings; return how many still wait."""
+        return self._latest.drain()
 
     def _announce(self, reading: Reading) -> None:
         key = (reading.device, reading.sensor, type(reading.value) is bool, reading.unit)
@@ -180,6 +185,11 @@ class MqttBridge:
         announced[key] = None
         if len(announced) > self._max_announced:
             announced.popitem(last=False)
+
+    @property
+    def held_count(self) -> int:
+        """Reading topics whose newest value waits for room."""
+        return self._latest.held
 
     @property
     def announced_count(self) -> int:
