@@ -106,7 +106,14 @@ class MqttBridge:
         self._reply_properties = _expiring(REPLY_EXPIRY_SECONDS)
         #: Retained readings, conflated per topic while the connection is full:
         #: at most one per topic, at most the hub's cache size of topics.
-        self._latest = LatestOut(client, stats, qos=qos, max_topics=max_announced)
+        #: Replies share its window in turn with readings, in order, never conflated.
+        self._latest = LatestOut(
+            client,
+            stats,
+            qos=qos,
+            max_topics=max_announced,
+            reply_properties=self._reply_properties,
+        )
 
     # -- in ------------------------------------------------------------------------
 
@@ -150,9 +157,7 @@ class MqttBridge:
                 where, counter = self.topics.ack(device), "acks_sent"
             else:
                 where, counter = self.topics.error(device), "errors_sent"
-            if self._client.publish(
-                where, encode(reply), qos=self._qos, properties=self._reply_properties
-            ):
+            if self._latest.reply(where, encode(reply)):
                 setattr(self._stats, counter, getattr(self._stats, counter) + 1)
             else:
                 self._stats.publish_dropped["reply"] += 1
@@ -168,7 +173,7 @@ class MqttBridge:
                 self._announce(reading)
 
     def drain(self) -> int:
-        """The connection may have room again: send held readings; return how many still wait."""
+        """The window may have room: send queued replies and held readings; return the rest."""
         return self._latest.drain()
 
     def _announce(self, reading: Reading) -> None:
@@ -190,6 +195,11 @@ class MqttBridge:
     def held_count(self) -> int:
         """Reading topics whose newest value waits for room."""
         return self._latest.held
+
+    @property
+    def waiting_count(self) -> int:
+        """Held reading topics and queued replies."""
+        return self._latest.waiting
 
     @property
     def announced_count(self) -> int:

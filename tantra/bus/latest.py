@@ -21,6 +21,15 @@ first only delays the newest one. So, like a stalled dashboard's outbox
   sent and gets a new value goes to the back of the line, so a hot sensor
   cannot starve the others (round robin by topic).
 
+Replies (acks, errors) share the window but are never conflated: every ack
+matters. :meth:`reply` sends one at once when nothing waits and there is
+room, else queues it in order (at most ``max_replies``, the client's old
+queue bound; one more is refused and the caller counts it dropped, as
+before). The drain alternates a reply and a held reading topic, so a flood
+of device messages (each owing an ack) cannot freeze the retained live
+values, nor the readings the acks. Discovery configs and cluster messages
+go to the client directly (its own queue, which the window counts first).
+
 The messages sent for one topic are therefore in order, and the last one is
 always the newest reading the hub accepted for it: once the backlog drains
 every retained topic ends on its newest value.
@@ -31,17 +40,16 @@ lost and counted in ``publish_dropped["reading"]`` (a client inventing 10^5
 sensor names costs this bound, not more). Payloads are the readings' own
 ``json`` bytes, shared with the hub's cache, not copies.
 
-Does not own: replies and discovery configs (``tantra.bus.bridge`` publishes
-them directly: every ack matters, none may be replaced by a later one), the
+Does not own: which topic a reply goes to (``tantra.bus.bridge``), the
 connection (``tantra.bus.client``), the cluster stream (``tantra.bus.cluster``).
 Pure: no reactor, no sockets.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 from tantra.counters import MqttStats
 
@@ -49,7 +57,15 @@ from tantra.counters import MqttStats
 class RoomyPublisher(Protocol):
     """What :class:`LatestOut` needs of the client: publish, and how much it takes now."""
 
-    def publish(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool:
+    def publish(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        properties: Any = None,
+    ) -> bool:
         """Queue one message; False when the client refused it."""
 
     def capacity(self) -> int:
@@ -59,7 +75,16 @@ class RoomyPublisher(Protocol):
 class LatestOut:
     """Retained messages of many topics, conflated per topic while the connection is full."""
 
-    def __init__(self, publisher: RoomyPublisher, stats: MqttStats, *, qos: int, max_topics: int):
+    def __init__(
+        self,
+        publisher: RoomyPublisher,
+        stats: MqttStats,
+        *,
+        qos: int,
+        max_topics: int,
+        max_replies: int = 10_000,
+        reply_properties: Any = None,
+    ):
         if max_topics < 1:
             raise ValueError("max_topics must be at least 1")
         self._publisher = publisher
@@ -67,11 +92,34 @@ class LatestOut:
         self._qos = qos
         self._max_topics = max_topics
         self._held: OrderedDict[str, bytes] = OrderedDict()
+        self._max_replies = max_replies
+        self._reply_properties = reply_properties
+        self._replies: deque[tuple[str, bytes]] = deque()
 
     @property
     def held(self) -> int:
         """Topics whose newest payload waits for room."""
         return len(self._held)
+
+    @property
+    def waiting(self) -> int:
+        """Held reading topics and queued replies: what still has to go out."""
+        return len(self._held) + len(self._replies)
+
+    def reply(self, topic: str, payload: bytes) -> bool:
+        """Send a reply now, or queue it in order; False when the queue is full (lost)."""
+        replies = self._replies
+        publisher = self._publisher
+        if (
+            not replies
+            and publisher.capacity() > 0
+            and publisher.publish(topic, payload, qos=self._qos, properties=self._reply_properties)
+        ):
+            return True
+        if len(replies) >= self._max_replies:
+            return False
+        replies.append((topic, payload))
+        return True
 
     def send(self, messages: Iterable[tuple[str, bytes]]) -> None:
         """Publish each ``(topic, payload)`` retained now if there is room, else hold it."""
@@ -89,7 +137,7 @@ class LatestOut:
                 capacity = 0  # the client's queue is full (replies, discovery): hold
             self._hold(topic, payload)
         self._stats.readings_published += sent
-        if held:
+        if held or self._replies:
             self.drain()
         else:
             self._stats.readings_held = 0
@@ -107,22 +155,37 @@ class LatestOut:
             stats.publish_dropped["reading"] += 1
 
     def drain(self) -> int:
-        """Publish held topics, oldest-held first, while there is room; return how many wait."""
+        """Send what waits while there is room, a reply and a held topic in turn; return the rest.
+
+        Held topics go oldest-held first; a publish the client refuses (its
+        own queue is full) stays first in line for the next drain.
+        """
         held = self._held
-        if not held:
+        replies = self._replies
+        if not held and not replies:
             return 0
-        capacity = self._publisher.capacity()
-        publish = self._publisher.publish
+        publisher = self._publisher
+        capacity = publisher.capacity()
+        publish = publisher.publish
         qos = self._qos
         sent = 0
-        while capacity > 0 and held:
-            topic, payload = held.popitem(last=False)
-            if not publish(topic, payload, qos=qos, retain=True):
-                held[topic] = payload
-                held.move_to_end(topic, last=False)  # first again next time
-                break
-            sent += 1
-            capacity -= 1
+        while capacity > 0 and (held or replies):
+            if replies:
+                topic, payload = replies[0]
+                if not publish(topic, payload, qos=qos, properties=self._reply_properties):
+                    break
+                replies.popleft()
+                capacity -= 1
+                if capacity <= 0:
+                    break
+            if held:
+                topic, payload = held.popitem(last=False)
+                if not publish(topic, payload, qos=qos, retain=True):
+                    held[topic] = payload
+                    held.move_to_end(topic, last=False)  # first again next time
+                    break
+                sent += 1
+                capacity -= 1
         self._stats.readings_published += sent
         self._stats.readings_held = len(held)
-        return len(held)
+        return len(held) + len(replies)
