@@ -277,6 +277,7 @@ class MqttClient:
         self._on_room = on_room
         #: Messages the owner holds back until there is room (what ``on_room`` last returned).
         self._waiting = 0
+        self._acked = False
         self._max_inflight = max_inflight
         self._keepalive = keepalive
         self._connect_timeout = connect_timeout
@@ -316,6 +317,7 @@ class MqttClient:
         client.on_connect = self._paho_connected
         client.on_disconnect = self._paho_disconnected
         client.on_message = self._paho_message
+        client.on_publish = self._published
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = session_expiry
         properties.ReceiveMaximum = receive_maximum
@@ -531,6 +533,10 @@ class MqttClient:
         while self._socket is sock and (sock.buffered() or sock.eof):
             before = sock.buffered()
             self._paho.loop_read()
+            if self._acked:
+                # Refill the window at once, not after the whole buffer (which
+                # may hold hundreds of device messages to ingest first).
+                self._room()
             if sock.buffered() == before and not sock.eof:
                 break  # a partial packet: wait for more bytes
         self._room()
@@ -540,12 +546,16 @@ class MqttClient:
             self._paho.loop_write()
             self._room()
 
+    def _published(self, client: Any, userdata: Any, mid: int, code: Any, props: Any) -> None:
+        self._acked = True  # inside paho's callback: only note it (see _room)
+
     def _room(self) -> None:
         """PUBACKs, a CONNACK or a write may have freed the window: let the owner send what waits.
 
         Runs from the reactor after paho returned, never inside a paho
         callback (paho's locks are not re-entrant).
         """
+        self._acked = False
         if not self._connected:
             return
         try:
