@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections import Counter
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
@@ -119,6 +120,25 @@ class Histogram:
         self.buckets[bisect_left(self.bounds, seconds)] += count
         self.count += count
         self.sum += seconds * count
+
+    def observe_since(self, now: float, since: Iterable[tuple[float, int]]) -> None:
+        """Record ``count`` observations of ``now - start`` for each ``(start, count)``.
+
+        What the hub does at each flush, for every payload of the turn: one
+        call and one loop instead of one :meth:`observe` call per payload
+        (issue 14: those calls were 5 % of the hub's time per WebSocket reading).
+        """
+        bounds = self.bounds
+        buckets = self.buckets
+        total = 0
+        weighted = 0.0
+        for start, count in since:
+            seconds = now - start
+            buckets[bisect_left(bounds, seconds)] += count
+            total += count
+            weighted += seconds * count
+        self.count += total
+        self.sum += weighted
 
     def as_dict(self) -> dict[str, Any]:
         return {"count": self.count, "sum": round(self.sum, 6)}

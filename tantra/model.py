@@ -43,35 +43,97 @@ INT_MIN = -(2**63)
 INT_MAX = 2**64 - 1
 
 
-@attrs.frozen(slots=True)
-class Reading:
-    """One accepted measurement, exactly as the hub sends it out.
+class _ReadingSlots:
+    """The storage of a :class:`Reading`, writable: what the hot path fills in.
 
-    Its JSON is built when the reading is made, so a reading that could not be
-    encoded never exists: it cannot fail later, in a batch or a snapshot shared
-    with other readings and other clients (issue 8, item 1). Only the bytes
-    are kept: orjson's output object holds a ~4 KB buffer whatever its length,
-    which the cache would keep once per sensor.
+    :func:`_new_reading` fills one of these with plain attribute stores and
+    then makes it a :class:`Reading` (same slots, so the class can change);
+    that costs a third of setting each slot past a frozen ``__setattr__``.
     """
+
+    __slots__ = ("_frame", "device", "id", "json", "sensor", "seq", "ts", "unit", "value")
 
     device: str
     sensor: str
     value: int | float | bool
     ts: int
-    unit: str | None = None
-    seq: int | None = None
+    unit: str | None
+    seq: int | None
     #: The history cursor (``tantra.store``): set once, by the hub, when a store is on.
-    id: int | None = attrs.field(default=None, init=False, eq=False)
-    json: bytes = attrs.field(init=False, repr=False, eq=False)
-    _frame: bytes | None = attrs.field(default=None, init=False, repr=False, eq=False)
+    id: int | None
+    json: bytes
+    _frame: bytes | None
 
-    def __attrs_post_init__(self) -> None:
-        try:
-            encoded = orjson.dumps(self.to_dict())
-        except TypeError as error:  # orjson.JSONEncodeError; e.g. an int beyond 64 bits
-            raise ValueError(f"reading cannot be encoded: {error}") from None
-        # bytes(memoryview(...)) is an exact-size copy; orjson's object is freed.
-        object.__setattr__(self, "json", bytes(memoryview(encoded)))
+
+class FrozenReadingError(AttributeError):
+    """A reading was changed after it was made (readings are shared: they never change)."""
+
+
+class Reading(_ReadingSlots):
+    """One accepted measurement, exactly as the hub sends it out.
+
+    Its JSON is built when the reading is made, so a reading that could not be
+    encoded never exists: it cannot fail later, in a batch or a snapshot shared
+    with other readings and other clients (issue 8, item 1). Only the bytes
+    are kept, as an exact-size copy: orjson's output object holds a ~4 KB
+    buffer whatever its length, which the cache would keep once per sensor.
+
+    Immutable, compared and hashed by its fields (``device``, ``sensor``,
+    ``value``, ``ts``, ``unit``, ``seq``; not ``id``), as the attrs class it
+    replaces was: a plain slotted class because building one is on the path
+    of every reading (issue 14: the attrs ``__init__`` and post-init cost a
+    fifth of the hub's time per WebSocket reading). Readings made by
+    :func:`validate_reading` skip ``__init__`` (see :func:`_new_reading`).
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        device: str,
+        sensor: str,
+        value: int | float | bool,
+        ts: int,
+        unit: str | None = None,
+        seq: int | None = None,
+    ) -> None:
+        made = _new_reading(device, sensor, value, ts, unit, seq)
+        for name in _ReadingSlots.__slots__:
+            _set(self, name, getattr(made, name))
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise FrozenReadingError(f"cannot set {name!r}: a reading never changes")
+
+    def __delattr__(self, name: str) -> None:
+        raise FrozenReadingError(f"cannot delete {name!r}: a reading never changes")
+
+    def _fields(self) -> tuple[Any, ...]:
+        return (self.device, self.sensor, self.value, self.ts, self.unit, self.seq)
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not Reading:
+            return NotImplemented
+        assert isinstance(other, Reading)
+        return self._fields() == other._fields()
+
+    def __ne__(self, other: object) -> bool:
+        if other.__class__ is not Reading:
+            return NotImplemented
+        assert isinstance(other, Reading)
+        return self._fields() != other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (
+            f"Reading(device={self.device!r}, sensor={self.sensor!r}, value={self.value!r},"
+            f" ts={self.ts!r}, unit={self.unit!r}, seq={self.seq!r}, id={self.id!r})"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Slots past a frozen __setattr__: pickle and copy rebuild through __init__.
+        return (_restore, (self._fields(), self.id))
 
     @property
     def key(self) -> tuple[str, str]:
@@ -95,15 +157,59 @@ class Reading:
 
         One transport frames single readings (WebSocket dashboards: one text
         frame each), so one memo suffices; it makes a dashboard's join cost a
-        join of cached bytes instead of framing the whole cache again. A
-        hand-made cache rather than ``functools.cached_property``: on a
-        slotted attrs class the latter costs ten times the framing.
+        join of cached bytes instead of framing the whole cache again.
         """
         data = self._frame
         if data is None:
             data = frame(self.json)
-            object.__setattr__(self, "_frame", data)  # a cache, not a change of value
+            _set(self, "_frame", data)  # a cache, not a change of value
         return data
+
+
+def _new_reading(
+    device: str,
+    sensor: str,
+    value: int | float | bool,
+    ts: int,
+    unit: str | None,
+    seq: int | None,
+) -> Reading:
+    """A :class:`Reading` with its JSON, built without ``__init__`` (the hot path).
+
+    The wire object is written once, in the order :meth:`Reading.to_dict`
+    gives (a property test holds them equal), and ``b"%b" % encoded`` is the
+    cheapest exact-size copy of orjson's output (a quarter of
+    ``bytes(memoryview(...))``).
+    """
+    if unit is None:
+        wire: dict[str, Any] = {"device": device, "sensor": sensor, "value": value, "ts": ts}
+    else:
+        wire = {"device": device, "sensor": sensor, "value": value, "unit": unit, "ts": ts}
+    if seq is not None:
+        wire["seq"] = seq
+    try:
+        encoded = orjson.dumps(wire)
+    except TypeError as error:  # orjson.JSONEncodeError; e.g. an int beyond 64 bits
+        raise ValueError(f"reading cannot be encoded: {error}") from None
+    made = _ReadingSlots()
+    made.device = device
+    made.sensor = sensor
+    made.value = value
+    made.ts = ts
+    made.unit = unit
+    made.seq = seq
+    made.id = None
+    made.json = b"%b" % encoded
+    made._frame = None
+    made.__class__ = Reading  # same slots: now frozen
+    return made  # type: ignore[return-value]  # its class is Reading now
+
+
+def _restore(fields: tuple[Any, ...], id_: int | None) -> Reading:
+    reading = Reading(*fields)
+    if id_ is not None:
+        number((reading,), (id_,))
+    return reading
 
 
 _set = object.__setattr__
@@ -222,15 +328,41 @@ def _parse_int(text: str) -> int | float:
     return float(text)
 
 
+_loads = orjson.loads
+_JSONDecodeError = orjson.JSONDecodeError
+_parsed = tuple.__new__
+
+
 def parse_payload(data: bytes | str, *, default_device: str, now_ms: int) -> ParsedPayload:
     """Turn one payload into readings and errors; never raises for bad input.
 
     ``default_device`` names the sender when a reading has no ``device``;
     ``now_ms`` is the hub's receive time, used to judge and replace ``ts``.
     """
-    document = _decode_document(data)
-    if isinstance(document, Rejection):
-        return ParsedPayload((), (document,))
+    parsed = parse_lone(data, default_device, now_ms)
+    if parsed.__class__ is Reading:
+        # tuple.__new__: the NamedTuple's own constructor costs twice as much.
+        return _parsed(ParsedPayload, ((parsed,), (), False))
+    return parsed  # type: ignore[return-value]  # a ParsedPayload
+
+
+def parse_lone(data: bytes | str, default_device: str, now_ms: int) -> Reading | ParsedPayload:
+    """:func:`parse_payload`, but a payload that is one valid reading comes back as that reading.
+
+    The commonest payload by far; the hub's ingest (``Hub.ingest``) takes it
+    without the :class:`ParsedPayload` and tuple made around it (issue 14).
+    """
+    try:
+        document = _loads(data)  # the fast path of _decode_document, inlined
+    except _JSONDecodeError:
+        document = _decode_document(data)
+        if isinstance(document, Rejection):
+            return ParsedPayload((), (document,))
+    if type(document) is dict:
+        outcome = validate_reading(document, default_device=default_device, now_ms=now_ms)
+        if outcome.__class__ is Reading:
+            return outcome
+        return _parsed(ParsedPayload, ((), (outcome,), False))
 
     if isinstance(document, list):
         if not document:
@@ -277,6 +409,8 @@ def _json_type(value: Any) -> str:
 # then shares its name instead of holding the decoder's copy); the dict is
 # emptied when full, so it stays bounded whatever devices send.
 _valid_names: dict[str, str] = {}
+#: The same names as UTF-8 (ASCII) bytes, for writing a reading's JSON.
+_name_json: dict[str, bytes] = {}
 _VALID_NAMES_LIMIT = 65_536
 
 
@@ -291,6 +425,8 @@ def _valid_name(value: Any) -> str | None:
         return None
     if len(_valid_names) >= _VALID_NAMES_LIMIT:
         _valid_names.clear()
+        _name_json.clear()
+    _name_json[value] = value.encode()
     _valid_names[value] = value
     return value
 
@@ -341,6 +477,101 @@ def validate_reading(
 
     Written for the hot path (every reading of every device passes here):
     exact type checks, because JSON decoders only produce exact built-in types.
+    A reading that is plainly valid (no unknown or null field, names already
+    seen, a value in orjson's integer range or a finite float) is accepted
+    here in one pass; anything else goes to :func:`_validate_exact`, which
+    judges it rule by rule, so the two agree by construction (a property
+    test holds them equal) and only valid readings pay for this pass.
+    """
+    if type(obj) is dict and KNOWN_FIELDS.issuperset(obj):
+        get = obj.get
+        names = _valid_names
+        # A missing or null sensor, value or device fails its type test here;
+        # optional fields default to _ABSENT, so a null one fails its test too.
+        sensor = get("sensor")
+        sensor = names.get(sensor) if type(sensor) is str else None
+        value: Any = get("value")
+        kind = type(value)
+        device = get("device", default_device)
+        device = names.get(device) if type(device) is str else None
+        unit = get("unit", _ABSENT)
+        seq = get("seq", _ABSENT)
+        if (
+            sensor is not None
+            and device is not None
+            and (
+                (kind is int and INT_MIN <= value <= INT_MAX)
+                or (kind is float and _isfinite(value))
+                or kind is bool
+            )
+            and (
+                unit is _ABSENT
+                or (type(unit) is str and len(unit) <= MAX_UNIT_LENGTH and unit.isascii())
+            )
+            and (seq is _ABSENT or (type(seq) is int and 0 <= seq <= MAX_SEQ))
+        ):
+            ts = get("ts")
+            if not (type(ts) is int and now_ms - TS_MAX_AGE_MS <= ts <= now_ms + TS_MAX_AHEAD_MS):
+                ts = now_ms
+            # The JSON _new_reading would make, from a template: names need no
+            # escaping (their charset), units and names are encoded once each.
+            if unit is _ABSENT:
+                unit = None
+                unit_json = b""
+            else:
+                unit_json = _unit_json.get(unit) or _encode_unit(unit)
+            if seq is _ABSENT:
+                seq = None
+                seq_json = b""
+            else:
+                seq_json = b',"seq":%d' % seq
+            named = _name_json
+            if kind is int:
+                json = _INT_READING % (named[device], named[sensor], value, unit_json, ts, seq_json)
+            else:
+                number = (b"true" if value else b"false") if kind is bool else _dumps(value)
+                json = _READING % (named[device], named[sensor], number, unit_json, ts, seq_json)
+            made = _ReadingSlots()
+            made.device = device
+            made.sensor = sensor
+            made.value = value
+            made.ts = ts
+            made.unit = unit
+            made.seq = seq
+            made.id = None
+            made.json = json
+            made._frame = None
+            made.__class__ = Reading
+            return made  # type: ignore[return-value]  # its class is Reading now
+    return _validate_exact(obj, default_device=default_device, now_ms=now_ms, index=index)
+
+
+_isfinite = math.isfinite
+_dumps = orjson.dumps
+_INT_READING = b'{"device":"%b","sensor":"%b","value":%d%b,"ts":%d%b}'
+_READING = b'{"device":"%b","sensor":"%b","value":%b%b,"ts":%d%b}'
+#: ``,"unit":<JSON string>`` of each unit seen (bounded like the names).
+_unit_json: dict[str, bytes] = {}
+
+
+def _encode_unit(unit: str) -> bytes:
+    if len(_unit_json) >= _VALID_NAMES_LIMIT:
+        _unit_json.clear()
+    encoded = _unit_json[unit] = b',"unit":%b' % _dumps(unit)
+    return encoded
+
+
+#: What ``dict.get`` gives for an optional field that is not there (null is ``None``).
+_ABSENT: Any = object()
+
+
+def _validate_exact(
+    obj: Any, *, default_device: str, now_ms: int, index: int = 0
+) -> Reading | Rejection:
+    """:func:`validate_reading` rule by rule: the first broken rule is reported.
+
+    The reference the fast path defers to whenever a reading is not plainly
+    valid, so every rejection (and its wording) comes from here.
     """
     if type(obj) is not dict:
         return _reject(index, f"a reading must be a JSON object, not {_json_type(obj)}")
@@ -377,7 +608,7 @@ def validate_reading(
     ts = obj.get("ts")
     if not plausible_ts(ts, now_ms):
         ts = now_ms
-    return Reading(device=device, sensor=sensor, value=_as_number(value), ts=ts, unit=unit, seq=seq)
+    return _new_reading(device, sensor, _as_number(value), ts, unit, seq)
 
 
 def _reject(index: int, detail: str) -> Rejection:

@@ -59,6 +59,17 @@ class Fast(WholeFrameReceiver, Plain):
         super().onFrameBegin()
 
 
+class Batched(Fast):
+    """Takes the whole messages of a pass as one list (``_onMessages``, as dashboards do)."""
+
+    def _onMessages(self, payloads):
+        self.messages.extend((payload, None) for payload in payloads)
+
+
+def payloads(messages):
+    return [payload for payload, _ in messages]
+
+
 def connect(protocol_class):
     clock = task.Clock()
     factory = WebSocketServerFactory(reactor=clock)
@@ -95,6 +106,9 @@ def test_unmask_is_rfc6455_xor_and_its_own_inverse():
     assert unmask(payload, mask) == expected
     assert unmask(expected, mask) == payload
     assert unmask(b"", mask) == b""
+    for size in range(0, 300):  # both ways of repeating the key (up to 256 bytes, and beyond)
+        data = bytes(i % 251 for i in range(size))
+        assert unmask(data, mask) == bytes(b ^ mask[i % 4] for i, b in enumerate(data)), size
 
 
 def run(protocol_class, reads):
@@ -187,6 +201,21 @@ def test_fuzz_the_fast_path_behaves_exactly_like_autobahn(stream_frames, data):
     plain, plain_wire = run(Plain, reads)
     assert fast == plain
     assert fast_wire == plain_wire
+    batched, batched_wire = run(Batched, reads)
+    assert payloads(batched) == payloads(plain), "the same messages, in the same order"
+    assert batched_wire == plain_wire
+
+
+def test_a_pass_of_whole_frames_is_one_batch_and_autobahn_keeps_the_rest():
+    stream = (
+        frame(b"a") + frame(b"b", opcode=2) + frame(b"frag-", fin=False) + frame(b"x", opcode=0)
+    )
+    protocol, _ = connect(Batched)
+    calls = []
+    protocol._onMessages = lambda batch: calls.append(list(batch))  # type: ignore[method-assign]
+    protocol.dataReceived(stream + frame(b"c"))
+    assert calls == [[b"a", b"b"], [b"c"]]  # the fragmented message went to Autobahn between
+    assert protocol.messages == [(b"frag-x", False)]
 
 
 # -- real clients against a running hub (twistd) ------------------------------------------------

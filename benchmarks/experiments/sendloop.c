@@ -3,6 +3,7 @@
  * per socket to 500 loopback TCP sockets, receivers drained outside the timing;
  * prints the median ns per send over 60 rounds.
  *   cc -O2 -o /tmp/sendloop benchmarks/experiments/sendloop.c && taskset -c 0 /tmp/sendloop
+ *   (-DN=1000 for mb2.py's / mb_uring.py's 1000 sockets)
  */
 #define _GNU_SOURCE
 #include <stdio.h>
@@ -15,7 +16,9 @@
 #include <fcntl.h>
 #include <time.h>
 #include <unistd.h>
+#ifndef N
 #define N 500
+#endif
 static long long ns(void){struct timespec t;clock_gettime(CLOCK_MONOTONIC,&t);return t.tv_sec*1000000000LL+t.tv_nsec;}
 int cmp(const void*a,const void*b){double x=*(double*)a,y=*(double*)b;return x<y?-1:x>y;}
 int main(){int ls=socket(AF_INET,SOCK_STREAM,0);struct sockaddr_in a={.sin_family=AF_INET};inet_pton(AF_INET,"127.0.0.1",&a.sin_addr);bind(ls,(void*)&a,sizeof a);listen(ls,1024);socklen_t l=sizeof a;getsockname(ls,(void*)&a,&l);

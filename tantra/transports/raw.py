@@ -157,7 +157,8 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
             return
         else:
             outcome = factory.ingress.ingest(line, default_device=self._device, token=self._token)
-        self._replies.add(outcome)
+        if outcome.settled is not None or outcome.acks or outcome.errors:
+            self._replies.add(outcome)  # else it owes no reply (most lines): nothing to order
 
     def _write_replies(self, messages: list[dict[str, Any]]) -> None:
         self.transport.writeSequence(
@@ -347,7 +348,8 @@ class DeviceDatagramProtocol(DatagramProtocol):
             outcome = self.ingress.ingest(data, default_device=device_name_for_peer(host))
         has_errors = bool(outcome.errors)
         if outcome.settled is None:
-            self._reply(replies.for_outcome(outcome), has_errors, len(data), addr)
+            if has_errors or outcome.acks:  # most datagrams owe no reply
+                self._reply(replies.for_outcome(outcome), has_errors, len(data), addr)
             return
         # With a history store the ack waits for the commit (tantra.commits);
         # a datagram's readings that were not stored get their errors, no ack.
