@@ -206,8 +206,16 @@ class MqttStats:
     errors_sent: int = 0
     #: Readings published on ``<prefix>/reading/...``.
     readings_published: int = 0
+    #: Readings replaced, before they were sent, by a newer reading of the same
+    #: topic while the broker connection was full or down (``tantra.bus.latest``):
+    #: the topic still ends on its newest value.
+    readings_conflated: int = 0
+    #: Reading topics whose newest payload waits for room now (a gauge).
+    readings_held: int = 0
     discovery_published: int = 0
-    #: Messages paho refused because its bounded queue was full (lost), by kind.
+    #: Messages lost, by kind: paho's bounded queue was full (``reply``,
+    #: ``discovery``, ``cluster``), or a held reading topic was evicted because
+    #: more than the hub's cache size of topics were waiting (``reading``).
     publish_dropped: Counter[str] = attrs.Factory(Counter)
     cluster_published: int = 0
     #: Readings never sent to the cluster because the store shed their turn.

@@ -369,13 +369,14 @@ def build_bus(top: TantraService, settings: Settings, reactor: Any) -> None:
     bus = MqttBus.build(
         hub,
         reactor,
-        lambda on_message, on_connected: MqttClient(
+        lambda on_message, on_connected, on_room: MqttClient(
             reactor,
             BrokerUrl.parse(settings.mqtt),
             client_id=client_id,
             stats=hub.counters.mqtt,
             on_message=on_message,
             on_connected=on_connected,
+            on_room=on_room,
             session_expiry=300 if settings.mqtt_client_id else 0,
             connect_timeout=settings.mqtt_connect_timeout,
         ),

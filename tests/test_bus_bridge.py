@@ -34,6 +34,9 @@ class FakeClient:
         self.sent.append((topic, payload, qos, retain))
         return True
 
+    def capacity(self):
+        return max(0, self.room - len(self.sent))
+
     def subscribe(self, topic, options):
         self.subscribed.append(topic)
 
@@ -117,12 +120,23 @@ def test_device_messages_are_acked_published_retained_and_errors_answered(clock)
 
 
 def test_a_full_publish_queue_is_counted_not_raised(clock):
-    hub, _client, bus = make(clock, room=1)
+    # Replies beyond the window wait in order (tests/test_bus_latest.py bounds
+    # and counts them); readings are held, the newest per topic, never lost.
+    hub, client, bus = make(clock, room=1)
     for seq in range(3):
-        bus.route(message("t1/in/d", b'{"sensor":"t","value":1,"seq":%d}' % seq))
+        bus.route(message("t1/in/d", b'{"sensor":"t","value":%d,"seq":%d}' % (seq, seq)))
     clock.advance(0)
-    assert hub.counters.mqtt.publish_dropped == {"reply": 2, "reading": 3}
+    stats = hub.counters.mqtt
+    assert stats.publish_dropped == {}
+    assert (stats.readings_conflated, stats.readings_held, stats.readings_published) == (2, 1, 0)
+    assert bus.bridge.waiting_count == 3  # two replies, one reading topic
     assert hub.stats.accepted == 3
+    client.room = 10
+    assert bus.bridge.drain() == 0
+    assert [ack["ack"] for _, ack in client.on("t1/ack/")] == [0, 1, 2]
+    readings = client.on("t1/reading/")
+    assert [(t, r["value"]) for t, r in readings] == [("t1/reading/d/t", 2)]
+    assert (stats.readings_held, stats.readings_published) == (0, 1)
 
 
 def test_discovery_once_per_sensor_and_bounded_by_the_cache_size(clock):
@@ -357,7 +371,7 @@ def test_the_cache_fill_runs_on_the_first_connect_and_after_a_lost_session_only(
     hub = Hub(clock)
     hooks = {}
 
-    def client_factory(on_message, on_connected):
+    def client_factory(on_message, on_connected, on_room):
         hooks["connected"] = on_connected
         return FakeClient()
 

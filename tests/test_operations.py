@@ -18,7 +18,13 @@ from tantra.lifecycle import ListenerService
 from tantra.settings import resolve
 from tantra.tap import build_service
 from tantra.web.health import HealthzResource, ReadyzResource
-from tantra.web.metrics import _MQTT_COUNTERS, _MQTT_LABELLED, HubCollector, MetricsResource
+from tantra.web.metrics import (
+    _MQTT_COUNTERS,
+    _MQTT_GAUGES,
+    _MQTT_LABELLED,
+    HubCollector,
+    MetricsResource,
+)
 
 
 class FakeSink:
@@ -239,6 +245,7 @@ def test_mqtt_section_only_with_mqtt_state_as_an_enum_and_counters_total():
     mqtt.connects, mqtt.connect_failures, mqtt.acks_sent = 2, 5, 7
     mqtt.rejected["invalid_topic"] += 3
     mqtt.publish_dropped["reading"] += 4
+    mqtt.readings_conflated, mqtt.readings_held = 11, 3
     samples = scrape(resource)
     assert samples["tantra_mqtt_up"][()] == 0
     assert samples["tantra_mqtt_state"] == {
@@ -252,9 +259,12 @@ def test_mqtt_section_only_with_mqtt_state_as_an_enum_and_counters_total():
     assert samples["tantra_mqtt_acks_sent_total"][()] == 7
     assert samples["tantra_mqtt_messages_rejected_total"] == {(("reason", "invalid_topic"),): 3}
     assert samples["tantra_mqtt_publish_dropped_total"] == {(("kind", "reading"),): 4}
+    assert samples["tantra_mqtt_readings_conflated_total"][()] == 11
+    assert samples["tantra_mqtt_readings_held"][()] == 3
     # Every MqttStats field is exported (a new counter must not be forgotten here).
     exported = {"state", "reason"} | {attr for *_, attr in _MQTT_COUNTERS}
     exported |= {attr for _, _, attr, _ in _MQTT_LABELLED}
+    exported |= {attr for *_, attr in _MQTT_GAUGES}
     assert exported == set(attrs.fields_dict(type(mqtt)))
     mqtt.state = "connected"
     samples = scrape(resource)

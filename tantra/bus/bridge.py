@@ -15,7 +15,9 @@ Owns the device side of SPEC "MQTT (v2)":
 - **out**: every reading this hub accepted (:meth:`Batch.local`, so never
   one another hub of the cluster accepted) is published retained on
   ``<prefix>/reading/<device>/<sensor>``, so ``mosquitto_sub`` or Home
-  Assistant shows the live value and the last one on subscribe;
+  Assistant shows the live value and the last one on subscribe; while the
+  broker connection is full or down they are conflated per topic
+  (``tantra.bus.latest``), so each topic still ends on its newest value;
 - **discovery** (``--mqtt-discovery``): the first reading of a sensor also
   publishes its Home Assistant config. "Already announced" is a bounded LRU
   of the hub's cache size, so 10^5 distinct names cost what the hub's own
@@ -43,6 +45,7 @@ from tantra.hub import Hub, IngestOutcome
 from tantra.model import Reading
 from tantra.replies import encode, for_outcome
 
+from .latest import LatestOut
 from .topics import Topics, discovery, parse_in_message
 
 _log = Logger()
@@ -63,6 +66,10 @@ class Publisher:
         retain: bool = False,
         properties: Properties | None = None,
     ) -> bool:
+        raise NotImplementedError
+
+    def capacity(self) -> int:
+        """Messages the connection takes now without queueing (0 while disconnected)."""
         raise NotImplementedError
 
 
@@ -97,6 +104,16 @@ class MqttBridge:
         self._max_announced = max_announced
         self._announced: OrderedDict[tuple[str, str, bool, str | None], None] = OrderedDict()
         self._reply_properties = _expiring(REPLY_EXPIRY_SECONDS)
+        #: Retained readings, conflated per topic while the connection is full:
+        #: at most one per topic, at most the hub's cache size of topics.
+        #: Replies share its window in turn with readings, in order, never conflated.
+        self._latest = LatestOut(
+            client,
+            stats,
+            qos=qos,
+            max_topics=max_announced,
+            reply_properties=self._reply_properties,
+        )
 
     # -- in ------------------------------------------------------------------------
 
@@ -140,9 +157,7 @@ class MqttBridge:
                 where, counter = self.topics.ack(device), "acks_sent"
             else:
                 where, counter = self.topics.error(device), "errors_sent"
-            if self._client.publish(
-                where, encode(reply), qos=self._qos, properties=self._reply_properties
-            ):
+            if self._latest.reply(where, encode(reply)):
                 setattr(self._stats, counter, getattr(self._stats, counter) + 1)
             else:
                 self._stats.publish_dropped["reply"] += 1
@@ -150,21 +165,16 @@ class MqttBridge:
     # -- out ------------------------------------------------------------------------
 
     def publish(self, readings: Sequence[Reading]) -> None:
-        """Publish what this hub accepted, retained; announce new sensors."""
-        publish = self._client.publish
-        qos = self._qos
-        topics = self.topics
-        published = dropped = 0
-        for reading in readings:
-            if publish(topics.reading(reading), reading.json, qos=qos, retain=True):
-                published += 1
-            else:
-                dropped += 1
-            if self._discovery:
+        """Publish what this hub accepted, retained (conflated while the broker is full)."""
+        reading_topic = self.topics.reading
+        self._latest.send((reading_topic(reading), reading.json) for reading in readings)
+        if self._discovery:
+            for reading in readings:
                 self._announce(reading)
-        self._stats.readings_published += published
-        if dropped:
-            self._stats.publish_dropped["reading"] += dropped
+
+    def drain(self) -> int:
+        """The window may have room: send queued replies and held readings; return the rest."""
+        return self._latest.drain()
 
     def _announce(self, reading: Reading) -> None:
         key = (reading.device, reading.sensor, type(reading.value) is bool, reading.unit)
@@ -180,6 +190,16 @@ class MqttBridge:
         announced[key] = None
         if len(announced) > self._max_announced:
             announced.popitem(last=False)
+
+    @property
+    def held_count(self) -> int:
+        """Reading topics whose newest value waits for room."""
+        return self._latest.held
+
+    @property
+    def waiting_count(self) -> int:
+        """Held reading topics and queued replies."""
+        return self._latest.waiting
 
     @property
     def announced_count(self) -> int:

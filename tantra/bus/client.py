@@ -22,7 +22,10 @@ deadline (no CONNACK in ``connect_timeout`` seconds), never a stall.
 QoS 1 publishing is bounded twice: at most ``max_inflight`` messages wait
 for their PUBACK, at most ``max_queued`` are held in all (also while
 disconnected; paho re-sends them after a reconnect); a publish beyond that
-is refused, and counted by the caller.
+is refused, and counted by the caller. :meth:`MqttClient.capacity` says how
+many more the window takes now, and ``on_room`` is called whenever that may
+have grown (after reads: PUBACKs, CONNACK; after writes), so an owner that
+holds messages back (``tantra.bus.latest``) sends them as the broker takes them.
 
 Does not own: what the topics mean (``tantra.bus.bridge``, ``.cluster``).
 """
@@ -254,6 +257,7 @@ class MqttClient:
         stats: MqttStats,
         on_message: MessageHandler,
         on_connected: Callable[[bool], None] = lambda session_present: None,
+        on_room: Callable[[], int] = lambda: 0,
         keepalive: int = 30,
         connect_timeout: float = 10.0,
         max_inflight: int = 100,
@@ -270,6 +274,11 @@ class MqttClient:
         self._stats = stats
         self._on_message = on_message
         self._on_connected = on_connected
+        self._on_room = on_room
+        #: Messages the owner holds back until there is room (what ``on_room`` last returned).
+        self._waiting = 0
+        self._acked = False
+        self._max_inflight = max_inflight
         self._keepalive = keepalive
         self._connect_timeout = connect_timeout
         self._min_backoff = min_backoff
@@ -308,6 +317,7 @@ class MqttClient:
         client.on_connect = self._paho_connected
         client.on_disconnect = self._paho_disconnected
         client.on_message = self._paho_message
+        client.on_publish = self._published
         properties = Properties(PacketTypes.CONNECT)
         properties.SessionExpiryInterval = session_expiry
         properties.ReceiveMaximum = receive_maximum
@@ -361,8 +371,21 @@ class MqttClient:
         return stopped
 
     def pending(self) -> int:
-        """QoS 1 messages sent or queued and not yet acknowledged by the broker."""
-        return len(self._paho._out_messages)
+        """QoS 1 messages sent or queued and not yet acknowledged, plus those held for room."""
+        return len(self._paho._out_messages) + self._waiting
+
+    def capacity(self) -> int:
+        """Messages the connection takes now without waiting in paho's queue (0 if disconnected).
+
+        The free places of the QoS 1 in-flight window (``max_inflight`` less
+        what is in flight or queued); for QoS 0, which has no window, the
+        packets not yet written to the socket count instead.
+        """
+        if not self._connected:
+            return 0
+        paho_client = self._paho
+        busy = max(len(paho_client._out_messages), len(paho_client._out_packet))
+        return self._max_inflight - busy if busy < self._max_inflight else 0
 
     def subscribe(self, topic: str, options: SubscribeOptions) -> None:
         """Subscribe now if connected, and again after every reconnect."""
@@ -510,12 +533,35 @@ class MqttClient:
         while self._socket is sock and (sock.buffered() or sock.eof):
             before = sock.buffered()
             self._paho.loop_read()
+            if self._acked:
+                # Refill the window at once, not after the whole buffer (which
+                # may hold hundreds of device messages to ingest first).
+                self._room()
             if sock.buffered() == before and not sock.eof:
                 break  # a partial packet: wait for more bytes
+        self._room()
 
     def _writable(self) -> None:
         if self._socket is not None:
             self._paho.loop_write()
+            self._room()
+
+    def _published(self, client: Any, userdata: Any, mid: int, code: Any, props: Any) -> None:
+        self._acked = True  # inside paho's callback: only note it (see _room)
+
+    def _room(self) -> None:
+        """PUBACKs, a CONNACK or a write may have freed the window: let the owner send what waits.
+
+        Runs from the reactor after paho returned, never inside a paho
+        callback (paho's locks are not re-entrant).
+        """
+        self._acked = False
+        if not self._connected:
+            return
+        try:
+            self._waiting = self._on_room()
+        except Exception:
+            _log.failure("MQTT: on_room failed")
 
     def _lost(self, reason: str) -> None:
         if self._socket is not None:

@@ -60,7 +60,7 @@ class MqttBus(service.Service):
         bridge_factory: Any,
         cluster_name: str | None,
     ) -> MqttBus:
-        """Wire the parts around one client (``client_factory(on_message, on_connected)``)."""
+        """Wire the parts around ``client_factory(on_message, on_connected, on_room)``."""
         bus: MqttBus | None = None
 
         def on_message(message: Any) -> None:
@@ -77,7 +77,11 @@ class MqttBus(service.Service):
             if not session_present or not bus.cluster.filled:
                 bus.cluster.start_fill()
 
-        client = client_factory(on_message, on_connected)
+        def on_room() -> int:
+            # The window may have freed: the bridge sends the readings it holds.
+            return 0 if bus is None else bus.bridge.drain()
+
+        client = client_factory(on_message, on_connected, on_room)
         bridge = bridge_factory(client)
         cluster = None
         if cluster_name:

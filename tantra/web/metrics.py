@@ -81,6 +81,9 @@ _MQTT_COUNTERS = (
     ("mqtt_errors_sent", "Errors published on <prefix>/error/...", "errors_sent"),
     ("mqtt_readings_published", "Readings published on <prefix>/reading/...",
      "readings_published"),
+    ("mqtt_readings_conflated",
+     "Readings replaced by a newer one of the same topic before they were sent (broker full)",
+     "readings_conflated"),
     ("mqtt_discovery_published", "Home Assistant discovery configs published",
      "discovery_published"),
     ("mqtt_cluster_readings_published", "Readings published to the cluster",
@@ -92,10 +95,16 @@ _MQTT_COUNTERS = (
     ("mqtt_retained_filled", "Readings taken from retained messages at connect",
      "retained_filled"),
 )  # fmt: skip
+_MQTT_GAUGES = (
+    ("mqtt_readings_held",
+     "Reading topics whose newest value waits for room on the broker connection",
+     "readings_held"),
+)  # fmt: skip
 _MQTT_LABELLED = (
     ("mqtt_messages_rejected", "Device messages refused before parsing, by reason", "rejected",
      "reason"),
-    ("mqtt_publish_dropped", "Messages lost to the full publish queue, by kind",
+    ("mqtt_publish_dropped",
+     "Messages lost: the publish queue was full, or a held reading topic was evicted; by kind",
      "publish_dropped", "kind"),
 )  # fmt: skip
 #: Every state the MQTT client reports (``MqttStats.state`` when ``--mqtt`` is set).
@@ -243,6 +252,8 @@ class HubCollector:
         for state in MQTT_STATES:
             states.add_metric([state], int(mqtt.state == state))
         yield states
+        for name, help_text, attribute in _MQTT_GAUGES:
+            yield gauge(f"tantra_{name}", help_text, getattr(mqtt, attribute))
         for name, help_text, attribute in _MQTT_COUNTERS:
             yield counter(f"tantra_{name}", help_text, value=getattr(mqtt, attribute))
         for name, help_text, attribute, label in _MQTT_LABELLED:
