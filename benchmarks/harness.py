@@ -994,6 +994,7 @@ def path_scenarios() -> list[Scenario]:
                 *ACKED_METRICS[:2],
                 ("bridged_per_s", "bridged out, got by 1 QoS 0 subscriber/s (lower bound)", None),
                 ("mqtt_published", "readings published (trial)", None),
+                ("mqtt_conflated", "readings conflated, newest kept (trial)", None),
                 ("mqtt_dropped", "publishes dropped, queue full (trial)", None),
                 *ACKED_METRICS[2:],
             ),
@@ -1250,6 +1251,7 @@ def trial_dev(hubs: PathHubs, v: Variant, t: Timing, window=NO_WINDOW) -> dict:
         q0, q1 = st0.get("mqtt", {}), st1.get("mqtt", {})
         # whole trial (warm-up and drain included): what the hub published / dropped
         out["mqtt_published"] = q1.get("readings_published", 0) - q0.get("readings_published", 0)
+        out["mqtt_conflated"] = q1.get("readings_conflated", 0) - q0.get("readings_conflated", 0)
         out["mqtt_dropped"] = sum((q1.get("publish_dropped") or {}).values()) - sum(
             (q0.get("publish_dropped") or {}).values()
         )
