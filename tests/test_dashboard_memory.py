@@ -111,6 +111,9 @@ def test_an_open_dashboard_keeps_only_what_differs_and_still_closes_cleanly(fact
     assert protocol.state == protocol.STATE_OPEN and not protocol.wasClean
     # nothing only the handshake needed: its raw bytes, headers, transport details
     assert protocol.http_request_data is None and protocol._transport_details is None
+    assert protocol._wskey is None and protocol.http_request_uri is None
+    assert "websocket_protocols" not in vars(protocol)  # the shared empty offer, on the class
+    assert len(vars(protocol)) < 30
     assert protocol.peer  # what a dashboard still reads of the connection, kept apart
     transport.drain()
     hub.ingest(b'{"device":"a","sensor":"s","value":7}', default_device="x")

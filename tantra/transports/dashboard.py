@@ -61,7 +61,9 @@ _NONE_WHEN_OPEN = ("_perMessageCompress", "autoPingPending", "autoPingPendingSen
     "serverConnectionDropTimeoutCall", "trackedTimings", "localCloseCode", "localCloseReason",
     "remoteCloseCode", "remoteCloseReason", "wasNotCleanReason", "current_frame",
     "websocket_protocol_in_use", "http_request_data", "http_response_data", "http_status_line",
-    "_close_waiters", "_since", "_replies", "_token", "_release_token", "_presented")  # fmt: skip
+    "_close_waiters", "_since", "_replies", "_token", "_release_token", "_presented",
+    "_wskey", "http_request_host", "http_request_path", "http_request_uri",
+    "websocket_origin")  # fmt: skip
 _FALSE_WHEN_OPEN = ("closedByMe", "droppedByMe", "failedByMe", "triggered", "wasClean",
     "wasCloseHandshakeTimeout", "wasMaxFramePayloadSizeExceeded",
     "wasMaxMessagePayloadSizeExceeded", "wasOpenHandshakeTimeout",
@@ -79,10 +81,14 @@ _OPEN_DEFAULTS: dict[str, Any] = {
     "autoPingPendingSeq": 0,
     "http_headers": _NO_HEADERS,
     "http_request_params": _NO_HEADERS,
+    "websocket_protocols": (),
+    "websocket_extensions": (),
+    "websocket_extensions_in_use": (),
+    "websocket_version": 13,
+    "connected": 1,
 }
 
 
-#: The header of an unmasked text frame (FIN, opcode 1) for each payload length below 126.
 def _autobahn_text_frame(payload: bytes) -> bytes:
     """Autobahn's own unmasked text frame for ``payload`` (the framing is the library's)."""
     return PreparedMessage(payload, False, False, True).payloadHybi
@@ -237,6 +243,12 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
         self.http_request_data = self.http_response_data = forgotten
         self.http_headers = self.http_request_params = _NO_HEADERS
         self.http_status_line = forgotten
+        # the request line, key, origin and offers: read while the handshake is judged
+        self._wskey = self.websocket_origin = forgotten
+        self.http_request_host = self.http_request_path = self.http_request_uri = forgotten
+        self.websocket_protocols = self.websocket_extensions = ()
+        if not self.websocket_extensions_in_use:  # permessage-deflate keeps its own
+            self.websocket_extensions_in_use = ()
         # Autobahn's TransportDetails (~350 bytes with its dict) serves the
         # handshake and WAMP; a dashboard reads only ``peer``, copied at connect.
         self._transport_details = forgotten
