@@ -246,9 +246,10 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
         # the request line, key, origin and offers: read while the handshake is judged
         self._wskey = self.websocket_origin = forgotten
         self.http_request_host = self.http_request_path = self.http_request_uri = forgotten
-        self.websocket_protocols = self.websocket_extensions = ()
+        no_offers: Any = ()  # shared and immutable: nothing appends to them once open
+        self.websocket_protocols = self.websocket_extensions = no_offers
         if not self.websocket_extensions_in_use:  # permessage-deflate keeps its own
-            self.websocket_extensions_in_use = ()
+            self.websocket_extensions_in_use = no_offers
         # Autobahn's TransportDetails (~350 bytes with its dict) serves the
         # handshake and WAMP; a dashboard reads only ``peer``, copied at connect.
         self._transport_details = forgotten
