@@ -6,7 +6,7 @@ transaction holding it has committed, and what follows from it:
 - The readings the hub accepts in one turn are handed to the store together
   (:meth:`CommitGate.submit`, at the hub's flush) and form one *turn*; the
   acks of every payload with a reading in that turn wait for its commit
-  (:meth:`CommitGate.settled` returns the Deferred to wait on).
+  (:meth:`CommitGate.settled` returns the :class:`Settlement` to wait on).
 - A re-sent ``(device, seq)`` whose first copy is still uncommitted is a
   duplicate, and its ack waits for that first copy's turn: an ack is never
   sent for a reading that is not yet stored, not even a repeated one.
@@ -19,6 +19,14 @@ Memory: one entry per accepted-but-uncommitted reading with a seq. The
 store's queue is bounded and sheds (failing the turn at once) past it, so
 this is bounded by the store's queue too.
 
+A payload's wait is a :class:`Settlement`, not a Deferred of its own: a
+transport that writes replies in payload order (``OrderedReplies``) asks the
+turn to tell it once when it settles (:meth:`Settlement.listen`) and reads
+each payload's state then, so a committed turn costs one call per connection,
+not a Deferred, its callbacks and a reply write per payload (issue 14: those
+were a third of the reactor's extra work per stored reading). Anyone else
+(UDP, MQTT) adds callbacks to it as to the Deferred it makes on first use.
+
 Does not own: storing (``tantra.store``), de-duplication rules
 (``tantra.dedupe``), or writing replies (the transports, which send a
 payload's replies once its Deferred fires, in payload order). Pure of I/O:
@@ -30,7 +38,7 @@ from __future__ import annotations
 import collections
 import itertools
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from twisted.internet import defer
 from twisted.logger import Logger
@@ -55,14 +63,22 @@ class NotCommitted(Exception):
     """The readings a payload's acks waited for were not stored (the device will re-send)."""
 
 
+class TurnListener(Protocol):
+    """Told once when a turn it waits on settles (:meth:`Settlement.listen`)."""
+
+    def turn_settled(self) -> None: ...
+
+
 class _Turn:
     """The readings with a seq accepted in one hub turn, and who waits for their commit."""
 
-    __slots__ = ("keys", "outcome", "waiters")
+    __slots__ = ("keys", "listeners", "outcome", "waiters")
 
     def __init__(self) -> None:
         self.keys: list[Key] = []
         self.waiters: list[defer.Deferred] = []
+        #: Told once at the settle, in the order they first listened (a dict: each once).
+        self.listeners: dict[TurnListener, None] = {}
         #: None while the commit is pending; True once committed; a Failure if not stored.
         self.outcome: bool | Failure | None = None
 
@@ -74,6 +90,66 @@ class _Turn:
         waiter: defer.Deferred = defer.Deferred()
         self.waiters.append(waiter)
         return waiter
+
+
+class Settlement:
+    """What one payload's acks wait for: every pending turn holding one of its readings.
+
+    :attr:`state` says where that stands without a Deferred; the Deferred
+    (fires once all those turns committed, fails with :class:`NotCommitted`
+    as soon as one was not stored) is made on the first ``add*`` call, and
+    every later call adds to that same Deferred, as with any Deferred.
+    """
+
+    __slots__ = ("_deferred", "turns")
+
+    def __init__(self, turns: Sequence[_Turn]):
+        self.turns = turns
+        self._deferred: defer.Deferred | None = None
+
+    @property
+    def state(self) -> bool | None:
+        """None while pending; True once every turn committed; False once one was not stored."""
+        turns = self.turns
+        if len(turns) == 1:
+            outcome = turns[0].outcome
+            return outcome if outcome is None or outcome is True else False
+        pending = False
+        for turn in turns:
+            if turn.outcome is None:
+                pending = True
+            elif turn.outcome is not True:
+                return False
+        return None if pending else True
+
+    def listen(self, listener: TurnListener) -> None:
+        """Have ``listener.turn_settled()`` called when each still pending turn settles."""
+        for turn in self.turns:
+            if turn.outcome is None:
+                turn.listeners[listener] = None
+
+    def deferred(self) -> defer.Deferred:
+        """The Deferred of this wait (made once, on first need)."""
+        if self._deferred is None:
+            turns = self.turns
+            if len(turns) == 1:
+                self._deferred = turns[0].wait()
+            else:
+                waiting = defer.gatherResults([turn.wait() for turn in turns], consumeErrors=True)
+                self._deferred = waiting.addCallbacks(_nothing, _first_error)
+        return self._deferred
+
+    def addCallbacks(self, *args: Any, **kwargs: Any) -> defer.Deferred:  # Deferred's names
+        return self.deferred().addCallbacks(*args, **kwargs)
+
+    def addCallback(self, *args: Any, **kwargs: Any) -> defer.Deferred:
+        return self.deferred().addCallback(*args, **kwargs)
+
+    def addErrback(self, *args: Any, **kwargs: Any) -> defer.Deferred:
+        return self.deferred().addErrback(*args, **kwargs)
+
+    def addBoth(self, *args: Any, **kwargs: Any) -> defer.Deferred:
+        return self.deferred().addBoth(*args, **kwargs)
 
 
 class CommitGate:
@@ -128,14 +204,11 @@ class CommitGate:
         return self._current
 
     @staticmethod
-    def settled(turns: Sequence[_Turn]) -> defer.Deferred | None:
+    def settled(turns: Sequence[_Turn]) -> Settlement | None:
         """What a payload's acks wait for: every turn holding one of its readings."""
         if not turns:
             return None
-        if len(turns) == 1:
-            return turns[0].wait()
-        waiting = defer.gatherResults([turn.wait() for turn in turns], consumeErrors=True)
-        return waiting.addCallbacks(_nothing, _first_error)
+        return Settlement(turns)
 
     def submit(self, readings: Sequence[Reading]) -> Callable[[], defer.Deferred]:
         """Hand one turn's accepted readings to the store (called at the hub's flush).
@@ -180,6 +253,9 @@ class CommitGate:
                 waiter.callback(None)
             else:
                 waiter.errback(NotCommitted())
+        listeners, turn.listeners = turn.listeners, {}
+        for listener in listeners:
+            listener.turn_settled()
 
 
 def _nothing(_: object) -> None:

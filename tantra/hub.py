@@ -23,7 +23,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface
 
-from tantra.commits import CommitGate, IDurable
+from tantra.commits import CommitGate, IDurable, Settlement
 from tantra.counters import Counters, HubStats
 from tantra.dedupe import SeqWindow
 from tantra.model import ParsedPayload, Reading, Rejection, number, parse_lone
@@ -160,7 +160,9 @@ class IngestOutcome(NamedTuple):
     is_batch: bool
     #: With a history store: fires once every reading the acks name is committed
     #: (fails with ``tantra.commits.NotCommitted`` if not); ``None``: ack now.
-    settled: Deferred | None = None
+    #: The hub's is a :class:`~tantra.commits.Settlement`: used as a Deferred,
+    #: or read without one by ``OrderedReplies`` (one call per committed turn).
+    settled: Settlement | Deferred | None = None
 
 
 _outcome = tuple.__new__
@@ -373,7 +375,7 @@ class Hub:
         accepted: list[Reading],
         duplicates: list[Reading],
         acks: list[int],
-    ) -> Deferred | None:
+    ) -> Settlement | None:
         """:meth:`accept`'s loop when acks wait for commits (``tantra.commits``)."""
         gate = self._gate
         assert gate is not None
