@@ -44,29 +44,29 @@ class CountingTransport:
         self.written += len(data)
         self.writes += 1
 
-    def writeSequence(self, parts: list[bytes]) -> None:  # noqa: N802 (Twisted's name)
+    def writeSequence(self, parts: list[bytes]) -> None:
         self.written += sum(map(len, parts))
         self.writes += 1
 
-    def getPeer(self) -> IPv4Address:  # noqa: N802
+    def getPeer(self) -> IPv4Address:
         return self._peer
 
-    def getHost(self) -> IPv4Address:  # noqa: N802
+    def getHost(self) -> IPv4Address:
         return IPv4Address("TCP", "127.0.0.1", 7000)
 
-    def registerProducer(self, producer: object, streaming: bool) -> None:  # noqa: N802
+    def registerProducer(self, producer: object, streaming: bool) -> None:
         pass
 
-    def pauseProducing(self) -> None:  # noqa: N802
+    def pauseProducing(self) -> None:
         pass
 
-    def resumeProducing(self) -> None:  # noqa: N802
+    def resumeProducing(self) -> None:
         pass
 
-    def setTcpNoDelay(self, enabled: bool) -> None:  # noqa: N802
+    def setTcpNoDelay(self, enabled: bool) -> None:
         pass
 
-    def loseConnection(self) -> None:  # noqa: N802
+    def loseConnection(self) -> None:
         pass
 
 
@@ -116,7 +116,7 @@ def main() -> None:
             first = seqs[index] + 1
             seqs[index] += 10
             batch = ",".join(
-                '{"sensor":"s%d","value":%d.5,"seq":%d}' % (seq % 8, seq % 100, seq)
+                f'{{"sensor":"s{seq % 8}","value":{seq % 100}.5,"seq":{seq}}}'
                 for seq in range(first, first + 10)
             )
             lines.append(b"[" + batch.encode() + b"]\n")
