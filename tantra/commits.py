@@ -192,6 +192,54 @@ class CommitGate:
         self._uncommitted[key] = turn
         return False
 
+    def classify_into(
+        self,
+        readings: Iterable[Reading],
+        accepted: list[Reading],
+        duplicates: list[Reading],
+        acks: list[int],
+    ) -> Settlement | None:
+        """:meth:`classify` for each reading of one payload, sorted into the hub's lists.
+
+        A reading without seq is accepted (nothing to wait for); one with a
+        seq is acked, and accepted when new (it joins the current turn) or a
+        duplicate (committed before: acked at once; or held by a pending
+        turn: its ack waits for that turn). Returns what the payload's acks
+        wait for. One loop with the look-ups at hand, not a :meth:`classify`
+        call per reading (issue 14: that was a tenth of the reactor's extra
+        work per stored reading).
+        """
+        uncommitted = self._uncommitted
+        pending = uncommitted.get
+        seen = self._seen
+        turns: list[_Turn] = []
+        current = None  # the current turn, once a new reading of this payload joined it
+        for reading in readings:
+            seq = reading.seq
+            if seq is None:
+                accepted.append(reading)
+                continue
+            acks.append(seq)
+            key = (reading.device, seq)
+            turn = pending(key)
+            if turn is not None:  # its first copy is still uncommitted: wait for that one
+                duplicates.append(reading)
+                if turn not in turns:
+                    turns.append(turn)
+            elif seen(reading.device, seq):  # committed before: a duplicate, acked at once
+                duplicates.append(reading)
+            else:  # new: joins this turn
+                accepted.append(reading)
+                if current is None:
+                    current = self._current
+                    if current is None:
+                        current = self._current = _Turn()
+                    if current not in turns:
+                        turns.append(current)
+                current.keys.append(key)
+                uncommitted[key] = current
+        return Settlement(turns) if turns else None
+
     def holds(self, device: str, seq: int) -> bool:
         """True when ``(device, seq)`` was accepted already: committed, or its
         commit is pending. Changes nothing. The replay rule asks it before
