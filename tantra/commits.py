@@ -6,7 +6,7 @@ transaction holding it has committed, and what follows from it:
 - The readings the hub accepts in one turn are handed to the store together
   (:meth:`CommitGate.submit`, at the hub's flush) and form one *turn*; the
   acks of every payload with a reading in that turn wait for its commit
-  (:meth:`CommitGate.settled` returns the :class:`Settlement` to wait on).
+  (:meth:`CommitGate.classify_into` returns the :class:`Settlement` to wait on).
 - A re-sent ``(device, seq)`` whose first copy is still uncommitted is a
   duplicate, and its ack waits for that first copy's turn: an ack is never
   sent for a reading that is not yet stored, not even a repeated one.
@@ -175,23 +175,6 @@ class CommitGate:
         """Accepted readings with a seq whose commit is still pending."""
         return len(self._uncommitted)
 
-    def classify(self, device: str, seq: int) -> _Turn | bool:
-        """For one incoming ``(device, seq)``: the pending turn that already holds it,
-        True if it was committed before (a plain duplicate), False if it is new
-        (then it joins the current turn)."""
-        key = (device, seq)
-        turn = self._uncommitted.get(key)
-        if turn is not None:
-            return turn
-        if self._seen(device, seq):
-            return True
-        turn = self._current
-        if turn is None:
-            turn = self._current = _Turn()
-        turn.keys.append(key)
-        self._uncommitted[key] = turn
-        return False
-
     def classify_into(
         self,
         readings: Iterable[Reading],
@@ -199,15 +182,15 @@ class CommitGate:
         duplicates: list[Reading],
         acks: list[int],
     ) -> Settlement | None:
-        """:meth:`classify` for each reading of one payload, sorted into the hub's lists.
+        """Sort one payload's readings into the hub's lists; what its acks wait for.
 
         A reading without seq is accepted (nothing to wait for); one with a
         seq is acked, and accepted when new (it joins the current turn) or a
         duplicate (committed before: acked at once; or held by a pending
         turn: its ack waits for that turn). Returns what the payload's acks
-        wait for. One loop with the look-ups at hand, not a :meth:`classify`
-        call per reading (issue 14: that was a tenth of the reactor's extra
-        work per stored reading).
+        wait for (None: nothing). One loop with the look-ups at hand, not a
+        method call per reading (issue 14: that was a tenth of the reactor's
+        extra work per stored reading).
         """
         uncommitted = self._uncommitted
         pending = uncommitted.get
@@ -243,20 +226,10 @@ class CommitGate:
     def holds(self, device: str, seq: int) -> bool:
         """True when ``(device, seq)`` was accepted already: committed, or its
         commit is pending. Changes nothing. The replay rule asks it before
-        letting a retry that is below its window reach :meth:`classify`, and
+        letting a retry that is below its window reach :meth:`classify_into`, and
         the hub asks it of readings from the cluster bus: a copy of one that is
         here already, on its way to this hub's store, is a duplicate."""
         return (device, seq) in self._uncommitted or self._seen(device, seq)
-
-    def current(self) -> _Turn | None:
-        return self._current
-
-    @staticmethod
-    def settled(turns: Sequence[_Turn]) -> Settlement | None:
-        """What a payload's acks wait for: every turn holding one of its readings."""
-        if not turns:
-            return None
-        return Settlement(turns)
 
     def submit(self, readings: Sequence[Reading]) -> Callable[[], defer.Deferred]:
         """Hand one turn's accepted readings to the store (called at the hub's flush).
@@ -283,7 +256,7 @@ class CommitGate:
         self._settle(turn, reason)
 
     def _settle(self, turn: _Turn, outcome: bool | Failure) -> None:
-        # Every key of a turn maps to that turn until it settles: classify adds a
+        # Every key of a turn maps to that turn until it settles: classify_into adds a
         # key only when no pending turn holds it, and only here do keys leave. So
         # the turn's keys leave in one C-level pass (a Python loop with a check
         # per key was a tenth of the reactor's extra work per stored reading),
