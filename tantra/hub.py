@@ -23,7 +23,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface
 
-from tantra.commits import CommitGate, IDurable
+from tantra.commits import CommitGate, IDurable, Settlement
 from tantra.counters import Counters, HubStats
 from tantra.dedupe import SeqWindow
 from tantra.model import ParsedPayload, Reading, Rejection, number, parse_lone
@@ -160,7 +160,9 @@ class IngestOutcome(NamedTuple):
     is_batch: bool
     #: With a history store: fires once every reading the acks name is committed
     #: (fails with ``tantra.commits.NotCommitted`` if not); ``None``: ack now.
-    settled: Deferred | None = None
+    #: The hub's is a :class:`~tantra.commits.Settlement`: used as a Deferred,
+    #: or read without one by ``OrderedReplies`` (one call per committed turn).
+    settled: Settlement | Deferred | None = None
 
 
 _outcome = tuple.__new__
@@ -350,7 +352,7 @@ class Hub:
                             continue
                     accepted.append(reading)
             else:
-                settled = self._classify_for_commit(readings, accepted, duplicates, acks)
+                settled = gate.classify_into(readings, accepted, duplicates, acks)
         if acks:
             self.stats.dedupe_evicted = self._dedupe.evicted
         if duplicates:
@@ -366,36 +368,6 @@ class Hub:
                 self._flush_call = self._clock.callLater(0, self._scheduled_flush)
         # tuple.__new__: the NamedTuple's own constructor costs twice as much (per payload).
         return _outcome(IngestOutcome, (accepted, duplicates, errors, acks, is_batch, settled))
-
-    def _classify_for_commit(
-        self,
-        readings: Sequence[Reading],
-        accepted: list[Reading],
-        duplicates: list[Reading],
-        acks: list[int],
-    ) -> Deferred | None:
-        """:meth:`accept`'s loop when acks wait for commits (``tantra.commits``)."""
-        gate = self._gate
-        assert gate is not None
-        turns: list[Any] = []
-        for reading in readings:
-            if reading.seq is None:
-                accepted.append(reading)
-                continue
-            acks.append(reading.seq)
-            state = gate.classify(reading.device, reading.seq)
-            if state is True:  # committed before: a duplicate, acked at once
-                duplicates.append(reading)
-                continue
-            if state is False:  # new: joins this turn
-                accepted.append(reading)
-                turn = gate.current()
-            else:  # its first copy is still uncommitted: wait for that one
-                duplicates.append(reading)
-                turn = state
-            if turn is not None and turn not in turns:
-                turns.append(turn)
-        return gate.settled(turns)
 
     def accepted_before(self, device: str, seq: int) -> bool:
         """True when ``(device, seq)`` was accepted already; changes nothing.

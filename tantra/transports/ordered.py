@@ -10,6 +10,13 @@ but people reading ``nc`` output should not see them shuffled). A payload
 whose readings the store could not keep gets its errors but no ack: the
 device re-sends, and the re-send is taken afresh (``tantra.commits``).
 
+A payload that waits on the hub's :class:`~tantra.commits.Settlement` holds
+its slot with the outcome itself; the replies ask each pending turn once to
+tell them when it settles (not a Deferred per payload), and then write the
+replies of every payload now settled, up to the first still pending, in one
+write: a committed turn costs each connection one call and one write
+(issue 14). Any other Deferred (a caller's own) is waited on as a Deferred.
+
 Memory: one small slot per payload that waits (its own commit, or one ahead
 of it). Refusals and payloads without ``seq`` queue behind a pending commit
 without touching the store, so the store's bound does not bound them: at
@@ -29,11 +36,14 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from tantra import replies
-from tantra.commits import NotCommitted
+from tantra.commits import NotCommitted, Settlement
 from tantra.hub import IngestOutcome
 
 Messages = list[dict[str, Any]]
 _WAITING: Messages = []  # the marker of a slot whose commit is pending (compared by identity)
+#: A slot: ``[messages]`` (``[_WAITING]`` until a Deferred fires), or the
+#: outcome of a payload waiting on a :class:`Settlement` (read at each drain).
+_Slot = list[Messages] | IngestOutcome
 
 #: Payloads whose replies may wait behind a pending commit before the owner
 #: is told to stop reading (``on_full``); a commit takes well under a second,
@@ -44,7 +54,15 @@ MAX_WAITING = 1024
 class OrderedReplies:
     """Writes each payload's replies with ``write(messages)``, in payload order."""
 
-    __slots__ = ("_empty_waiters", "_full", "_on_full", "_on_room", "_slots", "_write")
+    __slots__ = (
+        "_empty_waiters",
+        "_full",
+        "_listening",
+        "_on_full",
+        "_on_room",
+        "_slots",
+        "_write",
+    )
 
     def __init__(
         self,
@@ -56,7 +74,8 @@ class OrderedReplies:
         """``on_full``: :data:`MAX_WAITING` payloads wait, stop adding (stop reading);
         ``on_room``: after ``on_full``, they drained below it (read again)."""
         self._write: Callable[[Messages], None] | None = write
-        self._slots: list[list[Messages]] = []  # short: a list costs less than a deque
+        self._slots: list[_Slot] = []  # short: a list costs less than a deque
+        self._listening: object = None  # the turn last asked to tell us (most payloads: the same)
         self._empty_waiters: list[defer.Deferred] | None = None
         self._on_full = on_full
         self._on_room = on_room
@@ -91,6 +110,9 @@ class OrderedReplies:
         if settled is None:
             self.add_messages(replies.for_outcome(outcome))
             return
+        if settled.__class__ is Settlement:
+            self._wait_for(outcome, settled)
+            return
         slot = [_WAITING]
         self._push(slot)
         settled.addCallbacks(
@@ -99,6 +121,25 @@ class OrderedReplies:
             callbackArgs=(slot, outcome),
             errbackArgs=(slot, outcome),
         )
+
+    def _wait_for(self, outcome: IngestOutcome, settlement: Settlement) -> None:
+        """Hold the outcome's slot; its turns say when they settle (once a turn, not a payload)."""
+        self._push(outcome)
+        if settlement.state is not None:  # settled already (not from the hub's own flow)
+            self._drain()
+            return
+        turns = settlement.turns
+        if len(turns) == 1:
+            turn = turns[0]
+            if turn is not self._listening:
+                self._listening = turn
+                turn.listeners[self] = None
+        else:
+            settlement.listen(self)
+
+    def turn_settled(self) -> None:
+        """A turn a payload here waits on settled: write what is ready now."""
+        self._drain()
 
     def add_messages(self, messages: Messages) -> None:
         """Replies that wait for nothing (a login answer, a refusal), kept in payload order.
@@ -114,7 +155,7 @@ class OrderedReplies:
         if messages:
             self._push([messages])
 
-    def _push(self, slot: list[Messages]) -> None:
+    def _push(self, slot: _Slot) -> None:
         self._slots.append(slot)
         if not self._full and len(self._slots) >= MAX_WAITING:
             self._full = True
@@ -142,9 +183,18 @@ class OrderedReplies:
         ready: Messages = []
         done = 0  # one del of the written slots: pop(0) each was quadratic in a flood's lines
         for slot in slots:
-            if slot[0] is _WAITING:
-                break
-            ready.extend(slot[0])
+            if slot.__class__ is list:
+                messages = slot[0]
+                if messages is _WAITING:
+                    break
+                ready += messages
+            else:  # an outcome waiting on its Settlement
+                outcome: Any = slot
+                state = outcome.settled.state
+                if state is None:
+                    break
+                # Not stored: its errors, no ack (the device re-sends; tantra.commits).
+                ready += replies.for_outcome(outcome if state else outcome._replace(acks=()))
             done += 1
         del slots[:done]
         if ready and self._write is not None:
