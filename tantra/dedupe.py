@@ -23,6 +23,7 @@ Pure: the caller passes the time. Does not own acks or delivery (``tantra.hub``)
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 
 #: Default number of devices tracked: 170-330 bytes each plus the name (docs/protocol.md),
 #: under 220 MB even for 64-character names, and a cardinality attack must send half a
@@ -65,6 +66,23 @@ class SeqWindow:
         every recent ``(device, seq)`` in the order they were accepted.
         """
         self.expire(now)
+        return self._mark(device, seq, now)
+
+    def mark_seen_many(self, keys: Iterable[tuple[str, int]], now: float) -> None:
+        """:meth:`mark_seen` for every ``(device, seq)`` of ``keys``, in order, at one time.
+
+        A commit marks a whole turn's keys at once: the idle devices are
+        expired once for the turn, not once per key (issue 14).
+        """
+        mark = self._mark
+        expired = False
+        for device, seq in keys:
+            if not expired:  # as mark_seen would: no key, no expiry
+                self.expire(now)
+                expired = True
+            mark(device, seq, now)
+
+    def _mark(self, device: str, seq: int, now: float) -> bool:
         devices = self._devices
         state = devices.get(device)
         if state is None:

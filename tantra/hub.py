@@ -398,9 +398,7 @@ class Hub:
         clock = self._clock
 
         def commit(keys: Iterable[tuple[str, int]]) -> None:
-            now = clock.seconds()
-            for device, seq in keys:
-                dedupe.mark_seen(device, seq, now)
+            dedupe.mark_seen_many(keys, clock.seconds())
 
         self._gate = CommitGate(store, seen=dedupe.seen, commit=commit)
         return self._gate

@@ -122,3 +122,24 @@ def test_devices_never_share_a_window(events):
     references = {device: ReferenceWindow(8) for device in "abcd"}
     for device, seq in events:
         assert window.is_duplicate(device, seq, 0.0) == references[device].is_duplicate(seq)
+
+
+@given(
+    st.lists(
+        st.lists(st.tuples(st.sampled_from("abcde"), st.integers(0, 40)), max_size=20),
+        max_size=20,
+    ),
+    st.integers(1, 4),
+)
+def test_marking_a_turn_at_once_equals_marking_key_by_key(turns, max_devices):
+    # A commit marks a whole turn's keys with one expiry (issue 14): the same
+    # window, counters and devices as marking each key alone at that time.
+    one = SeqWindow(size=8, seconds=2.5, max_devices=max_devices)
+    many = SeqWindow(size=8, seconds=2.5, max_devices=max_devices)
+    probes = [(d, s) for d in "abcde" for s in range(42)]
+    for now, keys in enumerate(turns):
+        for device, seq in keys:
+            one.mark_seen(device, seq, float(now))
+        many.mark_seen_many(iter(keys), float(now))
+        assert [many.seen(*k) for k in probes] == [one.seen(*k) for k in probes]
+        assert (len(many), many.expired, many.evicted) == (len(one), one.expired, one.evicted)
