@@ -11,12 +11,12 @@
  *
  * For each sink, in order:
  *   - an instance of exactly ``fast_type`` (tantra.outbox.Outbox) whose
- *     ``_direct`` is true and whose ``_line`` is a plain TCP transport
- *     holding nothing (``dataBuffer``, ``_tempDataBuffer``,
+ *     ``_direct`` is true and whose ``_line`` is a plain TCP transport,
+ *     connected and holding nothing (``dataBuffer``, ``_tempDataBuffer``,
  *     ``_writeDisconnected`` all false): the batch's bytes for the sink's
  *     ``_encode`` (``batch.encoded(encode)``, asked once per encoder per call)
- *     are sent with one send(MSG_DONTWAIT | MSG_NOSIGNAL) on
- *     ``_line.fileno()``; unless all of it went, ``hand_back(sink, data,
+ *     are sent with one send(MSG_DONTWAIT | MSG_NOSIGNAL) on the sink's
+ *     ``_fd`` (the transport's, noted once); unless all of it went, ``hand_back(sink, data,
  *     result)`` is called with the bytes sent or -errno and returns how many
  *     sinks failed (0 or 1);
  *   - any other sink: ``slow(sink, batch)`` (Outbox.deliver and the rest, in
@@ -36,29 +36,36 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-static PyObject *s_direct, *s_line, *s_encode, *s_encoded, *s_dataBuffer, *s_tempDataBuffer,
-    *s_writeDisconnected, *s_fileno;
+static PyObject *s_direct, *s_line, *s_fd, *s_encode, *s_encoded, *s_connected, *s_dataBuffer,
+    *s_tempDataBuffer, *s_writeDisconnected;
 
-/* 1: the transport holds something (or could not be asked); 0: nothing. */
+/* Whether the attribute is true (1) or false (0); -1 when it is missing or cannot tell. */
 static int
-holds_something(PyObject *line)
+truth_of(PyObject *obj, PyObject *name)
 {
-    PyObject *names[3] = {s_dataBuffer, s_tempDataBuffer, s_writeDisconnected};
-    for (int i = 0; i < 3; i++) {
-        PyObject *value = PyObject_GetAttr(line, names[i]);
-        if (value == NULL) {
-            PyErr_Clear();
-            return 1;
-        }
-        int truth = PyObject_IsTrue(value);
-        Py_DECREF(value);
-        if (truth != 0) {
-            if (truth < 0)
-                PyErr_Clear();
-            return 1;
-        }
+    PyObject *value = PyObject_GetAttr(obj, name);
+    if (value == NULL) {
+        PyErr_Clear();
+        return -1;
     }
-    return 0;
+    int truth = PyObject_IsTrue(value);
+    Py_DECREF(value);
+    if (truth < 0)
+        PyErr_Clear();
+    return truth;
+}
+
+/*
+ * 1 when the transport is connected and holds nothing: its bytes may go now,
+ * on the descriptor the outbox noted when it was made. While ``connected``
+ * is true Twisted has not closed the socket (its connectionLost clears it
+ * first), so that descriptor is still this client's and no other's.
+ */
+static int
+idle(PyObject *line)
+{
+    return truth_of(line, s_connected) == 1 && truth_of(line, s_tempDataBuffer) == 0
+           && truth_of(line, s_dataBuffer) == 0 && truth_of(line, s_writeDisconnected) == 0;
 }
 
 /*
@@ -105,7 +112,7 @@ get_field(PyObject *obj, const Field *field)
 }
 
 typedef struct {
-    Field direct, line, encode;
+    Field direct, line, fd, encode;
 } Fields;
 
 /* The sink's transport if its bytes may be sent now, else NULL (no error set). */
@@ -122,27 +129,37 @@ direct_line(PyObject *sink, const Fields *fields)
     PyObject *line = get_field(sink, &fields->line);
     if (line == NULL)
         return NULL;
-    if (line == Py_None || holds_something(line)) {
+    if (line == Py_None || !idle(line)) {
         Py_DECREF(line);
         return NULL;
     }
     return line;
 }
 
-/* The transport's file descriptor (-1 once it is closed: send then fails with EBADF). */
-static int
-line_fd(PyObject *line)
+/*
+ * Ask for the memory of the next clients while this one's send runs: each
+ * send takes the kernel a microsecond and pushes the outboxes and transports
+ * out of the caches, and the loop is otherwise mostly waiting for them.
+ */
+static inline void
+prefetch_ahead(PyObject *sinks, Py_ssize_t i, PyObject *fast_type, const Fields *fields)
 {
-    PyObject *fileno = PyObject_CallMethodNoArgs(line, s_fileno);
-    if (fileno == NULL) {
-        PyErr_Clear();
-        return -1;
+    Py_ssize_t n = PyList_GET_SIZE(sinks);
+    if (i + 2 < n)
+        __builtin_prefetch(PyList_GET_ITEM(sinks, i + 2));
+    if (i + 1 < n && fields->line.offset > 0) {
+        PyObject *next = PyList_GET_ITEM(sinks, i + 1);
+        if ((PyObject *)Py_TYPE(next) == fast_type) {
+            PyObject *line = *(PyObject **)((char *)next + fields->line.offset);
+            if (line != NULL)
+                __builtin_prefetch(line);
+            if (fields->fd.offset > 0) {
+                PyObject *fd = *(PyObject **)((char *)next + fields->fd.offset);
+                if (fd != NULL)
+                    __builtin_prefetch(fd);
+            }
+        }
     }
-    long fd = PyLong_Check(fileno) ? PyLong_AsLong(fileno) : -1;
-    Py_DECREF(fileno);
-    if (fd == -1 && PyErr_Occurred())
-        PyErr_Clear();
-    return fd < 0 || fd > INT_MAX ? -1 : (int)fd;
 }
 
 /* slow(sink, batch) or hand_back(sink, data, result): its 0/1, or -1 with an exception set. */
@@ -179,6 +196,7 @@ fanout_deliver(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     Fields fields;
     find_field(&fields.direct, fast_type, s_direct);
     find_field(&fields.line, fast_type, s_line);
+    find_field(&fields.fd, fast_type, s_fd);
     find_field(&fields.encode, fast_type, s_encode);
     Py_ssize_t failed = 0;
     PyObject *last_encode = NULL, *last_data = NULL; /* owned */
@@ -187,6 +205,7 @@ fanout_deliver(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(sinks); i++) {
         PyObject *sink = PyList_GET_ITEM(sinks, i);
         Py_INCREF(sink);
+        prefetch_ahead(sinks, i, fast_type, &fields);
         int outcome;
         PyObject *line = (PyObject *)Py_TYPE(sink) == fast_type ? direct_line(sink, &fields) : NULL;
         PyObject *data = NULL;
@@ -215,8 +234,16 @@ fanout_deliver(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             PyObject *call[2] = {sink, batch};
             outcome = call_counting(slow, call, 2);
         } else {
-            int fd = line_fd(line);
             Py_DECREF(line);
+            int fd = -1;
+            PyObject *fd_object = get_field(sink, &fields.fd);
+            if (fd_object != NULL) {
+                long value = PyLong_Check(fd_object) ? PyLong_AsLong(fd_object) : -1;
+                if (value == -1 && PyErr_Occurred())
+                    PyErr_Clear();
+                fd = value < 0 || value > INT_MAX ? -1 : (int)value;
+                Py_DECREF(fd_object);
+            }
             Py_ssize_t size = PyBytes_GET_SIZE(data);
 #ifdef FANOUT_NOSEND /* measuring the loop's own cost (benchmarks/experiments) */
             ssize_t sent = fd >= 0 ? size : -1;
@@ -280,7 +307,8 @@ PyInit__fanout(void)
         {&s_dataBuffer, "dataBuffer"},
         {&s_tempDataBuffer, "_tempDataBuffer"},
         {&s_writeDisconnected, "_writeDisconnected"},
-        {&s_fileno, "fileno"},
+        {&s_fd, "_fd"},
+        {&s_connected, "connected"},
     };
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (*names[i].slot == NULL) {

@@ -121,8 +121,8 @@ SNAPSHOT_CHUNK = 256
 class Outbox(BoundedSender):
     """One dashboard's bounded queue between the hub and its transport: readings only."""
 
-    __slots__ = ("_conflated", "_direct", "_encode", "_line", "_snapshot", "_snapshot_at",
-                 "_snapshot_call", "_write")  # fmt: skip
+    __slots__ = ("_conflated", "_direct", "_encode", "_fd", "_line", "_snapshot",
+                 "_snapshot_at", "_snapshot_call", "_write")  # fmt: skip
 
     def __init__(
         self,
@@ -145,6 +145,9 @@ class Outbox(BoundedSender):
         #: broadcast loop (``tantra.fanout``) sends this outbox's batches
         #: itself while it is direct, exactly as :meth:`deliver` would.
         self._line = line
+        #: Its socket's descriptor, noted once (the loop reads it while
+        #: ``line.connected``: until Twisted closes the socket it is this client's).
+        self._fd = line.fileno() if line is not None else -1
         # Filled only while paused or while a snapshot is being sent.
         self._conflated: dict[tuple[str, str], Reading] = {}
         self._snapshot: Sequence[Reading] | None = None
