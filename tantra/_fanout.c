@@ -16,9 +16,9 @@
  *     ``_writeDisconnected`` all false): the batch's bytes for the sink's
  *     ``_encode`` (``batch.encoded(encode)``, asked once per encoder per call)
  *     are sent with one send(MSG_DONTWAIT | MSG_NOSIGNAL) on the sink's
- *     ``_fd`` (the transport's, noted once); unless all of it went, ``hand_back(sink, data,
- *     result)`` is called with the bytes sent or -errno and returns how many
- *     sinks failed (0 or 1);
+ *     ``_fd`` (the transport's, noted once); unless all of it went,
+ *     ``hand_back(sink, data, result)`` is called with the bytes sent or
+ *     -errno and returns how many sinks failed (0 or 1);
  *   - any other sink: ``slow(sink, batch)`` (Outbox.deliver and the rest, in
  *     Python), which returns 0 or 1 the same way.
  * Returns the number of sinks that failed. An exception that escapes ``slow``
@@ -245,12 +245,8 @@ fanout_deliver(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
                 Py_DECREF(fd_object);
             }
             Py_ssize_t size = PyBytes_GET_SIZE(data);
-#ifdef FANOUT_NOSEND /* measuring the loop's own cost (benchmarks/experiments) */
-            ssize_t sent = fd >= 0 ? size : -1;
-#else
             ssize_t sent = send(fd, PyBytes_AS_STRING(data), (size_t)size,
                                 MSG_DONTWAIT | MSG_NOSIGNAL);
-#endif
             if (sent == size) {
                 outcome = 0;
             } else {
