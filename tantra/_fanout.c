@@ -136,32 +136,6 @@ direct_line(PyObject *sink, const Fields *fields)
     return line;
 }
 
-/*
- * Ask for the memory of the next clients while this one's send runs: each
- * send takes the kernel a microsecond and pushes the outboxes and transports
- * out of the caches, and the loop is otherwise mostly waiting for them.
- */
-static inline void
-prefetch_ahead(PyObject *sinks, Py_ssize_t i, PyObject *fast_type, const Fields *fields)
-{
-    Py_ssize_t n = PyList_GET_SIZE(sinks);
-    if (i + 2 < n)
-        __builtin_prefetch(PyList_GET_ITEM(sinks, i + 2));
-    if (i + 1 < n && fields->line.offset > 0) {
-        PyObject *next = PyList_GET_ITEM(sinks, i + 1);
-        if ((PyObject *)Py_TYPE(next) == fast_type) {
-            PyObject *line = *(PyObject **)((char *)next + fields->line.offset);
-            if (line != NULL)
-                __builtin_prefetch(line);
-            if (fields->fd.offset > 0) {
-                PyObject *fd = *(PyObject **)((char *)next + fields->fd.offset);
-                if (fd != NULL)
-                    __builtin_prefetch(fd);
-            }
-        }
-    }
-}
-
 /* slow(sink, batch) or hand_back(sink, data, result): its 0/1, or -1 with an exception set. */
 static int
 call_counting(PyObject *func, PyObject *const *args, size_t nargs)
@@ -205,7 +179,6 @@ fanout_deliver(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(sinks); i++) {
         PyObject *sink = PyList_GET_ITEM(sinks, i);
         Py_INCREF(sink);
-        prefetch_ahead(sinks, i, fast_type, &fields);
         int outcome;
         PyObject *line = (PyObject *)Py_TYPE(sink) == fast_type ? direct_line(sink, &fields) : NULL;
         PyObject *data = NULL;
