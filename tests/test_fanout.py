@@ -10,7 +10,6 @@ compare what the clients receive.
 from __future__ import annotations
 
 import errno
-from typing import ClassVar
 
 import pytest
 import pytest_twisted
@@ -246,8 +245,6 @@ class Keeper(protocol.Protocol):
 
 
 class Server(protocol.Factory):
-    protocols: ClassVar[list]
-
     def __init__(self):
         self.made: list[Keeper] = []
 
