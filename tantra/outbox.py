@@ -19,12 +19,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 
+from twisted.internet import tcp
 from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
 from zope.interface import implementer
 
+from tantra import fanout
 from tantra.counters import Counters
 from tantra.hub import Batch, ISink
 from tantra.model import Reading
+from tantra.transports.sendnow import hand_back
 
 #: ``clients_dropped`` reason for a subscriber that stayed paused too long.
 STALLED = "stalled"
@@ -118,8 +121,8 @@ SNAPSHOT_CHUNK = 256
 class Outbox(BoundedSender):
     """One dashboard's bounded queue between the hub and its transport: readings only."""
 
-    __slots__ = ("_conflated", "_direct", "_encode", "_snapshot", "_snapshot_at",
-                 "_snapshot_call", "_write")  # fmt: skip
+    __slots__ = ("_conflated", "_direct", "_encode", "_fd", "_line", "_snapshot",
+                 "_snapshot_at", "_snapshot_call", "_write")  # fmt: skip
 
     def __init__(
         self,
@@ -130,12 +133,21 @@ class Outbox(BoundedSender):
         stall_timeout: float,
         on_give_up: Callable[[str], None],
         counters: Counters,
+        line: tcp.Connection | None = None,
     ):
         super().__init__(
             clock=clock, stall_timeout=stall_timeout, on_give_up=on_give_up, counters=counters
         )
         self._write = write
         self._encode = encode
+        #: The plain TCP transport ``write`` writes through to
+        #: (``sendnow.line_for``), or None: with it, the hub's compiled
+        #: broadcast loop (``tantra.fanout``) sends this outbox's batches
+        #: itself while it is direct, exactly as :meth:`deliver` would.
+        self._line = line
+        #: Its socket's descriptor, noted once (the loop reads it while
+        #: ``line.connected``: until Twisted closes the socket it is this client's).
+        self._fd = line.fileno() if line is not None else -1
         # Filled only while paused or while a snapshot is being sent.
         self._conflated: dict[tuple[str, str], Reading] = {}
         self._snapshot: Sequence[Reading] | None = None
@@ -212,6 +224,8 @@ class Outbox(BoundedSender):
         return self._snapshot is not None
 
     def deliver(self, batch: Batch) -> None:
+        # tantra._fanout does the direct branch in C for outboxes with a
+        # ``_line``: keep the two alike (tests/test_fanout.py compares them).
         if self._direct:
             self._write(batch.encoded(self._encode))
         elif not self._closed:
@@ -249,3 +263,13 @@ class Outbox(BoundedSender):
             if self._snapshot_call.active():
                 self._snapshot_call.cancel()
             self._snapshot_call = None
+
+
+def _hand_back(outbox: Outbox, data: bytes, result: int) -> None:
+    """What the compiled loop's send did not take, written as ``write_through`` does."""
+    line = outbox._line
+    assert line is not None  # the loop only sends for outboxes with a line
+    hand_back(line, data, result)
+
+
+fanout.register(Outbox, _hand_back)

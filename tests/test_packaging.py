@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
+import sysconfig
 import zipfile
 from pathlib import Path
 
@@ -12,6 +14,13 @@ import pytest
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parent.parent
+
+#: A C compiler and Python's headers: what ``tantra._fanout`` needs to be built
+#: (optional: without them the install goes on and the loop runs in Python).
+CAN_BUILD_C = (
+    shutil.which("cc") is not None
+    and (Path(sysconfig.get_paths()["include"]) / "Python.h").exists()
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,6 +42,10 @@ def test_wheel_ships_plugin_package_and_page(wheel):
     for name in ("app.js", "app.css", "vendor/uPlot.iife.min.js", "vendor/uPlot.LICENSE"):
         assert f"tantra/web/static/{name}" in names
     assert "tantra/hub.py" in names
+    if CAN_BUILD_C:
+        assert any(name.startswith("tantra/_fanout.") and name.endswith(".so") for name in names), (
+            "setup.py builds the compiled broadcast loop where it can"
+        )
     assert not any(
         name.startswith(("twisted/__init__", "twisted/plugins/__init__")) for name in names
     ), "shipping twisted/__init__.py would shadow Twisted itself"
@@ -49,12 +62,13 @@ def test_wheel_in_a_fresh_venv_gives_twistd_the_plugin(wheel, tmp_path):
         check=True, timeout=600,
     )  # fmt: skip
     where = subprocess.run(
-        [str(python), "-c", "import tantra, twisted.plugins.tantra_plugin as p;"
-         " print(tantra.__file__); print(p.__file__)"],
+        [str(python), "-c", "import tantra, twisted.plugins.tantra_plugin as p, tantra.fanout as f;"
+         " print(tantra.__file__); print(p.__file__); print(f.extension is not None)"],
         capture_output=True, text=True, cwd=tmp_path, check=True,
     )  # fmt: skip
-    package, plugin = where.stdout.split()
+    package, plugin, compiled = where.stdout.split()
     assert package.startswith(str(venv)) and plugin.startswith(str(venv))
+    assert compiled == str(CAN_BUILD_C), "the compiled loop is importable where it was built"
     listing = subprocess.run(
         [str(venv / "bin" / "twistd"), "--help"],
         capture_output=True, text=True, cwd=tmp_path, timeout=60,

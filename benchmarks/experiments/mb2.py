@@ -1,11 +1,15 @@
 """Per-delivery cost of the broadcast path, in-process (issue 14, item 3).
 
 ``Hub._deliver`` -> ``Outbox.deliver`` -> write-through -> ``socket.send`` to N
-loopback sockets, against a bare ``for send in sends: send(data)`` loop;
+loopback sockets (``full``: the compiled loop of ``tantra._fanout`` where it is
+built, ``py``: the pure-Python loop), against a bare ``for send in sends:
+send(data)`` loop;
 receivers are drained outside the timing. Deterministic enough for an A/B of a
 few tens of ns where the end-to-end benchmark moves ±20 %:
 
     taskset -c 0 python benchmarks/experiments/mb2.py [rounds]
+    cc -O2 -shared -fPIC -o /tmp/sendmany.so benchmarks/experiments/sendmany.c
+    SENDMANY=/tmp/sendmany.so taskset -c 0 python benchmarks/experiments/mb2.py  # + the C floor
     PYTHONPATH=/tmp/frozen-tree taskset -c 0 python benchmarks/experiments/mb2.py
 
 The C twin of the bare loop (one ``send`` per socket) is the floor that
@@ -14,6 +18,8 @@ The C twin of the bare loop (one ``send`` per socket) is the floor that
 
 from __future__ import annotations
 
+import ctypes
+import os
 import socket
 import statistics
 import sys
@@ -24,7 +30,13 @@ from twisted.internet import reactor, tcp
 from tantra.counters import Counters
 from tantra.hub import Batch, Hub
 from tantra.outbox import Outbox
+from tantra.transports import sendnow
 from tantra.transports.sendnow import writer_for
+
+try:
+    from tantra import fanout
+except ImportError:  # a tree from before the compiled loop: "py" is then "full"
+    fanout = None  # type: ignore[assignment]
 
 N = 1000
 DATA = b"\x81\x50" + b"x" * 80
@@ -58,6 +70,8 @@ def main(rounds: int) -> None:
             stall_timeout=30,
             on_give_up=lambda reason: None,
             counters=counters,
+            # Older trees' Outbox takes no line (and has no compiled loop).
+            **({"line": t} if hasattr(sendnow, "line_for") else {}),
         ): None
         for t in conns
     }
@@ -74,11 +88,30 @@ def main(rounds: int) -> None:
     def full() -> None:
         Hub._deliver(members, Batch([object()]))  # type: ignore[list-item]
 
+    sinks = list(members)
+
+    def py() -> None:
+        if fanout is None:
+            full()
+        else:
+            fanout.deliver_each_python(sinks, Batch([object()]))  # type: ignore[list-item]
+
     def raw() -> None:
         for send in sends:
             send(DATA)
 
-    order = [("raw", raw), ("full", full), ("raw2", raw), ("full2", full)]
+    print("compiled loop:", fanout is not None and fanout.extension is not None)
+    order = [("raw", raw), ("full", full), ("py", py), ("raw2", raw), ("full2", full)]
+    library = os.environ.get("SENDMANY")
+    if library:  # the whole loop in C, fds known (sendmany.c): the in-process floor
+        sendmany = ctypes.CDLL(library).sendmany
+        fds = (ctypes.c_int * N)(*(t.socket.fileno() for t in conns))
+        results = (ctypes.c_long * N)()
+
+        def cloop() -> None:
+            sendmany(N, fds, DATA, len(DATA), results)
+
+        order.append(("cloop", cloop))
     res: dict[str, list[float]] = {k: [] for k, _ in order}
     for _ in range(rounds):
         for k, f in order:
@@ -91,6 +124,13 @@ def main(rounds: int) -> None:
         print(f"{k:6s} median ns/delivery {v:.0f}")
     over = statistics.median([med["full"] - med["raw"], med["full2"] - med["raw2"]])
     print(f"hub path over a bare send loop: {over:.0f} ns/delivery")
+    print(f"pure-Python loop over a bare send loop: {med['py'] - med['raw']:.0f} ns/delivery")
+    if "cloop" in med:
+        floor = med["cloop"]
+        print(
+            "fraction of the C loop's rate: "
+            + ", ".join(f"{k} {floor / med[k]:.3f}" for k in ("raw", "full", "full2", "py"))
+        )
 
 
 if __name__ == "__main__":

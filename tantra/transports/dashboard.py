@@ -42,7 +42,7 @@ from tantra.security.tokens import Token
 from tantra.store.query import StoredReading
 from tantra.transports import compact
 from tantra.transports.ordered import OrderedReplies
-from tantra.transports.sendnow import writer_for
+from tantra.transports.sendnow import line_for, writer_for
 from tantra.transports.websocket import (
     CLOSE_RESUME_AGAIN,
     CLOSE_SLOW_CONSUMER,
@@ -274,6 +274,7 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
             stall_timeout=factory.stall_timeout,
             on_give_up=self._give_up,
             counters=factory.counters,
+            line=line_for(self.transport),
         )
         self._take_over_producer(outbox)
         token = self._token

@@ -9,9 +9,10 @@ that overhead. Whatever the kernel does not take right away is handed to
 ``write()`` as usual, so buffering, producer pause/resume and error handling
 stay Twisted's.
 
-Owns: the one place that reads Twisted's transport internals. Any transport
-that is not a ``twisted.internet.tcp.Connection`` (TLS, test transports) just
-gets ``write()``.
+Owns: the one place in Python that reads Twisted's transport internals (the
+broadcast loop of ``tantra._fanout`` reads the same three attributes in C, see
+``tantra.fanout``). Any transport that is not a ``twisted.internet.tcp.Connection``
+(TLS, test transports) just gets ``write()``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,26 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from twisted.internet import tcp
+
+
+def line_for(transport) -> tcp.Connection | None:
+    """``transport`` if :func:`writer_for` writes through to it (a plain TCP connection), else None.
+
+    What an outbox hands the compiled broadcast loop (``tantra.fanout``),
+    which then does for it what ``write_through`` does.
+    """
+    return transport if isinstance(transport, tcp.Connection) else None
+
+
+def hand_back(transport: tcp.Connection, data: bytes, result: int) -> None:
+    """Give ``write()`` what one non-blocking send of ``data`` did not take.
+
+    ``result`` is the bytes sent, or ``-errno`` when the send failed: part of
+    the data left goes after the part sent; after EAGAIN, EINTR or any other
+    error all of it goes, and on a broken connection Twisted's next write
+    attempt reports the loss as usual.
+    """
+    transport.write(data[result:] if result > 0 else data)
 
 
 def writer_for(transport) -> Callable[[bytes], None]:
