@@ -29,7 +29,9 @@ def main(argv=None) -> int:
         description="Tantra vs the seed's Node.js ws relay (issue 5 scenarios).",
     )
     mode = p.add_mutually_exclusive_group()
-    mode.add_argument("--quick", action="store_true", help="3 short repetitions (< 5 min; default)")
+    mode.add_argument(
+        "--quick", action="store_true", help="3 short repetitions (about 10 min; default)"
+    )
     mode.add_argument(
         "--full", action="store_true", help="5 longer repetitions, for release numbers"
     )
