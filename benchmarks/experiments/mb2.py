@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import ctypes
 import os
-import socket
 import statistics
 import sys
 import time
 
+import loopback  # benchmarks/experiments/loopback.py: run as a script from here
 from twisted.internet import reactor, tcp
 
 from tantra.counters import Counters
@@ -43,17 +43,9 @@ DATA = b"\x81\x50" + b"x" * 80
 
 
 def main(rounds: int) -> None:
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(2048)
-    clients, conns = [], []
-    for _ in range(N):
-        c = socket.create_connection(ls.getsockname())
-        c.setblocking(False)
-        s, _addr = ls.accept()
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.setblocking(False)
-        clients.append(c)
+    clients, servers = loopback.socket_pairs(N)
+    conns = []
+    for s in servers:
         t = tcp.Connection(s, None, reactor)
         t.connected = 1
         conns.append(t)
@@ -78,12 +70,7 @@ def main(rounds: int) -> None:
     sends = [t.socket.send for t in conns]
 
     def drain() -> None:
-        for c in clients:
-            try:
-                while c.recv(65536):
-                    pass
-            except BlockingIOError:
-                pass
+        loopback.drain(clients)
 
     def full() -> None:
         Hub._deliver(members, Batch([object()]))  # type: ignore[list-item]

@@ -42,6 +42,7 @@ import sys
 import time
 
 import liburing as lu
+import loopback  # benchmarks/experiments/loopback.py: run as a script from here
 
 N = 1000
 DATA = b"\x81\x50" + b"x" * 80
@@ -49,18 +50,7 @@ FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
 
 
 def main(rounds: int) -> None:
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(2048)
-    clients, servers = [], []
-    for _ in range(N):
-        c = socket.create_connection(ls.getsockname())
-        c.setblocking(False)
-        s, _addr = ls.accept()
-        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        s.setblocking(False)
-        clients.append(c)
-        servers.append(s)
+    clients, servers = loopback.socket_pairs(N)
     sends = [s.send for s in servers]
     fds = [s.fileno() for s in servers]
 
@@ -80,12 +70,7 @@ def main(rounds: int) -> None:
     CqeIter = lu.CqeIter
 
     def drain() -> None:
-        for c in clients:
-            try:
-                while c.recv(65536):
-                    pass
-            except BlockingIOError:
-                pass
+        loopback.drain(clients)
 
     def raw() -> tuple[int, int, int]:
         for send in sends:
