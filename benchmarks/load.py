@@ -268,6 +268,25 @@ def set_window(win: Window, go: dict) -> None:
     win.m1 = int(go["m1"] * 1e6)
 
 
+async def start_sending(ctl: Control, win: Window, sender) -> bool:
+    """Wait for "go", set the window, sleep until its t0, mark ``sender`` running.
+
+    False when the harness said stop instead. Shared by the publisher and the
+    devices, so both start their clocks the same way.
+    """
+    go = await ctl.go
+    if go is None:
+        return False
+    set_window(win, go)
+    delay = go["t0"] - time.monotonic()
+    if delay > 0:
+        await asyncio.sleep(delay)
+    sender.t_end = win.m1
+    sender.running = True
+    sender.last_progress = time.monotonic()
+    return True
+
+
 # ---------------------------------------------------------------- subscribers
 
 
@@ -508,16 +527,8 @@ async def run_pub(args) -> None:
     pub.send_raw = send
     await asyncio.sleep(0.2)  # let the last-value snapshot arrive
     emit("ready", {"transport": args.transport})
-    go = await ctl.go
-    if go is None:
+    if not await start_sending(ctl, win, pub):
         return
-    set_window(win, go)
-    delay = go["t0"] - time.monotonic()
-    if delay > 0:
-        await asyncio.sleep(delay)
-    pub.t_end = win.m1
-    pub.running = True
-    pub.last_progress = time.monotonic()
     if args.mode == "max":
         unstick = loop.create_task(pub.unstick())
         pub.pump()
@@ -829,16 +840,8 @@ async def run_dev(args) -> None:
     else:
         await open_tcp_devs(loop, args, sender, seq0)
     emit("ready", {"transport": args.transport, "conns": len(sender.conns)})
-    go = await ctl.go
-    if go is None:
+    if not await start_sending(ctl, win, sender):
         return
-    set_window(win, go)
-    delay = go["t0"] - time.monotonic()
-    if delay > 0:
-        await asyncio.sleep(delay)
-    sender.t_end = win.m1
-    sender.running = True
-    sender.last_progress = time.monotonic()
     if args.mode == "max":
         side = loop.create_task(sender.unstick())
         for c in sender.conns:
