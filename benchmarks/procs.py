@@ -216,6 +216,25 @@ class Hub:
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def launch(self, cmd: list[str], ready: str, count: int, timeout: float, **popen) -> list:
+        """Start ``cmd`` pinned to the hub CPU in the workdir; wait for ``count`` ``ready`` lines.
+
+        ``ready`` is a regex whose groups 1 and 2 are a listener's name and
+        port; returns the matches. Every hub kind starts through here, so
+        all are pinned and watched the same way.
+        """
+        self.proc = REGISTRY.popen(
+            cmd,
+            affinity={hub_cpu()} if hub_cpu() is not None else None,
+            cwd=self.workdir,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            **popen,
+        )
+        self.tail = OutputTail(self.proc.stdout)
+        return self.tail.wait_for(re.compile(ready), count, timeout)
+
     def stop(self) -> None:
         if self.proc is not None:
             REGISTRY.stop(self.proc)
@@ -257,16 +276,12 @@ class ReferenceHub(Hub):
 
     def start(self) -> None:
         self.ensure_installed()
-        self.proc = REGISTRY.popen(
+        m = self.launch(
             ["node", str(REFERENCE_DIR / "relay.js"), str(self.listen_port), "127.0.0.1"],
-            affinity={hub_cpu()} if hub_cpu() is not None else None,
-            cwd=self.workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            r"(ws) listening on [\d.]+:(\d+)",
+            1,
+            20,
         )
-        self.tail = OutputTail(self.proc.stdout)
-        m = self.tail.wait_for(re.compile(r"(ws) listening on [\d.]+:(\d+)"), 1, 20)
         self.http_port = int(m[0].group(2))
 
     @staticmethod
@@ -319,17 +334,7 @@ class TantraHub(Hub):
             *self.extra_args,
         ]
         env = dict(os.environ, PYTHONUNBUFFERED="1", **self.extra_env())
-        self.proc = REGISTRY.popen(
-            cmd,
-            affinity={hub_cpu()} if hub_cpu() is not None else None,
-            cwd=self.workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-        self.tail = OutputTail(self.proc.stdout)
-        found = self.tail.wait_for(re.compile(r"\b(http|tcp|udp) listening on [\d.]+:(\d+)"), 3, 30)
+        found = self.launch(cmd, r"\b(http|tcp|udp) listening on [\d.]+:(\d+)", 3, 30, env=env)
         ports = {m.group(1): int(m.group(2)) for m in found}
         self.http_port, self.tcp_port, self.udp_port = ports["http"], ports["tcp"], ports["udp"]
 
@@ -403,16 +408,12 @@ class LimitHub(Hub):
         return None if c_compiler_available() else "no C compiler"
 
     def start(self) -> None:
-        self.proc = REGISTRY.popen(
+        m = self.launch(
             [build_c("wsrelay"), "--port", str(self.listen_port)],
-            affinity={hub_cpu()} if hub_cpu() is not None else None,
-            cwd=self.workdir,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            r"(limit) listening on [\d.]+:(\d+)",
+            1,
+            20,
         )
-        self.tail = OutputTail(self.proc.stdout)
-        m = self.tail.wait_for(re.compile(r"(limit) listening on [\d.]+:(\d+)"), 1, 20)
         self.http_port = int(m[0].group(2))
 
     @staticmethod
