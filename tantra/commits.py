@@ -29,7 +29,7 @@ were a third of the reactor's extra work per stored reading). Anyone else
 
 Does not own: storing (``tantra.store``), de-duplication rules
 (``tantra.dedupe``), or writing replies (the transports, which send a
-payload's replies once its Deferred fires, in payload order). Pure of I/O:
+payload's replies once its Settlement settles, in payload order). Pure of I/O:
 the store is an :class:`IDurable`.
 """
 

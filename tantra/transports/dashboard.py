@@ -31,7 +31,7 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from tantra import replies
-from tantra.hub import EVERYTHING, Filter, Hub, Subscription
+from tantra.hub import EVERYTHING, Filter, Hub, IngestOutcome, Subscription
 from tantra.lifecycle import IGoodbye
 from tantra.model import NAME_PATTERN, NAME_RULE, Reading, device_name_for_address
 from tantra.outbox import Outbox
@@ -351,13 +351,18 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
             return
         else:
             outcome = ingress.ingest(payload, default_device=self._device, token=token)
+        self._reply_to(outcome)
+
+    def _reply_to(self, outcome: IngestOutcome) -> None:
+        """Write a payload's replies now, or in payload order once any waits for a commit."""
         ordered = self._replies
         if ordered is None:
             if outcome.settled is None:  # no store, nothing waiting: write now
                 if outcome.acks or outcome.errors:  # most devices ask for no reply
                     self._write_replies(replies.for_outcome(outcome))
                 return
-            # Made on first need: idle dashboards pay nothing for it.
+            # Made on first need: idle dashboards pay nothing for it; from now
+            # on replies keep payload order.
             ordered = self._replies = OrderedReplies(self._write_replies)
         ordered.add(outcome)
 
@@ -374,15 +379,8 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
                     return  # as the per-message path: nothing after a close
                 self.onMessage(payload, False)  # isBinary: the hub reads both alike
             return
-        owed = self.factory.hub.ingest_many(payloads, default_device=self._device)
-        for outcome in owed:  # as onMessage replies to each
-            if self._replies is None:
-                if outcome.settled is None:
-                    self._write_replies(replies.for_outcome(outcome))
-                    continue
-                # A store: acks wait for commits, and from now on replies keep payload order.
-                self._replies = OrderedReplies(self._write_replies)
-            self._replies.add(outcome)
+        for outcome in self.factory.hub.ingest_many(payloads, default_device=self._device):
+            self._reply_to(outcome)  # as onMessage replies to each
 
     # Autobahn's ``_onMessage`` (the adapter's hook that every received message
     # passes, ``tantra.transports.wholeframes`` included) only calls ``onMessage``:
