@@ -112,6 +112,63 @@ def test_websocket_acks_wait_for_the_commit(hub, clock, store):
     assert [json.loads(p) for _, p in server_frames(transport.drain())] == [{"ack": 5}]
 
 
+def open_websocket_device(hub, clock):
+    factory = DashboardFactory(hub, clock, ping_interval=0)
+    protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.9", 4444))
+    transport = BufferedTransport("10.0.0.9")
+    protocol.makeConnection(transport)
+    protocol.dataReceived(handshake("/"))
+    transport.drain()
+    return protocol, transport
+
+
+def test_websocket_stops_reading_while_replies_wait_at_the_bound_and_others_are_not_held(
+    hub, clock, store
+):
+    # As over TCP: refusals queue behind a pending commit without touching the
+    # store, so the number of waiting payloads is what bounds them.
+    from tantra.transports.ordered import MAX_WAITING
+
+    flooder, transport = open_websocket_device(hub, clock)
+    good, good_transport = open_websocket_device(hub, clock)
+    flooder.dataReceived(client_frame(b'{"sensor":"a","value":1,"seq":1}'))
+    clock.advance(0)
+    bad = client_frame(b'{"sensor":"a","value":"x"}')
+    flooder.dataReceived(bad * (MAX_WAITING + 10))  # one read: it is taken whole
+    assert not transport.reading, "not read while its replies wait at the bound"
+    assert flooder._replies.full and flooder._replies.waiting == MAX_WAITING + 11
+    good.dataReceived(client_frame(b'{"sensor":"b","value":2,"seq":7}'))
+    clock.advance(0)
+    assert good_transport.reading
+    store.commit(0)  # the flooder's turn
+    store.commit(-1)  # the good device's
+    replies = [json.loads(p) for _, p in server_frames(good_transport.drain())]
+    assert {"ack": 7} in replies
+    got = [json.loads(p) for _, p in server_frames(transport.drain())]
+    answers = [m for m in got if "sensor" not in m]  # the broadcasts of readings aside
+    assert answers[0] == {"ack": 1} and len(answers) == 1 + MAX_WAITING + 10
+    assert all(m["error"] == "invalid_reading" for m in answers[1:])
+    assert transport.reading, "read again once the replies are written"
+    assert flooder._replies.waiting == 0 and not flooder._replies.full
+
+
+def test_websocket_reads_again_only_when_both_the_gate_and_the_waiting_replies_allow(
+    hub, clock, store
+):
+    from tantra.transports.ordered import MAX_WAITING
+
+    protocol, transport = open_websocket_device(hub, clock)
+    protocol.dataReceived(client_frame(b'{"sensor":"a","value":1,"seq":1}'))
+    clock.advance(0)
+    protocol.dataReceived(client_frame(b'{"sensor":"a","value":"x"}') * (MAX_WAITING + 1))
+    assert not transport.reading
+    protocol._gate._reading_paused = True  # the client does not read its replies either
+    store.commit()
+    assert not transport.reading, "the buffer reason still holds"
+    protocol._gate.resume_reading()
+    assert transport.reading
+
+
 def test_ordered_replies_drain_up_to_the_first_pending_commit_only():
     from twisted.internet import defer
 

@@ -70,28 +70,49 @@ class ReadGate:
     also sends in that state stops being read (its replies would otherwise
     pile up) until the buffer drains. A client that only lags behind
     broadcasts is still read, so its pongs and close frames get through.
+
+    A second, independent reason stops reading too: too many payloads whose
+    replies wait behind a pending commit (``OrderedReplies`` ``on_full``);
+    refusals and payloads without seq would otherwise queue without bound
+    while the store is slow. Reading resumes only when neither holds.
     """
 
-    __slots__ = ("_reading_paused", "_sender", "_transport")
+    __slots__ = ("_reading_paused", "_replies_full", "_sender", "_transport")
 
     def __init__(self, transport, sender: BoundedSender):
         self._transport = transport
         self._sender = sender
         self._reading_paused = False
+        self._replies_full = False
 
     @property
     def reading_paused(self) -> bool:
-        return self._reading_paused
+        return self._reading_paused or self._replies_full
 
     def replies_written(self) -> None:
         if self._sender.paused and not self._reading_paused:
             self._reading_paused = True
-            self._transport.pauseProducing()
+            if not self._replies_full:
+                self._transport.pauseProducing()
 
     def resume_reading(self) -> None:
         if self._reading_paused:
             self._reading_paused = False
-            self._transport.resumeProducing()
+            if not self._replies_full:
+                self._transport.resumeProducing()
+
+    def replies_full(self) -> None:
+        """Too many payloads wait for a commit: stop reading until :meth:`replies_room`."""
+        if not self._replies_full:
+            self._replies_full = True
+            if not self._reading_paused:
+                self._transport.pauseProducing()
+
+    def replies_room(self) -> None:
+        if self._replies_full:
+            self._replies_full = False
+            if not self._reading_paused:
+                self._transport.resumeProducing()
 
     def pauseProducing(self) -> None:
         self._sender.pauseProducing()

@@ -363,8 +363,19 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
                 return
             # Made on first need: idle dashboards pay nothing for it; from now
             # on replies keep payload order.
-            ordered = self._replies = OrderedReplies(self._write_replies)
+            ordered = self._replies = OrderedReplies(
+                self._write_replies, on_full=self._replies_full, on_room=self._replies_room
+            )
         ordered.add(outcome)
+
+    def _replies_full(self) -> None:
+        """Too many payloads wait behind a commit: stop reading (as TCP does)."""
+        if self._gate is not None:
+            self._gate.replies_full()
+
+    def _replies_room(self) -> None:
+        if self._gate is not None:
+            self._gate.replies_room()
 
     def _onMessages(self, payloads: list[bytes]) -> None:
         """The whole messages of one receive (``tantra.transports.wholeframes``), in order.

@@ -149,8 +149,9 @@ class HubWebSocketProtocol(WholeFrameReceiver):
         what is left after that deadline.
         """
         self.closeHandshakeTimeout = self.factory.close_timeout
-        if self._gate is not None:
-            self._gate.resume_reading()  # its answering close frame must get in
+        if self._gate is not None:  # its answering close frame must get in
+            self._gate.resume_reading()
+            self._gate.replies_room()
         self.close_with(CLOSE_GOING_AWAY, b"hub shutting down")
         return self.when_closed()
 
