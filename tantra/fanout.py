@@ -84,7 +84,8 @@ def register(fast_type: type, hand_back: Callable[[Any, bytes, int], None]) -> N
     """Let the compiled loop send for instances of exactly ``fast_type``.
 
     ``fast_type`` has ``_direct`` (True when a batch may be written at once),
-    ``_line`` (the plain ``tcp.Connection`` written to, or None) and
+    ``_line`` (the plain ``tcp.Connection`` written to, or None), ``_fd``
+    (that connection's descriptor, the one the loop sends on) and
     ``_encode``; its ``deliver`` does in Python what the loop does in C.
     ``hand_back(sink, data, result)`` writes what one send did not take
     (``result`` is the bytes sent, or ``-errno``); if it raises, that sink failed.

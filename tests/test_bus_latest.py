@@ -284,6 +284,19 @@ def test_bridge_counts_a_reply_its_queue_refused_as_dropped():
     assert (stats.acks_sent, stats.errors_sent, stats.publish_dropped) == (3, 0, {"reply": 3})
 
 
+def test_bridge_reply_flood_while_the_broker_is_down_is_held_to_the_default_bound():
+    # A device that floods while the broker never takes anything: the bridge's
+    # own (default) bound holds, not only one a test sets.
+    publisher = WindowPublisher(1, connected=False)
+    _, hub, bridge = bridge_on(publisher)
+    bound = bridge._latest._max_replies
+    assert bound == 10_000  # the client's old queue bound (max_queued)
+    bridge._reply("d", [{"ack": n} for n in range(bound + 500)])
+    stats = hub.counters.mqtt
+    assert bridge.waiting_count == bound
+    assert (stats.acks_sent, stats.publish_dropped) == (bound, {"reply": 500})
+
+
 def test_bridge_replies_are_sent_while_readings_wait():
     publisher = WindowPublisher(2)
     _, hub, bridge = bridge_on(publisher)

@@ -49,27 +49,12 @@ from __future__ import annotations
 
 from collections import OrderedDict, deque
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from tantra.counters import MqttStats
 
-
-class RoomyPublisher(Protocol):
-    """What :class:`LatestOut` needs of the client: publish, and how much it takes now."""
-
-    def publish(
-        self,
-        topic: str,
-        payload: bytes,
-        *,
-        qos: int = 1,
-        retain: bool = False,
-        properties: Any = None,
-    ) -> bool:
-        """Queue one message; False when the client refused it."""
-
-    def capacity(self) -> int:
-        """Messages the connection takes now without queueing (0 while disconnected)."""
+if TYPE_CHECKING:
+    from .bridge import Publisher  # bridge imports this module
 
 
 class LatestOut:
@@ -77,7 +62,7 @@ class LatestOut:
 
     def __init__(
         self,
-        publisher: RoomyPublisher,
+        publisher: Publisher,
         stats: MqttStats,
         *,
         qos: int,

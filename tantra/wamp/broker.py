@@ -442,7 +442,7 @@ class Broker:
         if too_large:
             stats.too_large["event"] += too_large
             _log.debug("{count} event(s) over the outgoing limit not sent", count=too_large)
-        sent = group.count * len(targets) - too_large
+        sent = len(group.raw) * len(targets) - too_large
         stats.events_sent += sent
         return sent
 

@@ -117,12 +117,11 @@ def as_event(raw: RawEvent) -> message.Event:
 class EventGroup:
     """One turn's events for subscribers with the same subscriptions (in publication order)."""
 
-    __slots__ = ("_encoded", "_events", "count", "encoding", "framed", "items", "raw", "too_large")
+    __slots__ = ("_encoded", "_events", "encoding", "framed", "items", "raw", "too_large")
 
     def __init__(self, raw: list[tuple[RawEvent, Hashable | None]]):
         #: ``(event as a list, conflation key)``, in publication order.
         self.raw = raw
-        self.count = len(raw)
         #: The encoding last selected with :meth:`use`, and its results.
         self.encoding: Encoding | None = None
         self.framed = b""
