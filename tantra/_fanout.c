@@ -12,7 +12,7 @@
  * For each sink, in order:
  *   - an instance of exactly ``fast_type`` (tantra.outbox.Outbox) whose
  *     ``_direct`` is true and whose ``_line`` is a plain TCP transport,
- *     connected and holding nothing (``dataBuffer``, ``_tempDataBuffer``,
+ *     connected and holding nothing (``dataBuffer``, ``_tempDataLen``,
  *     ``_writeDisconnected`` all false): the batch's bytes for the sink's
  *     ``_encode`` (``batch.encoded(encode)``, asked once per encoder per call)
  *     are sent with one send(MSG_DONTWAIT | MSG_NOSIGNAL) on the sink's
@@ -27,6 +27,16 @@
  *
  * The GIL is held throughout: the sends are non-blocking, and holding it
  * keeps the order of everything the loop does the same as the Python loop's.
+ *
+ * Memory, not instructions, is what this loop waits on: each send runs the
+ * kernel's TCP path for both ends of the connection, which pushes the next
+ * sink's outbox and transport out of the CPU's caches, so without help every
+ * client costs several cache misses before its send can start (perf annotate:
+ * most of the loop's own time on the first read of the sink, of its
+ * ``_line``, and of the transport's attributes). The loop therefore asks for
+ * the memory of the sinks a few places ahead (see ``prefetch_ahead``) while
+ * the current send runs. These are hints only: nothing is decided ahead, and
+ * every check is made on the sink's own turn.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -37,7 +47,7 @@
 #include <sys/types.h>
 
 static PyObject *s_direct, *s_line, *s_fd, *s_encode, *s_encoded, *s_connected, *s_dataBuffer,
-    *s_tempDataBuffer, *s_writeDisconnected;
+    *s_tempDataLen, *s_writeDisconnected;
 
 /* Whether the attribute is true (1) or false (0); -1 when it is missing or cannot tell. */
 static int
@@ -60,11 +70,15 @@ truth_of(PyObject *obj, PyObject *name)
  * on the descriptor the outbox noted when it was made. While ``connected``
  * is true Twisted has not closed the socket (its connectionLost clears it
  * first), so that descriptor is still this client's and no other's.
+ * ``_tempDataLen`` rather than the ``_tempDataBuffer`` list is Twisted's own
+ * test for "nothing appended since the last write" (abstract.FileDescriptor):
+ * zero is a shared small int, where the list is one more object per client
+ * whose memory the send before had pushed out of the cache.
  */
 static int
 idle(PyObject *line)
 {
-    return truth_of(line, s_connected) == 1 && truth_of(line, s_tempDataBuffer) == 0
+    return truth_of(line, s_connected) == 1 && truth_of(line, s_tempDataLen) == 0
            && truth_of(line, s_dataBuffer) == 0 && truth_of(line, s_writeDisconnected) == 0;
 }
 
@@ -136,6 +150,88 @@ direct_line(PyObject *sink, const Fields *fields)
     return line;
 }
 
+/* The sink's ``_line`` slot, borrowed, when the sink is of the fast type and the slot holds a transport; else NULL. */
+static inline PyObject *
+line_slot(PyObject *sink, PyObject *fast_type, const Fields *fields)
+{
+    if ((PyObject *)Py_TYPE(sink) != fast_type || fields->line.offset <= 0)
+        return NULL;
+    PyObject *line = *(PyObject **)((char *)sink + fields->line.offset);
+    return line == NULL || line == Py_None ? NULL : line;
+}
+
+/*
+ * The object's managed attribute values array, or NULL: none (its dict was
+ * made), or a CPython other than 3.11, the one whose layout this reads (a
+ * PyDictValues* four words before the object); elsewhere the loop only
+ * prefetches the transport object itself.
+ */
+static inline char *
+values_of(PyObject *obj)
+{
+#if PY_VERSION_HEX >= 0x030B0000 && PY_VERSION_HEX < 0x030C0000
+    if (PyType_HasFeature(Py_TYPE(obj), Py_TPFLAGS_MANAGED_DICT))
+        return *(char **)((char *)obj - 4 * sizeof(PyObject *));
+#endif
+    (void)obj;
+    return NULL;
+}
+
+/* How many sinks ahead each stage of ``prefetch_ahead`` works (one send is microseconds: one place is enough time, the stages are for the chain of pointers). */
+enum { AHEAD_SINK = 3, AHEAD_LINE = 2, AHEAD_VALUES = 1 };
+
+/*
+ * The memory the checks of a later sink will read, asked for now:
+ *   - AHEAD_SINK places on: the sink object and its fast-path slots;
+ *   - AHEAD_LINE places on (the sink's slots are cached by then): its transport
+ *     object and the words just before it, where CPython keeps the pointer
+ *     to an object's managed attribute values (without reading the type to
+ *     know: that read would wait for the very memory being asked for);
+ *   - AHEAD_VALUES places on: the values array itself, where ``connected``,
+ *     ``dataBuffer``, ``_tempDataLen`` and ``_writeDisconnected`` are,
+ *     and the sink's ``_fd`` integer (a separate object for descriptors
+ *     above 256).
+ * Only loads that are valid whatever the state: slot reads of the fast type
+ * (``Py_TYPE`` checked) and the managed-dict pre-header of a type that has one.
+ * A prefetch of a stale or odd address is harmless; it never faults.
+ *
+ * Always inlined: GCC deems a function whose only effects are prefetches
+ * pure, and drops the call to it unless its body is already in the loop.
+ */
+static inline __attribute__((always_inline)) void
+prefetch_ahead(PyObject *sinks, Py_ssize_t i, Py_ssize_t n, PyObject *fast_type,
+               const Fields *fields)
+{
+    if (i + AHEAD_SINK < n) {
+        char *sink = (char *)PyList_GET_ITEM(sinks, i + AHEAD_SINK);
+        __builtin_prefetch(sink);
+        __builtin_prefetch(sink + fields->direct.offset);
+        __builtin_prefetch(sink + fields->line.offset);
+        __builtin_prefetch(sink + fields->fd.offset);
+    }
+    if (i + AHEAD_LINE < n) {
+        PyObject *line = line_slot(PyList_GET_ITEM(sinks, i + AHEAD_LINE), fast_type, fields);
+        if (line != NULL) {
+            __builtin_prefetch(line);
+            __builtin_prefetch((char *)line - 4 * sizeof(PyObject *));
+        }
+    }
+    if (i + AHEAD_VALUES < n) {
+        PyObject *sink = PyList_GET_ITEM(sinks, i + AHEAD_VALUES);
+        PyObject *line = line_slot(sink, fast_type, fields);
+        if (line != NULL) {
+            if (fields->fd.offset > 0)
+                __builtin_prefetch(*(PyObject **)((char *)sink + fields->fd.offset));
+            char *values = values_of(line);
+            if (values != NULL) {
+                /* The first 32 attributes: Twisted sets those the checks read in __init__. */
+                for (int line_at = 0; line_at < 4; line_at++)
+                    __builtin_prefetch(values + 64 * line_at);
+            }
+        }
+    }
+}
+
 /* slow(sink, batch) or hand_back(sink, data, result): its 0/1, or -1 with an exception set. */
 static int
 call_counting(PyObject *func, PyObject *const *args, size_t nargs)
@@ -177,6 +273,7 @@ fanout_deliver(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     /* The list may not change under us (the caller made it), but hold it anyway. */
     Py_INCREF(sinks);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(sinks); i++) {
+        prefetch_ahead(sinks, i, PyList_GET_SIZE(sinks), fast_type, &fields);
         PyObject *sink = PyList_GET_ITEM(sinks, i);
         Py_INCREF(sink);
         int outcome;
@@ -274,7 +371,7 @@ PyInit__fanout(void)
         {&s_encode, "_encode"},
         {&s_encoded, "encoded"},
         {&s_dataBuffer, "dataBuffer"},
-        {&s_tempDataBuffer, "_tempDataBuffer"},
+        {&s_tempDataLen, "_tempDataLen"},
         {&s_writeDisconnected, "_writeDisconnected"},
         {&s_fd, "_fd"},
         {&s_connected, "connected"},

@@ -13,8 +13,7 @@ import errno
 
 import pytest
 import pytest_twisted
-from twisted.internet import defer, protocol, reactor, task
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, connectProtocol
+from twisted.internet import reactor
 from twisted.logger import globalLogPublisher
 
 from tantra import fanout
@@ -22,6 +21,7 @@ from tantra.counters import Counters
 from tantra.hub import Batch, Hub
 from tantra.outbox import Outbox
 from tantra.transports.sendnow import line_for, writer_for
+from tests.support.loopback import close, connections, until
 
 compiled = pytest.mark.skipif(
     fanout.extension is None, reason="tantra._fanout not built or TANTRA_NO_EXTENSION set"
@@ -90,6 +90,7 @@ class Line:
     def __init__(self):
         self.connected = 1
         self._tempDataBuffer: list[bytes] = []
+        self._tempDataLen = 0
 
 
 class SlottedOutbox:
@@ -137,7 +138,8 @@ def test_compiled_loop_sends_only_for_direct_outboxes_of_idle_lines(kind):
     busy_buffer, busy_temp, half_closed, lost = Line(), Line(), Line(), Line()
     lost.connected = 0
     busy_buffer.dataBuffer = b"held"
-    busy_temp._tempDataBuffer.append(b"held")
+    busy_temp._tempDataBuffer.append(b"held")  # what FileDescriptor.write does
+    busy_temp._tempDataLen += 4
     half_closed._writeDisconnected = True
 
     class Subclass(kind):  # type: ignore[misc,valid-type]
@@ -216,6 +218,44 @@ def test_compiled_loop_hands_odd_encodings_and_errors_to_the_slow_path():
 
 
 @compiled
+def test_compiled_loop_reads_each_sink_on_its_own_turn_whatever_python_did_before():
+    """The loop reads ahead (prefetch) but decides nothing ahead.
+
+    Python called for one sink may drop a later sink's transport, pause it, or
+    shorten the list; the later sink is judged as it is when its turn comes,
+    and a shortened list ends the loop early, without reading past its end.
+    """
+    lines = [Line() for _ in range(8)]
+    sinks = [SlottedOutbox(f"s{i}", encode, lines[i]) for i in range(8)]
+    sinks[0]._direct = False  # the slow path, where Python runs mid-loop
+
+    recorder = Recorder()
+
+    def slow(sink, batch):
+        recorder.slow(sink, batch)
+        if sink.name == "s0":
+            sinks[1]._line = None  # dropped: nothing to send on
+            sinks[2]._direct = False  # paused
+            lines[3].connected = 0  # lost
+            lines[4]._tempDataLen = 9  # a write queued behind
+            del lines[:]  # the only other references to the transports
+            del sinks[6:]  # unsubscribed
+        return 0
+
+    batch = Batch([object()])  # type: ignore[list-item]
+    assert fanout.extension.deliver(SlottedOutbox, slow, recorder.hand_back, sinks, batch) == 0
+    data = encode(batch.readings)
+    assert recorder.calls == [
+        ("slow", "s0"),
+        ("slow", "s1"),
+        ("slow", "s2"),
+        ("slow", "s3"),
+        ("slow", "s4"),
+        ("sent", "s5", data, -errno.EBADF),
+    ]
+
+
+@compiled
 def test_compiled_loop_lets_what_slow_raises_propagate():
     class Stop(Exception):
         pass
@@ -230,51 +270,6 @@ def test_compiled_loop_lets_what_slow_raises_propagate():
 
 
 # -- real loopback connections through a hub, both loops --------------------------------
-
-
-class Keeper(protocol.Protocol):
-    def __init__(self):
-        self.made: defer.Deferred = defer.Deferred()
-        self.received = bytearray()
-
-    def connectionMade(self):
-        self.made.callback(self)
-
-    def dataReceived(self, data):
-        self.received += data
-
-
-class Server(protocol.Factory):
-    def __init__(self):
-        self.made: list[Keeper] = []
-
-    def buildProtocol(self, addr):
-        keeper = Keeper()
-        self.made.append(keeper)
-        return keeper
-
-
-@defer.inlineCallbacks
-def connections(count: int):
-    """``count`` real loopback connections: (server-side protocols, clients, port)."""
-    server = Server()
-    port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(server)
-    clients = []
-    for _ in range(count):
-        client = Keeper()
-        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port), client)
-        clients.append(client)
-    while len(server.made) < count:
-        yield task.deferLater(reactor, 0.01, lambda: None)
-    yield defer.gatherResults([keeper.made for keeper in server.made])
-    return server.made, clients, port
-
-
-@defer.inlineCallbacks
-def until(condition, timeout: float = 20):
-    deadline = reactor.seconds() + timeout
-    while not condition() and reactor.seconds() < deadline:
-        yield task.deferLater(reactor, 0.01, lambda: None)
 
 
 def frames(readings) -> bytes:
@@ -345,9 +340,7 @@ def test_every_client_gets_the_bytes_in_order_and_a_closed_peer_costs_only_itsel
         # Twisted, which drops it: not a failure) and none to the broken sink.
         assert hub.stats.delivered == 30 * 2 * 6
     finally:
-        for client in clients:
-            client.transport.loseConnection()
-        yield port.stopListening()
+        yield close(clients, port)
 
 
 @pytest.mark.integration
@@ -379,9 +372,7 @@ def test_a_full_socket_gets_the_remainder_whole_and_in_order(loop):
         assert bytes(clients[0].received) == expected
         assert bytes(clients[1].received) == expected
     finally:
-        for client in clients:
-            client.transport.loseConnection()
-        yield port.stopListening()
+        yield close(clients, port)
 
 
 @pytest.mark.integration
@@ -419,6 +410,4 @@ def test_paused_and_snapshotting_outboxes_are_left_to_python(loop):
         assert bytes(clients[1].received) == conflated
         assert bytes(clients[2].received) == snap + conflated
     finally:
-        for client in clients:
-            client.transport.loseConnection()
-        yield port.stopListening()
+        yield close(clients, port)

@@ -118,6 +118,23 @@ def run(protocol_class, reads):
     return protocol.messages, transport.value()
 
 
+def test_a_read_does_not_build_autobahns_debug_line(monkeypatch):
+    """Autobahn's ``dataReceived`` formats a debug line per read, debug on or off; ours skips it."""
+    protocol, _transport = connect(Fast)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("debug arguments built on the receive path")
+
+    monkeypatch.setattr("autobahn.twisted.websocket.hltype", refuse)
+    monkeypatch.setattr("autobahn.twisted.websocket.hlval", refuse)
+    protocol.dataReceived(frame(b'{"a":1}') + frame(b"tail", fin=False))
+    protocol.dataReceived(frame(b"!", opcode=0))  # the continuation: Autobahn's own path
+    assert protocol.messages == [(b'{"a":1}', False), (b"tail!", False)]
+    # Without the override, Autobahn's own dataReceived would have called them.
+    with pytest.raises(AssertionError, match="debug arguments"):
+        Plain.dataReceived(protocol, frame(b"x"))
+
+
 def test_whole_frames_are_delivered_in_order_and_the_rest_goes_to_autobahn():
     stream = (
         frame(b'{"a":1}')

@@ -47,7 +47,7 @@ JSON = JsonSerializer()
 
 class _Transport:
     dataBuffer = b""
-    _tempDataBuffer: list[bytes] = []
+    _tempDataLen = 0
     disconnecting = False
     _writeDisconnected = False
     connected = True
@@ -62,7 +62,7 @@ def writer() -> Any:
             FIRST[0] = time.perf_counter_ns()
         if (
             transport.dataBuffer
-            or transport._tempDataBuffer
+            or transport._tempDataLen
             or transport.disconnecting
             or transport._writeDisconnected
             or not transport.connected

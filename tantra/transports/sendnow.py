@@ -62,7 +62,9 @@ def writer_for(transport) -> Callable[[bytes], None]:
         # does; after a half-close it fails with EPIPE the same way; while
         # ``disconnecting`` with nothing held, Twisted's ``write`` would still
         # send the data before closing, so sending it now is the same.
-        if transport.dataBuffer or transport._tempDataBuffer or transport._writeDisconnected:
+        # ``_tempDataLen`` is Twisted's own "anything appended" test (and a
+        # shared zero, where the list is one more object per client to read).
+        if transport.dataBuffer or transport._tempDataLen or transport._writeDisconnected:
             write(data)
             return
         try:
