@@ -355,7 +355,7 @@ class Settings:
     wamp_max_pending_calls: int = setting(
         1000,
         _number(1, integer=True),
-        "calls one WAMP session may have waiting for a callee",
+        "calls one WAMP session may have waiting for an answer (callees and built-ins together)",
         section="wamp",
     )
     wamp_call_timeout: float = setting(

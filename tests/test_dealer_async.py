@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from autobahn.wamp import message
 from twisted.internet import defer
 
@@ -24,8 +26,9 @@ class Peer:
 
 
 def dealer_with(results: list[defer.Deferred], limit: int = 1000, deferred: bool = False) -> Dealer:
-    dealer = Dealer(new_registration_id=lambda: 1, new_request_id=lambda: 1, stats=WampStats(),
-                    limits=WampLimits(max_pending_calls=limit))  # fmt: skip
+    ids = itertools.count(1)
+    dealer = Dealer(new_registration_id=lambda: 1, new_request_id=lambda: next(ids),
+                    stats=WampStats(), limits=WampLimits(max_pending_calls=limit))  # fmt: skip
 
     def slow(args, kwargs):
         results.append(defer.Deferred())
@@ -97,3 +100,26 @@ def test_the_bridge_declares_its_store_reads_deferred():
     dealer = Recording()
     HubBridge(Nothing(), Nothing(), dealer, WampStats()).start()  # type: ignore[arg-type]
     assert {name for name, deferred in dealer.added.items() if deferred} == {HISTORY, AGGREGATE}
+
+
+def test_built_in_and_routed_calls_share_one_bound_and_one_set_of_request_ids():
+    results: list[defer.Deferred] = []
+    dealer, caller, callee = dealer_with(results, limit=3, deferred=True), Peer(), Peer()
+    dealer.register(callee, message.Register(1, "com.slow"))
+    dealer.call(caller, message.Call(1, "tantra.slow"))
+    dealer.call(caller, message.Call(2, "tantra.slow"))
+    dealer.call(caller, message.Call(1, "com.slow"))  # id 1 is still running as a built-in
+    assert caller.sent[-1].error == "wamp.error.invalid_argument"
+    dealer.call(caller, message.Call(3, "com.slow"))  # the third in flight: within the bound
+    assert [type(m).__name__ for m in callee.sent[-1:]] == ["Invocation"]
+    dealer.call(caller, message.Call(4, "com.slow"))  # a fourth routed call: over it
+    dealer.call(caller, message.Call(5, "tantra.slow"))  # and a fourth built-in one
+    assert [(m.request, m.error) for m in caller.sent[-2:]] == [
+        (4, "tantra.error.limit_exceeded"),
+        (5, "tantra.error.limit_exceeded"),
+    ]
+    assert len(results) == 2 and dealer.pending_calls == 1
+    results[0].callback("done")  # a built-in answer frees a place for a routed call
+    dealer.call(caller, message.Call(6, "com.slow"))
+    assert caller.sent[-1].request == 1, "no refusal for call 6, only call 1's result"
+    assert dealer.pending_calls == 2

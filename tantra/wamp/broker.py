@@ -146,20 +146,23 @@ class Publication:
             return False
         return self.eligible_authrole is None or peer.authrole in self.eligible_authrole
 
+    def _event_fields(self, policy: str) -> dict[str, Any]:
+        """The EVENT's fields after subscription and publication ids, for either form."""
+        return {
+            "args": self.args,
+            "kwargs": self.kwargs,
+            "publisher": self.publisher,
+            "publisher_authid": self.publisher_authid,
+            "publisher_authrole": self.publisher_authrole,
+            # Pattern subscribers must learn which topic the event was for.
+            "topic": None if policy == EXACT else self.topic,
+        }
+
     def event_item(self, subscription: int, policy: str) -> tuple[RawEvent, Hashable | None]:
         """The grouped path's event (a list, as ``Event.marshal`` makes) and its conflation key."""
         key = self.conflation_key
         return (
-            event_message(
-                subscription,
-                self.id,
-                args=self.args,
-                kwargs=self.kwargs,
-                publisher=self.publisher,
-                publisher_authid=self.publisher_authid,
-                publisher_authrole=self.publisher_authrole,
-                topic=None if policy == EXACT else self.topic,
-            ),
+            event_message(subscription, self.id, **self._event_fields(policy)),
             None if key is None else (subscription, key),
         )
 
@@ -167,14 +170,8 @@ class Publication:
         return message.Event(
             subscription,
             self.id,
-            args=self.args,
-            kwargs=self.kwargs,
-            publisher=self.publisher,
-            publisher_authid=self.publisher_authid,
-            publisher_authrole=self.publisher_authrole,
-            # Pattern subscribers must learn which topic the event was for.
-            topic=None if policy == EXACT else self.topic,
             retained=True if retained else None,
+            **self._event_fields(policy),
         )
 
 

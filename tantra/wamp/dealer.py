@@ -245,10 +245,10 @@ class Dealer:
             self._refuse(peer, msg, NOT_AUTHORIZED, "payload transparency is not supported")
             return
         mine = self._calls_of_caller.get(peer, {})
-        if len(mine) >= self._limits.max_pending_calls:
+        if self._in_flight(peer) >= self._limits.max_pending_calls:
             self._refuse_too_many_calls(peer, msg)
             return
-        if msg.request in mine:
+        if msg.request in mine or msg.request in self._builtin_calls.get(peer, {}):
             self._refuse(peer, msg, INVALID_ARGUMENT, f"request {msg.request} is still running")
             return
         callee = registration.callee
@@ -426,12 +426,16 @@ class Dealer:
     def _room_for_builtin(self, peer: IWampPeer, msg: message.Call) -> bool:
         """False (and the call refused) if ``peer`` is at its calls-in-flight bound or reuses
         a request id still in flight."""
-        mine = self._builtin_calls.get(peer, {})
-        in_flight = len(mine) + len(self._calls_of_caller.get(peer, {}))
-        if in_flight >= self._limits.max_pending_calls or msg.request in mine:
+        if self._in_flight(peer) >= self._limits.max_pending_calls or msg.request in (
+            self._builtin_calls.get(peer, {})
+        ):
             self._refuse_too_many_calls(peer, msg)
             return False
         return True
+
+    def _in_flight(self, peer: IWampPeer) -> int:
+        """The session's calls waiting for an answer: routed and built-in, one bound for both."""
+        return len(self._calls_of_caller.get(peer, {})) + len(self._builtin_calls.get(peer, {}))
 
     def _builtin_failed(self, peer: IWampPeer, msg: message.Call, reason: Failure) -> None:
         _log.failure("built-in procedure {procedure} failed", reason, procedure=msg.procedure)
