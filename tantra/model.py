@@ -603,11 +603,11 @@ def _validate_exact(
         return _reject(index, "value must be a finite number or boolean")
     unit = obj.get("unit")
     if (unit is not None or "unit" in obj) and not (
-        type(unit) is str
-        and len(unit) <= MAX_UNIT_LENGTH
-        and (unit.isascii() or _is_encodable(unit))
+        type(unit) is str and len(unit) <= MAX_UNIT_LENGTH
     ):
         return _reject(index, f"unit must be a text string of at most {MAX_UNIT_LENGTH} characters")
+    if type(unit) is str and not (unit.isascii() or _is_encodable(unit)):
+        return _reject(index, "unit must be valid Unicode text (a lone surrogate is not)")
     device = _valid_name(obj.get("device", default_device))
     if device is None:
         return _reject(index, f"device must be {NAME_RULE}")

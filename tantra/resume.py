@@ -153,7 +153,9 @@ class ResumeOutbox(BoundedSender):
 
     def _fetch(self) -> None:
         self._fetching = True
-        self._fetch_page(self._last, self._upto, self._page).addCallbacks(self._got, self._failed)
+        fetched = self._fetch_page(self._last, self._upto, self._page)
+        # _got's own failure (a row it cannot encode) ends the resume too, never a hang.
+        fetched.addCallback(self._got).addErrback(self._failed)
 
     def _got(self, rows: list[StoredReading]) -> None:
         self._fetching = False

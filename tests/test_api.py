@@ -37,6 +37,7 @@ T0 = 1_764_000_000_000 - 1_764_000_000_000 % HOUR_MS
 
 class Server:
     def __init__(self, store: Store | None):
+        self.store = store
         root = Resource()
         root.putChild(b"api", build_api(store, reactor))
         self.port = reactor.listenTCP(0, Site(root), interface="127.0.0.1")
@@ -284,3 +285,60 @@ def test_a_stream_stops_fetching_when_its_client_goes_away():
     request._finish.errback(ConnectionError("gone"))
     stream.resumeProducing()
     assert len(store.queries) == 1 and not request.finished
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_64_bit_integer_comes_back_exactly_from_every_endpoint(server):
+    await server.store.submit(
+        [Reading("farm-9", "big", 2**64 - 1, T0, None, 1), Reading("farm-9", "odd", 2**53 + 1, T0)]
+    )
+    code, body = await server.json("/api/v1/readings?device=farm-9")
+    assert code == 200 and [r["value"] for r in body["readings"]] == [2**64 - 1, 2**53 + 1]
+    code, body = await server.json("/api/v1/sensors?device=farm-9")
+    assert code == 200 and {s["last"]["value"] for s in body} == {2**64 - 1, 2**53 + 1}
+    code, _, body = await server.get("/api/v1/readings?device=farm-9&format=ndjson")
+    assert [json.loads(line)["value"] for line in body.splitlines()] == [2**64 - 1, 2**53 + 1]
+
+
+class OneAnswerStore:
+    """Answers every query with the same rows (a store returning what cannot be encoded)."""
+
+    def __init__(self, rows):
+        self.rows = rows
+
+    def query(self, name, *args):
+        return defer.succeed(self.rows)
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_answer_that_cannot_be_encoded_is_a_500_not_a_hang():
+    from tantra.store.query import StoredReading
+
+    unencodable = [StoredReading(1, "d", "s", 2**70, None, T0)]  # beyond any JSON integer here
+    running = Server(OneAnswerStore(unencodable))  # type: ignore[arg-type]
+    try:
+        code, body = await defer.Deferred.fromCoroutine(
+            running.json("/api/v1/readings")
+        ).addTimeout(5, reactor)
+        assert code == 500 and body["error"] == "internal_error"
+    finally:
+        await running.port.stopListening()
+
+
+def test_a_page_that_cannot_be_encoded_aborts_the_stream():
+    from tantra.store.query import StoredReading
+
+    class Channel:
+        class transport:
+            aborted = False
+
+            @classmethod
+            def abortConnection(cls):
+                cls.aborted = True
+
+    store = CountingStore([StoredReading(1, "d", "s", 2**70, None, 1)])
+    request = SlowReader()
+    request.channel = Channel  # type: ignore[attr-defined]
+    stream = ReadingStream(request, store, ReadingsQuery(), encode_ndjson, page=10)
+    stream.start()
+    assert Channel.transport.aborted and not request.finished and request.producer is None

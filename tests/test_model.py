@@ -87,7 +87,10 @@ def test_wire_order_and_optional_fields():
         (b'{"sensor": "a", "value": 1, "unit": 5}', "unit must be a text string of at most 16"),
         (b'{"sensor": "a", "value": 1, "unit": null}', "unit must be a text string of at most 16"),
         (b'{"sensor": "a", "value": 1, "unit": "' + b"u" * 17 + b'"}', "unit must be a text"),
-        (b'{"sensor": "a", "value": 1, "unit": "\\ud800"}', "unit must be a text string"),
+        (
+            b'{"sensor": "a", "value": 1, "unit": "\\ud800"}',
+            "unit must be valid Unicode text (a lone surrogate is not)",
+        ),
         (b'{"sensor": "a", "value": 1, "device": ""}', "device must be 1-64 characters"),
         (b'{"sensor": "a", "value": 1, "device": "farm/1"}', "device must be 1-64 characters"),
         (b'{"sensor": "a", "value": 1, "device": null}', "device must be 1-64 characters"),

@@ -93,6 +93,30 @@ def test_tcp_bad_line_gets_error_and_keeps_connection(hub, clock, dashboard):
     assert [r.sensor for r in dashboard.readings] == ["b"]
 
 
+@pytest.mark.parametrize("ending", [b"\n", b"\r\n"])
+@pytest.mark.parametrize("length", [100, 101])
+def test_tcp_max_line_counts_the_line_not_its_ending(hub, clock, dashboard, ending, length):
+    """Exactly ``--max-line`` bytes are taken and one more refused, with either ending."""
+    _, protocol, transport = connect_tcp(hub, clock, max_line=100)
+    line = b'{"sensor":"edge","value":1}'
+    line = line[:-1] + b" " * (length - len(line)) + b"}"
+    protocol.dataReceived(
+        b'{"sensor":"a","value":1}\n' + line + ending + b'{"sensor":"b","value":1}\n'
+    )
+    clock.advance(0)
+    if length == 100:
+        assert lines(transport) == [] and not transport.disconnecting
+        assert [r.sensor for r in dashboard.readings] == ["a", "edge", "b"]
+    else:
+        assert lines(transport) == [
+            {
+                "error": "line_too_long",
+                "detail": "line longer than 100 bytes; closing the connection",
+            }
+        ]
+        assert transport.disconnecting and [r.sensor for r in dashboard.readings] == ["a"]
+
+
 def test_tcp_overlong_line_closes_after_an_error(hub, clock, dashboard):
     _, protocol, transport = connect_tcp(hub, clock, max_line=100)
     protocol.dataReceived(b'{"sensor":"a","value":1}\n' + b"x" * 150)

@@ -104,7 +104,9 @@ def hub(clock, history):
     return hub
 
 
-def outbox_for(hub, clock, client, filter_=EVERYTHING, **kwargs) -> ResumeOutbox:
+def outbox_for(
+    hub, clock, client, filter_=EVERYTHING, encode_stored=encode_stored, **kwargs
+) -> ResumeOutbox:
     return ResumeOutbox(
         write=client.write,
         encode=encode,
@@ -225,6 +227,20 @@ def test_a_history_that_cannot_be_read_gives_the_client_up(hub, clock, history):
     outbox_for(hub, clock, client).join(hub, EVERYTHING, since=0)
     history.reads[0][1].errback(RuntimeError("database is down"))
     assert client.gave_up == [HISTORY_FAILED]
+
+
+def test_a_history_page_that_cannot_be_encoded_gives_the_client_up(hub, clock, history):
+    """A bug in encoding a page ends the resume with 4002 like a failed read, never a hang."""
+    send(hub, 1)
+    history.commit_all()
+    client = Client()
+
+    def broken(rows):
+        raise TypeError("Integer exceeds 64-bit range")
+
+    outbox_for(hub, clock, client, encode_stored=broken).join(hub, EVERYTHING, since=0)
+    history.answer()
+    assert client.gave_up == [HISTORY_FAILED] and client.chunks == []
 
 
 def test_since_needs_a_store_a_number_and_no_id_from_the_future(clock, hub):

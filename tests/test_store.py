@@ -12,6 +12,7 @@ import random
 from collections.abc import Callable
 from typing import Any
 
+import orjson
 import pytest
 import pytest_twisted
 from twisted.internet import defer, reactor, task
@@ -93,6 +94,26 @@ async def test_submit_fires_after_commit_with_increasing_ids_and_values_round_tr
 
 
 @pytest_twisted.ensureDeferred
+async def test_integers_a_double_would_round_come_back_exactly(url):
+    """Every 64-bit integer reading returns as broadcast (schema 3), from every read path."""
+    values = [2**53, 2**53 + 1, -(2**53) - 1, 9007199254740993, 2**63 - 1, -(2**63), 2**64 - 1]
+    store = open_store(url)
+    try:
+        batch = [r(f"i{n}", value, T0 + n) for n, value in enumerate(values)]
+        ids = await within(store.submit(batch))
+        rows = await within(store.query("readings", ReadingsQuery()))
+        assert [(row.value, type(row.value)) for row in rows] == [(v, int) for v in values]
+        resumed = await within(store.query("readings_after_id", ids[0] - 1, SeriesFilter(), 100))
+        assert [row.value for row in resumed] == values
+        sensors = await within(store.query("sensors", SeriesFilter()))
+        assert sorted(entry["last"]["value"] for entry in sensors) == sorted(values)
+        # Ranges and rollups keep using the number: the nearest double.
+        assert orjson.loads(orjson.dumps([row.to_dict() for row in rows]))[6]["value"] == 2**64 - 1
+    finally:
+        await within(store.stop())
+
+
+@pytest_twisted.ensureDeferred
 async def test_commit_listeners_hear_every_commit_and_group_commit_batches(url):
     store = open_store(url, commit_interval=0.05)
     heard: list[tuple[list, list]] = []
@@ -120,7 +141,7 @@ async def test_stop_commits_what_is_queued_and_a_restart_continues_the_ids(url):
         (after,) = await within(again.submit([r("s", 1, T0 + 999)]))
         # SQLite counts on; PostgreSQL skips the block each start reserved (tantra.store.ids)
         assert after == ids[-1] + 1 if url.startswith("sqlite:") else after > ids[-1]
-        assert again.schema_version == 2
+        assert again.schema_version == 3
     finally:
         await within(again.stop())
     with pytest.raises(NotStored):
@@ -322,19 +343,29 @@ async def test_retention_deletes_old_raw_readings_in_small_steps_and_keeps_rollu
     now = int(reactor.seconds() * 1000)
     store = open_store(url, retention_ms=HOUR_MS)
     try:
-        old = [r("s", i, now - 2 * HOUR_MS + i) for i in range(1500)]
-        new = [r("s", 7, now - 1000)]
+        old = [r("s", i, now - 2 * HOUR_MS + i) for i in range(1499)]
+        old.append(r("big", 2**60 + 1, now - 2 * HOUR_MS))  # its exact digits go with it
+        new = [r("s", 7, now - 1000), r("big", 2**60 + 3, now - 999)]
         await within(store.submit(old + new))
         first = await within(store.prune())
         assert first == 1000  # one batch, then more follow on their own
         await eventually(lambda: store.stats()["pruned"] >= 1500)
         rows = await within(store.query("readings", ReadingsQuery()))
-        assert [row.value for row in rows] == [7]
+        assert [row.value for row in rows] == [7, 2**60 + 3]
+        backend = backend_for(url)
+        conn = backend.connect()
+        try:
+            assert backend._fetchall(conn, "SELECT digits FROM reading_exact") == [
+                (str(2**60 + 3),)
+            ]
+        finally:
+            conn.close()
         step = HOUR_MS
         start = now - 3 * HOUR_MS - (now - 3 * HOUR_MS) % step
         query = AggregateQuery(SeriesFilter(), start, start + 5 * step, step, ("count",))
-        (series,) = await within(store.query("aggregate", query))
-        assert sum(bucket["count"] for bucket in series["buckets"]) == 1501
+        every = await within(store.query("aggregate", query))
+        counted = sum(bucket["count"] for series in every for bucket in series["buckets"])
+        assert counted == 1502, "rollups keep what retention deleted"
     finally:
         await within(store.stop())
 

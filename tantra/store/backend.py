@@ -42,6 +42,13 @@ class SchemaTooNew(Exception):
     """The database was migrated by a newer Tantra than this one."""
 
 
+#: Integers a double holds exactly. ``value`` is a REAL / DOUBLE PRECISION column
+#: (ranges, rollups and aggregates need numbers); an integer reading beyond this
+#: also keeps its digits in ``reading_exact`` (schema 3), so history returns it as
+#: broadcast.
+EXACT_INT_LIMIT = 2**53
+
+
 def value_kind(value: int | float | bool) -> tuple[float, int]:
     if value is True or value is False:
         return (1.0 if value else 0.0), KIND_BOOL
@@ -50,11 +57,11 @@ def value_kind(value: int | float | bool) -> tuple[float, int]:
     return float(value), KIND_FLOAT
 
 
-def from_kind(value: float, kind: int) -> int | float | bool:
+def from_kind(value: float, kind: int, exact: str | None = None) -> int | float | bool:
     if kind == KIND_BOOL:
         return value != 0
     if kind == KIND_INT:
-        return int(value)
+        return int(value) if exact is None else int(exact)
     return value
 
 
@@ -274,8 +281,13 @@ class Backend:
         """Store ``readings``, their rollups and the replay ``marks`` (device -> highest
         signed seq among them) in one transaction; their ids, in order."""
         try:
-            rows, points = self._rows(conn, readings)
+            rows, points, exact = self._rows(conn, readings)
             ids = self._insert_readings(conn, rows)
+            if exact:  # rare: nothing is written for any other reading
+                conn.cursor().executemany(
+                    self.sql("INSERT INTO reading_exact (id, digits) VALUES (?, ?)"),
+                    [(ids[index], digits) for index, digits in exact],
+                )
             minutes = fold_rollups(points, MINUTE_MS)
             self._upsert_all_rollups(conn, minutes, merge_rollups(minutes, HOUR_MS))
             if marks:
@@ -291,8 +303,9 @@ class Backend:
 
     def _rows(
         self, conn: Any, readings: Sequence[Reading]
-    ) -> tuple[list[tuple], list[tuple[int, int, float]]]:
-        """``(id, series, ts, value, kind, seq)`` rows and ``(series, ts, value)`` points.
+    ) -> tuple[list[tuple], list[tuple[int, int, float]], list[tuple[int, str]]]:
+        """``(id, series, ts, value, kind, seq)`` rows, ``(series, ts, value)`` points,
+        and ``(row index, digits)`` of the integers a double would round (``reading_exact``).
 
         The writer thread's per-reading Python work, so one pass with the
         common value types tested inline (:func:`value_kind` is the rule):
@@ -304,19 +317,22 @@ class Backend:
         points: list[tuple[int, int, float]] = []
         add_row = rows.append
         add_point = points.append
+        exact: list[tuple[int, str]] = []
         for reading, series in zip(readings, self.series_ids(conn, keys), strict=True):
             value = reading.value
             kind_of = type(value)
             if kind_of is float:
                 kind = KIND_FLOAT
             elif kind_of is int:
+                if not -EXACT_INT_LIMIT <= value <= EXACT_INT_LIMIT:
+                    exact.append((len(rows), str(value)))
                 value, kind = float(value), KIND_INT
             else:
                 value, kind = value_kind(value)
             ts = reading.ts
             add_row((reading.id, series, ts, value, kind, reading.seq))
             add_point((series, ts, value))
-        return rows, points
+        return rows, points, exact
 
     def _raise_marks(self, conn: Any, marks: Mapping[str, int]) -> None:
         """Each device's replay mark becomes ``max(stored, given)`` (never lower)."""
@@ -347,6 +363,11 @@ class Backend:
                 (batch, raw_before),
             )
             deleted = cursor.rowcount
+            if deleted:  # the digits of readings gone (few: an anti-join on the key)
+                conn.execute(
+                    "DELETE FROM reading_exact WHERE NOT EXISTS"
+                    " (SELECT 1 FROM reading r WHERE r.id = reading_exact.id)"
+                )
             cursor = conn.execute(
                 self.sql(
                     "DELETE FROM rollup_1m WHERE (series, t) IN (SELECT series, t FROM rollup_1m"
@@ -399,7 +420,9 @@ class Backend:
             count, first_ts, last_ts = stats[0] if stats else (None, None, None)
             last = self._fetchall(
                 conn,
-                "SELECT id, ts, value, kind, seq FROM reading WHERE series = ?"
+                "SELECT id, ts, value, kind, seq,"
+                " (SELECT digits FROM reading_exact e WHERE e.id = reading.id)"
+                " FROM reading WHERE series = ?"
                 " ORDER BY ts DESC, id DESC LIMIT 1",
                 (series,),
             )
@@ -413,9 +436,9 @@ class Backend:
                 "last": None,
             }
             if last:
-                id_, ts, value, kind, seq = last[0]
+                id_, ts, value, kind, seq, exact = last[0]
                 entry["last"] = StoredReading(
-                    id_, device, sensor, from_kind(value, kind), unit or None, ts, seq
+                    id_, device, sensor, from_kind(value, kind, exact), unit or None, ts, seq
                 ).to_dict()
             out.append(entry)
         return out
@@ -445,15 +468,16 @@ class Backend:
         params.append(query.limit)
         rows = self._fetchall(
             conn,
-            "SELECT r.id, s.device, s.sensor, r.value, s.unit, r.ts, r.seq, r.kind"
+            "SELECT r.id, s.device, s.sensor, r.value, s.unit, r.ts, r.seq, r.kind, e.digits"
             " FROM reading r JOIN series s ON s.id = r.series"
+            " LEFT JOIN reading_exact e ON e.id = r.id"
             f" WHERE {' AND '.join(clauses)}"
             f" ORDER BY r.ts {direction}, r.id {direction} LIMIT ?",
             params,
         )
         return [
-            StoredReading(id_, device, sensor, from_kind(value, kind), unit or None, ts, seq)
-            for id_, device, sensor, value, unit, ts, seq, kind in rows
+            StoredReading(id_, device, sensor, from_kind(value, kind, exact), unit or None, ts, seq)
+            for id_, device, sensor, value, unit, ts, seq, kind, exact in rows
         ]
 
     def readings_after_id(
@@ -473,15 +497,16 @@ class Backend:
         below = "" if before_id is None else " AND r.id < ?"
         rows = self._fetchall(
             conn,
-            "SELECT r.id, s.device, s.sensor, r.value, s.unit, r.ts, r.seq, r.kind"
+            "SELECT r.id, s.device, s.sensor, r.value, s.unit, r.ts, r.seq, r.kind, e.digits"
             " FROM reading r JOIN series s ON s.id = r.series"
+            " LEFT JOIN reading_exact e ON e.id = r.id"
             f" WHERE r.id > ?{below} AND r.series IN (SELECT id FROM series WHERE {where})"
             " ORDER BY r.id LIMIT ?",
             [after_id, *([] if before_id is None else [before_id]), *params, limit],
         )
         return [
-            StoredReading(id_, device, sensor, from_kind(value, kind), unit or None, ts, seq)
-            for id_, device, sensor, value, unit, ts, seq, kind in rows
+            StoredReading(id_, device, sensor, from_kind(value, kind, exact), unit or None, ts, seq)
+            for id_, device, sensor, value, unit, ts, seq, kind, exact in rows
         ]
 
     def recent_sequences(self, conn: Any, limit: int) -> list[tuple[str, int, int]]:

@@ -70,7 +70,9 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
 
     def connectionMade(self) -> None:
         factory = self.factory
-        self.MAX_LENGTH = factory.max_line
+        # One byte over --max-line for the CR of a CRLF ending, which is not part
+        # of the line; an LF-ended line that uses that byte is refused in _handle_line.
+        self.MAX_LENGTH = factory.max_line + 1
         self.callLater = factory.clock.callLater  # type: ignore[method-assign,assignment]
         self._device = device_name_for_address(self.transport.getPeer())
         self._closing = False
@@ -147,6 +149,9 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
             return
         if line.endswith(b"\r"):
             line = line[:-1]
+        elif len(line) == self.MAX_LENGTH:  # the byte kept for a CR, without one
+            self.lineLengthExceeded(line)
+            return
         if not line or line.isspace():
             return  # an empty line is a keep-alive
         factory = self.factory
@@ -192,7 +197,7 @@ class DeviceLineProtocol(LineOnlyReceiver, TimeoutMixin):
         self._close_with_error(UNAUTHORIZED, "token revoked")
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        detail = f"line longer than {self.MAX_LENGTH} bytes; closing the connection"
+        detail = f"line longer than {self.factory.max_line} bytes; closing the connection"
         self.factory.hub.reject(LINE_TOO_LONG, source=self._device, detail=detail)
         self._close_with_error(LINE_TOO_LONG, detail)
 

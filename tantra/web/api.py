@@ -48,6 +48,13 @@ FORMATS = {
 CSV_COLUMNS = ("id", "ts", "time", "device", "sensor", "value", "unit", "seq")
 
 
+#: The 500 of an answer the hub failed to encode (logged with its traceback).
+_NOT_ENCODED = {
+    "error": "internal_error",
+    "detail": "the answer could not be encoded (see the hub's log)",
+}
+
+
 def _json(request, status: int, body: Any) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"content-type", b"application/json")
@@ -104,9 +111,16 @@ class _Endpoint(Resource):
         request.notifyFinish().addErrback(lambda _: gone.append(True))
 
         def done(result: Any) -> None:
-            if not gone:
-                request.write(_json(request, 200, render(result)))
-                request.finish()
+            if gone:
+                return
+            try:
+                body = _json(request, 200, render(result))
+            except Exception:
+                # A bug, not the store: answered and logged, never a request left hanging.
+                _log.failure("history answer could not be encoded")
+                body = _json(request, 500, _NOT_ENCODED)
+            request.write(body)
+            request.finish()
 
         def failed(reason: Failure) -> None:
             _log.failure("history query failed", reason)
@@ -286,7 +300,8 @@ class ReadingStream:
 
     def _fetch(self) -> None:
         self.fetching = True
-        self.store.query("readings", self.query).addCallbacks(self._got, self._failed)
+        # _got's own failure (a page it cannot encode) aborts the export too, never a hang.
+        self.store.query("readings", self.query).addCallback(self._got).addErrback(self._failed)
 
     def _got(self, rows: list[StoredReading]) -> None:
         self.fetching = False
