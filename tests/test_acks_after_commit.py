@@ -95,23 +95,6 @@ def test_udp_ack_after_commit_and_none_when_shed(hub, clock, store):
     assert len(sent) == 1, "nothing for a reading that was not stored"
 
 
-def test_websocket_acks_wait_for_the_commit(hub, clock, store):
-    factory = DashboardFactory(hub, clock, ping_interval=0)
-    protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.9", 4444))
-    transport = BufferedTransport("10.0.0.9")
-    protocol.makeConnection(transport)
-    protocol.dataReceived(handshake("/"))
-    transport.drain()
-    protocol.dataReceived(client_frame(b'{"sensor":"a","value":1,"seq":5}'))
-    clock.advance(0)
-    frames = [json.loads(p) for _, p in server_frames(transport.drain())]
-    assert frames == [
-        {"device": "ip-10-0-0-9", "sensor": "a", "value": 1, "ts": frames[0]["ts"], "seq": 5}
-    ]
-    store.commit()
-    assert [json.loads(p) for _, p in server_frames(transport.drain())] == [{"ack": 5}]
-
-
 def open_websocket_device(hub, clock):
     factory = DashboardFactory(hub, clock, ping_interval=0)
     protocol = factory.buildProtocol(IPv4Address("TCP", "10.0.0.9", 4444))
@@ -120,6 +103,18 @@ def open_websocket_device(hub, clock):
     protocol.dataReceived(handshake("/"))
     transport.drain()
     return protocol, transport
+
+
+def test_websocket_acks_wait_for_the_commit(hub, clock, store):
+    protocol, transport = open_websocket_device(hub, clock)
+    protocol.dataReceived(client_frame(b'{"sensor":"a","value":1,"seq":5}'))
+    clock.advance(0)
+    frames = [json.loads(p) for _, p in server_frames(transport.drain())]
+    assert frames == [
+        {"device": "ip-10-0-0-9", "sensor": "a", "value": 1, "ts": frames[0]["ts"], "seq": 5}
+    ]
+    store.commit()
+    assert [json.loads(p) for _, p in server_frames(transport.drain())] == [{"ack": 5}]
 
 
 def test_websocket_stops_reading_while_replies_wait_at_the_bound_and_others_are_not_held(

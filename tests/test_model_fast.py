@@ -248,6 +248,20 @@ def test_observe_since_is_one_observe_per_payload(since):
     assert one_call.sum == pytest.approx(each.sum)
 
 
+def clocked_hub():
+    """A hub on a test clock at a realistic time, with one recording sink: (clock, hub, sink)."""
+    from twisted.internet.task import Clock
+
+    from tantra.hub import Hub
+
+    clock = Clock()
+    clock.advance(1_764_000_000)
+    hub = Hub(clock)
+    sink = RecordingSink()
+    hub.subscribe(sink)
+    return clock, hub, sink
+
+
 @pytest.mark.parametrize(
     "payload",
     [
@@ -260,18 +274,11 @@ def test_observe_since_is_one_observe_per_payload(since):
 )
 def test_hub_ingest_of_a_lone_reading_is_what_accept_makes_of_it(payload):
     """The short cut in ``Hub.ingest`` gives the outcome, queue, counters and latency of ``accept``."""
-    from twisted.internet.task import Clock
-
-    from tantra.hub import Hub
     from tantra.model import parse_payload
 
     results = []
     for direct in (True, False):
-        clock = Clock()
-        clock.advance(1_764_000_000)
-        hub = Hub(clock)
-        sink = RecordingSink()
-        hub.subscribe(sink)
+        clock, hub, sink = clocked_hub()
         if direct:
             outcome = hub.ingest(payload, default_device="dev")
         else:
@@ -307,18 +314,11 @@ INGEST_MIX = [
 @pytest.mark.parametrize("with_origins", [False, True])
 def test_ingest_many_is_ingest_of_each_payload_in_order(with_origins):
     """One call for a receive's messages: the same queue, counters, latency and replies owed."""
-    from twisted.internet.task import Clock
-
-    from tantra.hub import Hub
     from tantra.replies import for_outcome
 
     results = []
     for many in (True, False):
-        clock = Clock()
-        clock.advance(1_764_000_000)
-        hub = Hub(clock)
-        sink = RecordingSink()
-        hub.subscribe(sink)
+        clock, hub, sink = clocked_hub()
         if with_origins:  # a WAMP publication earlier in the turn: readings carry origins
             parsed = model.parse_payload(b'{"sensor":"w","value":0}', default_device="w", now_ms=0)
             hub.accept(parsed, origin="wamp")
