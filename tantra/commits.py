@@ -15,6 +15,9 @@ transaction holding it has committed, and what follows from it:
   forgotten, so the device's re-send is accepted afresh instead of being
   acked as a duplicate of something that was never stored.
 
+Without a store the same turns carry a weaker promise (:class:`BroadcastGate`):
+an ack waits until the hub's flush has handed its turn to every subscriber.
+
 Memory: one entry per accepted-but-uncommitted reading with a seq. The
 store's queue is bounded and sheds (failing the turn at once) past it, so
 this is bounded by the store's queue too.
@@ -81,6 +84,19 @@ class _Turn:
         self.listeners: dict[TurnListener, None] = {}
         #: None while the commit is pending; True once committed; a Failure if not stored.
         self.outcome: bool | Failure | None = None
+
+    def settle(self, outcome: bool | Failure) -> None:
+        """Record ``outcome`` and tell everyone waiting: Deferreds, then listeners."""
+        self.outcome = outcome
+        waiters, self.waiters = self.waiters, []
+        for waiter in waiters:
+            if outcome is True:
+                waiter.callback(None)
+            else:
+                waiter.errback(NotCommitted())
+        listeners, self.listeners = self.listeners, {}
+        for listener in listeners:
+            listener.turn_settled()
 
     def wait(self) -> defer.Deferred:
         if self.outcome is True:
@@ -267,16 +283,40 @@ class CommitGate:
             uncommitted.clear()
         elif keys:
             collections.deque(map(uncommitted.pop, keys, itertools.repeat(None)), maxlen=0)
-        turn.outcome = outcome
-        waiters, turn.waiters = turn.waiters, []
-        for waiter in waiters:
-            if outcome is True:
-                waiter.callback(None)
-            else:
-                waiter.errback(NotCommitted())
-        listeners, turn.listeners = turn.listeners, {}
-        for listener in listeners:
-            listener.turn_settled()
+        turn.settle(outcome)
+
+
+class BroadcastGate:
+    """Without a store: a payload's acks wait until the hub's flush has handed
+    the turn's readings to every subscriber.
+
+    The hub accepts in one reactor turn and broadcasts in the next
+    (``callLater(0)``); an ack written in between promises a reading that a
+    ``kill -9`` at that moment would take with it, never broadcast. Waiting
+    for the flush closes that gap: once the ack leaves, the reading is in
+    every subscriber connection's send buffer (or Twisted's, for a slow one).
+    One :class:`_Turn` per flush, one :class:`Settlement` per payload that
+    owes acks; :class:`OrderedReplies` then writes a connection's replies once
+    per turn, as it does for commits.
+    """
+
+    __slots__ = ("_current",)
+
+    def __init__(self) -> None:
+        self._current: _Turn | None = None
+
+    def settlement(self) -> Settlement:
+        """What a payload accepted in this turn waits for: this turn's flush."""
+        turn = self._current
+        if turn is None:
+            turn = self._current = _Turn()
+        return Settlement((turn,))
+
+    def flushed(self) -> None:
+        """The turn's readings reached every subscriber: its acks may go."""
+        turn, self._current = self._current, None
+        if turn is not None:
+            turn.settle(True)
 
 
 def _nothing(_: object) -> None:

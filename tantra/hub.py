@@ -24,7 +24,7 @@ from twisted.logger import Logger
 from zope.interface import Interface
 
 from tantra import fanout
-from tantra.commits import CommitGate, IDurable, Settlement
+from tantra.commits import BroadcastGate, CommitGate, IDurable, Settlement
 from tantra.counters import Counters, HubStats
 from tantra.dedupe import SeqWindow
 from tantra.model import ParsedPayload, Reading, Rejection, number, parse_lone
@@ -189,6 +189,7 @@ class Hub:
         self._clock = clock
         self._dedupe = dedupe if dedupe is not None else SeqWindow()
         self._gate: CommitGate | None = None  # set by commit_through (a history store)
+        self._broadcast_gate: BroadcastGate | None = None  # set by ack_after_broadcast
         self._ids: IIdSource | None = None  # set by keep_history: readings get an id
         #: The history store (``tantra.store.writer.Store``) when there is one;
         #: dashboards resume from it and the WAMP bridge answers history calls.
@@ -338,6 +339,8 @@ class Hub:
                         duplicates.append(reading)
                         continue
                 append(reading)
+            if acks and self._broadcast_gate is not None and (accepted or self._pending):
+                settled = self._broadcast_gate.settlement()  # not yet broadcast: wait for it
         else:
             # The gate reads the window without a time (``SeqWindow.seen``): forget
             # idle devices first, as ``is_duplicate`` does, so a rebooted one is heard.
@@ -402,7 +405,24 @@ class Hub:
             dedupe.mark_seen_many(keys, clock.seconds())
 
         self._gate = CommitGate(store, seen=dedupe.seen, commit=commit)
+        self._broadcast_gate = None  # a commit comes after the broadcast
         return self._gate
+
+    def until_broadcast(self) -> Settlement | None:
+        """With :meth:`ack_after_broadcast`: what an ack for a retry must wait for
+        while this turn's readings (its first copy among them, maybe) are not
+        yet broadcast; None when it may go at once."""
+        if self._broadcast_gate is not None and self._pending:
+            return self._broadcast_gate.settlement()
+        return None
+
+    def ack_after_broadcast(self) -> None:
+        """Without a store: hold a payload's acks until the flush that hands its
+        readings (or, for a duplicate, this turn's) to every subscriber, so an
+        ack never names a reading a crash could still keep from the dashboards
+        (``tantra.commits.BroadcastGate``). Without this call acks go at once."""
+        if self._gate is None:
+            self._broadcast_gate = BroadcastGate()
 
     @property
     def acks_wait_for_commit(self) -> bool:
@@ -477,7 +497,16 @@ class Hub:
         origins, self._pending_origins = self._pending_origins, None
         since, self._pending_since = self._pending_since, []
         if not pending:
-            return
+            return  # (a broadcast gate's turn exists only while readings are pending)
+        try:
+            self._broadcast(pending, origins, since)
+        finally:
+            if self._broadcast_gate is not None:
+                self._broadcast_gate.flushed()
+
+    def _broadcast(
+        self, pending: list[Reading], origins: list[object] | None, since: list[tuple[float, int]]
+    ) -> None:
         committed = None
         if self._gate is not None:
             local = pending if origins is None else _local(pending, origins)

@@ -310,6 +310,8 @@ def build_history(top: TantraService, settings: Settings, reactor: Any) -> None:
         StoreService(store, top.hub, grace=SHUTDOWN_GRACE_SECONDS, replay=replay).setServiceParent(
             top
         )
+    else:  # no commit to wait for: an ack waits for the broadcast instead
+        top.hub.ack_after_broadcast()
     top.mount(b"api", _guarded(top, build_api(store, reactor)))
 
 

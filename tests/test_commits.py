@@ -197,3 +197,100 @@ def test_an_ack_is_only_ever_given_for_a_committed_seq(steps):
     while open_turns:
         settle(open_turns.pop(0), "commit")
     assert acked <= committed
+
+
+# -- without a store: acks wait for the broadcast (Hub.ack_after_broadcast) -----
+
+
+@pytest.fixture
+def storeless(clock):
+    hub = Hub(clock, dedupe=SeqWindow(size=64, seconds=60))
+    hub.ack_after_broadcast()
+    return hub
+
+
+class OrderLog:
+    """A sink and an ack waiter writing to one log: which came first."""
+
+    def __init__(self, hub):
+        self.events: list[str] = []
+        hub.subscribe(self)
+
+    def deliver(self, batch) -> None:
+        self.events.extend(f"broadcast {r.seq}" for r in batch.readings)
+
+    def ack_when_settled(self, outcome) -> None:
+        assert outcome.settled is not None, "the ack would go before the broadcast"
+        outcome.settled.addCallback(lambda _: self.events.append(f"ack {outcome.acks}"))
+
+
+def test_without_a_store_an_ack_goes_only_after_its_reading_was_broadcast(storeless, clock):
+    log = OrderLog(storeless)
+    outcome = send(storeless, b'{"sensor":"a","value":1,"seq":7}')
+    assert outcome.acks == [7] and outcome.settled.state is None
+    log.ack_when_settled(outcome)
+    assert log.events == [], "nothing before the hub's turn"
+    clock.advance(0)
+    assert log.events == ["broadcast 7", "ack [7]"]
+    assert outcome.settled.state is True
+    assert for_outcome(outcome) == [{"ack": 7}]
+
+
+def test_without_a_store_a_batch_and_a_same_turn_duplicate_wait_for_the_one_broadcast(
+    storeless, clock
+):
+    log = OrderLog(storeless)
+    batch = send(storeless, b'[{"sensor":"a","value":1,"seq":1},{"sensor":"b","value":2,"seq":2}]')
+    resent = send(storeless, b'{"sensor":"a","value":1,"seq":1}')
+    assert resent.duplicates and not resent.accepted
+    log.ack_when_settled(batch)
+    log.ack_when_settled(resent)
+    clock.advance(0)
+    assert log.events == ["broadcast 1", "broadcast 2", "ack [1, 2]", "ack [1]"]
+
+
+def test_without_a_store_a_duplicate_of_a_broadcast_reading_is_acked_at_once(storeless, clock):
+    send(storeless, b'{"sensor":"a","value":1,"seq":1}')
+    clock.advance(0)
+    resent = send(storeless, b'{"sensor":"a","value":1,"seq":1}')
+    assert resent.duplicates and resent.settled is None
+    assert storeless.until_broadcast() is None
+    lone = send(storeless, b'{"sensor":"a","value":1}')
+    assert lone.settled is None, "a reading without seq owes no ack, so waits for nothing"
+    assert storeless.until_broadcast() is not None, "a retry's first copy may be pending now"
+
+
+def test_an_explicit_flush_releases_the_acks_it_broadcast(storeless, clock):
+    """A clean stop flushes the hub before the goodbyes: pending acks go out with it."""
+    outcome = send(storeless, b'{"sensor":"a","value":1,"seq":3}')
+    storeless.flush()
+    assert outcome.settled.state is True
+    assert clock.getDelayedCalls() == []
+
+
+def test_a_sink_that_raises_neither_stops_the_others_nor_strands_the_acks(storeless, clock):
+    class Broken:
+        def deliver(self, batch):
+            raise RuntimeError("a bug in one sink")
+
+    storeless.subscribe(Broken())
+    log = OrderLog(storeless)
+    outcome = send(storeless, b'{"sensor":"a","value":1,"seq":3}')
+    log.ack_when_settled(outcome)
+    storeless.flush()
+    assert log.events == ["broadcast 3", "ack [3]"]
+
+
+def test_a_store_makes_acks_wait_for_the_commit_instead(storeless, clock, store):
+    storeless.commit_through(store)
+    outcome = send(storeless, b'{"sensor":"a","value":1,"seq":3}')
+    clock.advance(0)
+    assert outcome.settled.state is None, "broadcast, but not yet committed"
+    store.commit()
+    assert outcome.settled.state is True
+
+
+def test_without_the_call_acks_go_at_once(clock):
+    """The bare hub (unit tests, embedders) keeps the old rule: acks at once."""
+    hub = Hub(clock)
+    assert send(hub, b'{"sensor":"a","value":1,"seq":3}').settled is None

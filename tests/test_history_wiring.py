@@ -65,6 +65,8 @@ def test_the_store_is_a_child_service_counting_into_counters_only_when_configure
     without = build_service(resolve({"udp": "none", "store": "none"}, {}), MemoryReactorClock())
     assert not any(isinstance(child, StoreService) for child in without)
     assert "store" not in without.hub.counters.as_dict()
+    # With nothing to commit, an ack waits for the broadcast instead.
+    assert without.hub.ingest(b'{"sensor":"a","value":1,"seq":1}', default_device="d").settled
 
 
 @implementer(IGoodbye)

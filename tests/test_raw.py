@@ -277,6 +277,41 @@ def test_udp_acks_are_never_rate_limited(udp):
     assert len(udp.transport.sent) == 30
 
 
+@pytest.mark.parametrize("kind", ["udp", "tcp"])
+def test_without_a_store_the_ack_leaves_only_after_the_broadcast(hub, clock, dashboard, kind):
+    """``--store none``: a kill -9 between an ack and its broadcast would lose an
+    acked reading, so the ack waits for the hub's flush; errors do not wait."""
+    hub.ack_after_broadcast()
+    if kind == "udp":
+        protocol = DeviceDatagramProtocol(hub, clock, error_rate=10)
+        protocol.transport = FakeDatagramTransport()
+        protocol.datagramReceived(b'{"sensor":"a","value":1,"seq":5}', SOURCE)
+        protocol.datagramReceived(b'{"sensor":"a"}' + b" " * 100, SOURCE)  # room for the error
+
+        def replies():
+            return [json.loads(data) for data, _ in protocol.transport.sent]
+    else:
+        _, protocol, transport = connect_tcp(hub, clock)
+        protocol.dataReceived(b'{"sensor":"a","value":1,"seq":5}\n{"sensor":"a"}\n')
+
+        def replies():
+            return lines(transport)
+
+    expected_error = {
+        "error": "invalid_reading",
+        "detail": "missing required field 'value'",
+        "index": 0,
+    }
+    if kind == "udp":  # a datagram's error goes at once; a line waits for the ack before it
+        assert replies() == [expected_error]
+    else:
+        assert replies() == []
+    assert dashboard.readings == []
+    clock.advance(0)
+    assert [r.seq for r in dashboard.readings] == [5]
+    assert {"ack": 5} in replies() and expected_error in replies()
+
+
 def test_udp_empty_datagram_is_ignored(udp):
     udp.datagramReceived(b"", SOURCE)
     udp.datagramReceived(b" \n", SOURCE)

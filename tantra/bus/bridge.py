@@ -134,8 +134,8 @@ class MqttBridge:
         if outcome.settled is None:
             self._reply(device, for_outcome(outcome))
             return
-        # With a history store the ack waits for the commit (tantra.commits), as
-        # on UDP; readings the store could not keep get their errors, no ack.
+        # The ack waits for the commit, or without a store for the broadcast
+        # (tantra.commits), as on UDP; what was not stored gets errors, no ack.
         outcome.settled.addCallbacks(
             self._committed,
             self._not_committed,

@@ -266,13 +266,16 @@ class Ingress:
         outcome = self.hub.accept(
             ParsedPayload(tuple(to_hub), tuple(errors), parsed.is_batch), source=device, now=now
         )
+        settled = outcome.settled
+        if seen and settled is None:  # its first copy may be in this turn, not yet broadcast
+            settled = self.hub.until_broadcast()
         return IngestOutcome(
             outcome.accepted,
             [*outcome.duplicates, *seen],
             outcome.errors,
             acks,
             outcome.is_batch,
-            outcome.settled,
+            settled,
         )
 
 

@@ -357,7 +357,7 @@ class DashboardProtocol(HubWebSocketProtocol, WebSocketServerProtocol):
         """Write a payload's replies now, or in payload order once any waits for a commit."""
         ordered = self._replies
         if ordered is None:
-            if outcome.settled is None:  # no store, nothing waiting: write now
+            if outcome.settled is None:  # nothing to wait for: write now
                 if outcome.acks or outcome.errors:  # most devices ask for no reply
                     self._write_replies(replies.for_outcome(outcome))
                 return

@@ -1,9 +1,11 @@
 """A connection's replies in the order its payloads came, each waiting for its commit if it must.
 
 Owns: turning ingest outcomes into replies on a stream connection (raw TCP,
-WebSocket) when acks may have to wait for the history store. Without a store
-(``outcome.settled is None``) a payload's replies are written at once, as
-before. With one, a payload whose acks wait for a commit holds its slot, and
+WebSocket) when acks may have to wait: for the history store's commit, or,
+with ``--store none``, for the hub's broadcast of the turn
+(``Hub.ack_after_broadcast``). A payload that waits for nothing
+(``outcome.settled is None``) gets its replies at once, unless an earlier one
+still waits. A payload whose acks wait holds its slot, and
 the replies of the payloads after it wait behind it, so a device always reads
 its replies in the order it sent its lines (the firmware matches acks by seq,
 but people reading ``nc`` output should not see them shuffled). A payload

@@ -356,8 +356,8 @@ class DeviceDatagramProtocol(DatagramProtocol):
             if has_errors or outcome.acks:  # most datagrams owe no reply
                 self._reply(replies.for_outcome(outcome), has_errors, len(data), addr)
             return
-        # With a history store the ack waits for the commit (tantra.commits);
-        # a datagram's readings that were not stored get their errors, no ack.
+        # The ack waits for the commit (a history store) or for the broadcast
+        # (none; tantra.commits); readings that were not stored get errors, no ack.
         outcome.settled.addCallbacks(
             lambda _: self._reply(replies.for_outcome(outcome), has_errors, len(data), addr),
             lambda reason: self._reply(
