@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import pytest_twisted
 from twisted.internet.task import Clock
 from twisted.web.test.requesthelper import DummyRequest
 
@@ -103,3 +104,118 @@ def test_compact_send_queue_keeps_fifo_order():
     assert queue.popleft() == (b"a", False)
     assert queue.popleft() == (b"b", True)
     assert len(queue) == 0
+
+
+# -- the deadline on a request's headers (tantra.web.deadline) -----------------
+
+
+def open_http(clock):
+    """A hub's site and one HTTP connection to it on a StringTransport, on ``clock``."""
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.testing import StringTransport
+
+    hub = Hub(clock)
+    site = build_site(hub, DashboardFactory(hub, clock))
+    channel = site.buildProtocol(IPv4Address("TCP", "10.0.0.9", 40000))
+    channel.callLater = clock.callLater
+    transport = StringTransport(peerAddress=IPv4Address("TCP", "10.0.0.9", 40000))
+    transport.protocol = channel  # as on a TCP transport: a WebSocket upgrade takes it over
+    channel.makeConnection(transport)
+    return hub, channel, transport
+
+
+def test_headers_trickled_to_dodge_the_idle_timeout_meet_the_header_deadline():
+    """Slowloris: a byte every 10 s keeps Twisted's 60 s idle timer alive for ever."""
+    from tantra.web.deadline import HEADER_DEADLINE
+
+    clock = Clock()
+    hub, channel, transport = open_http(clock)
+    channel.dataReceived(b"GET /stats HTTP/1.1\r\n")
+    for _ in range(int(HEADER_DEADLINE // 10) - 1):
+        clock.advance(10)
+        channel.dataReceived(b"X")
+    assert transport.value() == b"" and not transport.disconnecting
+    clock.advance(10)
+    head, _, body = transport.value().partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert json.loads(body) == {
+        "error": "request_timeout",
+        "detail": f"the request's headers did not arrive within {HEADER_DEADLINE:g} s",
+    }
+    assert transport.disconnecting
+    assert hub.stats.clients_dropped == {"header_timeout": 1}
+
+
+def test_a_prompt_request_and_an_idle_keep_alive_are_not_cut_by_the_header_deadline():
+    from tantra.web.deadline import HEADER_DEADLINE
+    from tantra.web.site import HTTP_IDLE_TIMEOUT
+
+    clock = Clock()
+    hub, channel, transport = open_http(clock)
+    channel.dataReceived(b"GET /stats HTTP/1.1\r\nHost: hub\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 200 OK")
+    transport.clear()
+    clock.advance(HEADER_DEADLINE + 1)  # idle between requests: the idle timeout's business
+    assert not transport.disconnecting
+    channel.dataReceived(b"GET /stats HTTP/1.1\r\n")  # the next request starts its own deadline
+    clock.advance(HEADER_DEADLINE - 1)
+    channel.dataReceived(b"Host: hub\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 200 OK")
+    clock.advance(HTTP_IDLE_TIMEOUT - 1)
+    assert not transport.disconnecting and hub.stats.clients_dropped == {}
+    assert clock.getDelayedCalls() and all(
+        call.getTime() == clock.seconds() + 1 for call in clock.getDelayedCalls()
+    ), "only the idle timer is left"
+
+
+def test_a_websocket_is_not_cut_by_the_header_deadline():
+    """The upgrade request's headers end the deadline; the socket is the dashboard's then."""
+    from tantra.web.deadline import HEADER_DEADLINE
+
+    clock = Clock()
+    hub, channel, transport = open_http(clock)
+    channel.dataReceived(
+        b"GET / HTTP/1.1\r\nHost: hub\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    )
+    assert transport.value().startswith(b"HTTP/1.1 101 Switching Protocols")
+    clock.advance(HEADER_DEADLINE * 3)
+    assert hub.stats.clients_dropped == {}
+    assert b"408" not in transport.value()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_trickling_client_on_a_real_socket_gets_408_and_others_are_served():
+    """On the real reactor and TCP: the slow client is answered and closed, a prompt one served."""
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import (
+        TCP4ClientEndpoint,
+        TCP4ServerEndpoint,
+        connectProtocol,
+    )
+
+    from tests.support.loopback import Keeper, until
+
+    hub = Hub(reactor)
+    site = build_site(hub, DashboardFactory(hub, reactor))
+    site.header_deadline = 0.3
+    port = yield TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
+    endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port)
+    slow, prompt = Keeper(), Keeper()
+    lost = []
+    slow.connectionLost = lost.append
+    try:
+        yield connectProtocol(endpoint, slow)
+        slow.transport.write(b"GET /stats HTTP/1.1\r\nHost: hub\r\n")
+        yield connectProtocol(endpoint, prompt)
+        prompt.transport.write(b"GET /stats HTTP/1.1\r\nHost: hub\r\n\r\n")
+        yield until(lambda: lost and b"\r\n\r\n" in prompt.received, timeout=5)
+        assert bytes(slow.received).startswith(b"HTTP/1.1 408 Request Timeout")
+        assert lost, "the slow client was not disconnected"
+        assert bytes(prompt.received).startswith(b"HTTP/1.1 200 OK")
+        assert hub.stats.clients_dropped == {"header_timeout": 1}
+    finally:
+        for client in (slow, prompt):
+            if client.transport is not None:
+                client.transport.loseConnection()
+        yield port.stopListening()

@@ -13,6 +13,7 @@ Does not own: WebSocket behaviour (``tantra.transports.dashboard``) or the hub.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Callable, Mapping
 
 import orjson
@@ -28,6 +29,7 @@ from tantra.hub import Hub
 from tantra.security.web import TokenTakingResource
 from tantra.transports.dashboard import DashboardFactory
 from tantra.web.assets import Assets, AssetsResource, DashboardPage
+from tantra.web.deadline import HEADER_DEADLINE, DeadlineChannel
 
 
 def is_websocket_upgrade(request) -> bool:
@@ -115,6 +117,23 @@ def redacting_log_formatter(timestamp: str, request) -> str:
     return combinedLogFormatter(timestamp, _Redacted(request))
 
 
+class TantraSite(Site):
+    """Twisted's Site with a deadline on each request's headers (``tantra.web.deadline``).
+
+    Plain HTTP/1.1 channels: the hub serves no HTTP/2 (it would need the
+    ``h2`` package and TLS with ALPN), so Twisted's protocol-switching
+    wrapper has nothing to switch to.
+    """
+
+    protocol = DeadlineChannel  # type: ignore[assignment]
+
+    def __init__(self, root: IResource, *, clients_dropped: Counter[str], **kwargs) -> None:
+        super().__init__(root, **kwargs)
+        self.header_deadline = HEADER_DEADLINE
+        #: Where a channel counts a client it dropped (the hub's ``clients_dropped``).
+        self.clients_dropped = clients_dropped
+
+
 def build_site(
     hub: Hub,
     dashboards: DashboardFactory,
@@ -133,6 +152,11 @@ def build_site(
     root.putChild(b"stats", StatsResource(hub, dashboards, stats_sections))
     for name, child in (children or {}).items():
         root.putChild(name, child)
-    site = Site(root, logFormatter=redacting_log_formatter, timeout=HTTP_IDLE_TIMEOUT)
+    site = TantraSite(
+        root,
+        clients_dropped=hub.stats.clients_dropped,
+        logFormatter=redacting_log_formatter,
+        timeout=HTTP_IDLE_TIMEOUT,
+    )
     site.displayTracebacks = False
     return site
