@@ -124,7 +124,15 @@ def _origins(value: Any) -> tuple[str, ...]:
     return origins
 
 
-def _number(minimum: float, *, integer: bool = False) -> Callable[[Any], float | int]:
+#: Bytes in a mebibyte, for the size settings' maxima.
+MIB = 1024 * 1024
+
+
+def _number(
+    minimum: float, *, integer: bool = False, maximum: float = math.inf
+) -> Callable[[Any], float | int]:
+    """A number from ``minimum`` to ``maximum``. Sizes get a maximum so that a
+    typo's extra digits stop start-up with one line instead of a MemoryError."""
     kind = "a whole number" if integer else "a number"
 
     def parse(value: Any) -> float | int:
@@ -142,6 +150,8 @@ def _number(minimum: float, *, integer: bool = False) -> Callable[[Any], float |
             raise SettingsError(f"{value!r} is not a finite number")
         if not number >= minimum:
             raise SettingsError(f"{value!r} must be at least {minimum:g}")
+        if number > maximum:
+            raise SettingsError(f"{value!r} must be at most {maximum:,.0f}")
         return number
 
     return parse
@@ -298,20 +308,20 @@ class Settings:
     )
     max_line: int = setting(
         65536,
-        _number(64, integer=True),
+        _number(64, integer=True, maximum=16 * MIB),
         "longest TCP line / WebSocket message in bytes",
         section="limits",
     )
     reply_buffer: int = setting(
         65536,
-        _number(1024, integer=True),
+        _number(1024, integer=True, maximum=64 * MIB),
         "unwritten bytes per connection before the hub stops reading a client"
         " that does not read its replies (and conflates a dashboard)",
         section="limits",
     )
     backlog: int = setting(
         4096,
-        _number(1, integer=True),
+        _number(1, integer=True, maximum=65535),
         "listen backlog of the TCP listeners (the kernel caps it at net.core.somaxconn)",
         section="limits",
     )
@@ -322,7 +332,10 @@ class Settings:
         10.0, _number(0), "error replies per second per UDP source address", section="udp"
     )
     dedupe_size: int = setting(
-        1024, _number(1, integer=True), "seq numbers remembered per device", section="dedupe"
+        1024,
+        _number(1, integer=True, maximum=1 << 20),
+        "seq numbers remembered per device",
+        section="dedupe",
     )
     dedupe_seconds: float = setting(
         300.0,
@@ -332,29 +345,32 @@ class Settings:
     )
     dedupe_devices: int = setting(
         500_000,
-        _number(1, integer=True),
+        _number(1, integer=True, maximum=10_000_000),
         "devices tracked for de-duplication (~200-450 bytes each)",
         section="dedupe",
     )
     max_sensors: int = setting(
-        100_000, _number(1, integer=True), "sensors kept in the last-value cache", section="limits"
+        100_000,
+        _number(1, integer=True, maximum=10_000_000),
+        "sensors kept in the last-value cache",
+        section="limits",
     )
     realm: str = setting("tantra", _uri, "WAMP realm served at /wamp", section="wamp")
     wamp_max_subscriptions: int = setting(
         1000,
-        _number(1, integer=True),
+        _number(1, integer=True, maximum=1_000_000),
         "subscriptions one WAMP session may hold",
         section="wamp",
     )
     wamp_max_registrations: int = setting(
         100,
-        _number(1, integer=True),
+        _number(1, integer=True, maximum=1_000_000),
         "procedures one WAMP session may register",
         section="wamp",
     )
     wamp_max_pending_calls: int = setting(
         1000,
-        _number(1, integer=True),
+        _number(1, integer=True, maximum=1_000_000),
         "calls one WAMP session may have waiting for an answer (callees and built-ins together)",
         section="wamp",
     )
@@ -367,7 +383,8 @@ class Settings:
     auth: str = setting(
         "",
         _path,
-        "token file; turns authentication on for every transport (tantra token add ...)",
+        "token file; turns authentication on for every transport"
+        " (default: off; tantra token add ...)",
         section="auth",
         key="file",
     )
@@ -391,13 +408,13 @@ class Settings:
     )
     max_connections_per_address: int = setting(
         0,
-        _number(0, integer=True),
+        _number(0, integer=True, maximum=1_000_000),
         "open TCP/HTTP/WebSocket connections per client address (0: no limit)",
         section="auth",
     )
     wamp_max_outgoing: int = setting(
         1048576,
-        _number(1024, integer=True),
+        _number(1024, integer=True, maximum=64 * MIB),
         "largest WAMP message sent to a client, in bytes (larger: an ERROR)",
         section="wamp",
     )
@@ -444,7 +461,10 @@ class Settings:
         key="url",
     )
     commit_interval: float = setting(
-        10.0, _number(0), "ms at most between two history commits (group commit)", section="store"
+        10.0,
+        _number(0, maximum=60_000),
+        "ms at most between two history commits (group commit)",
+        section="store",
     )
     retention: int | None = setting(
         "none",

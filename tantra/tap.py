@@ -55,12 +55,12 @@ _log = Logger()
 __all__ = ["SHUTDOWN_GRACE_SECONDS", "ListenerService", "Options", "TantraService", "makeService"]
 
 
-def _show_default(value: Any) -> str:
-    if isinstance(value, tuple):
-        return ", ".join(value)
-    if value is None:
-        return "none"
-    return str(value) if value != "" else "all"
+def _with_default(help_text: str, value: Any) -> str:
+    """``help_text`` and its default; an empty one (off, or all) is said by the text itself."""
+    if value == "" or value == ():
+        return help_text
+    shown = ", ".join(value) if isinstance(value, tuple) else "none" if value is None else value
+    return f"{help_text} [default: {shown}]"
 
 
 class Options(usage.Options):
@@ -76,7 +76,7 @@ class Options(usage.Options):
     optParameters = [
         ["config", "c", None, "TOML file with the same settings as these options"],
         *[
-            [spec.name, None, None, f"{spec.help} [default: {_show_default(spec.default)}]"]
+            [spec.name, None, None, _with_default(spec.help, spec.default)]
             for spec in SPECS
             if spec.name != "http" and spec.default is not False
         ],

@@ -133,6 +133,14 @@ async def test_readings_filters_and_every_time_form(server):
         ("aggregate?every=1m&points=5", "points: only goes with every=auto"),
         ("aggregate?from=-1h&to=-2h", "to: must be after from"),
         ("sensors?device=%ff", "device: is not valid UTF-8"),
+        # Without "=": Twisted's parser drops these, which made them mean "no filter".
+        ("readings?device", "device: '' is not a name"),
+        ("readings?device&device=farm-1", "device: '' is not a name"),
+        ("readings?foo", "foo: unknown parameter"),
+        ("readings?limit", "limit: '' is not a whole number"),
+        ("aggregate?every", "every: '' is not a duration"),
+        ("sensors?bogus", "bogus: unknown parameter"),
+        ("readings?from=-99999999999d", "from: '-99999999999d' is outside 1970-01-01"),
     ],
 )
 @pytest_twisted.ensureDeferred
@@ -141,6 +149,16 @@ async def test_a_bad_parameter_is_a_400_that_names_it(server, query, detail):
     assert code == 400
     assert body["error"] == "bad_parameter"
     assert body["detail"].startswith(detail), body["detail"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_relative_zero_is_now_and_a_path_below_an_endpoint_is_not_found(server):
+    code, body = await server.json("/api/v1/readings?to=-0ms&limit=1")
+    assert code == 200 and len(body["readings"]) == 1
+    code, body = await server.json("/api/v1/readings/extra")
+    assert code == 404 and body["error"] == "not_found"
+    code, _ = await server.json("/api/v1/readings/")
+    assert code == 200
 
 
 @pytest_twisted.ensureDeferred

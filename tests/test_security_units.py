@@ -292,3 +292,41 @@ def test_floors_after_crash_cover_everything_accepted(tmp_path):
     assert all(after.check("d", seq) == REPLAYED for seq in accepted)
     path.write_bytes(dump_state({"d": 4998}, clean=True))
     assert load_floors(str(path), 1000) == {"d": 4998}
+
+
+# -- the token taken out of a WebSocket request's query (tantra.security.web) -----
+
+_QUERY_PART = st.binary(max_size=12).map(lambda b: b.replace(b"&", b"").replace(b"=", b""))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(_QUERY_PART, _QUERY_PART), max_size=6),
+    st.lists(_QUERY_PART, max_size=3),
+    st.integers(0, 6),
+)
+def test_take_secret_removes_every_token_keeps_the_rest_as_sent_and_never_raises(pairs, tokens, at):
+    from urllib.parse import quote_from_bytes
+
+    from tantra.security.web import take_secret
+
+    others = [quote_from_bytes(k).encode() + b"=" + quote_from_bytes(v).encode() for k, v in pairs]
+    others = [segment for segment in others if not segment.startswith(b"token=")]
+    token_segments = [b"token=" + quote_from_bytes(t).encode() for t in tokens]
+    segments = others[:at] + token_segments + others[at:]
+
+    class Request:
+        uri = b"/?" + b"&".join(segments) if segments else b"/"
+        requestHeaders = None
+
+        def getHeader(self, name):
+            return None
+
+    request = Request()
+    secret = take_secret(request)
+    assert secret == (tokens[0].decode("utf-8", "replace") if tokens else None)
+    if not token_segments:
+        assert request.uri == Request.uri, "a query without a token is left as sent"
+    else:
+        query = request.uri.partition(b"?")[2]
+        assert (query.split(b"&") if query else []) == others

@@ -74,12 +74,25 @@ def test_config_file_then_command_line(tmp_path):
         (["--max-line", "1.5"], "--max-line: '1.5' is not a whole number"),
         (["--ping-interval", "nan"], "--ping-interval: 'nan' is not a finite number"),
         (["--config", "/nonexistent/t.toml"], "cannot read config file /nonexistent/t.toml"),
+        # Sizes have a maximum: a typo's extra digits were a MemoryError at start.
+        (["--dedupe-size", "99999999999999"], "--dedupe-size: '99999999999999' must be at most"),
+        (["--dedupe-devices", "1e23"], "--dedupe-devices: '1e23' must be at most 10,000,000"),
+        (["--max-line", "99999999999999999999"], "--max-line: '99999999999999999999' must be at"),
     ],
 )
 def test_bad_values_are_usage_errors(args, message):
     with pytest.raises(usage.UsageError) as raised:
         parse(*args)
     assert str(raised.value).startswith(message)
+
+
+def test_an_oversized_value_in_the_config_file_is_one_line_too(tmp_path):
+    config = tmp_path / "huge.toml"
+    config.write_text("[dedupe]\nsize = 99999999999999\n")
+    with pytest.raises(usage.UsageError) as raised:
+        parse("--config", str(config))
+    assert "must be at most 1,048,576" in str(raised.value)
+    assert "\n" not in str(raised.value)
 
 
 def test_bad_config_files(tmp_path):
@@ -223,3 +236,13 @@ def test_dedupe_devices_is_a_dedupe_table_key_and_reaches_the_hubs_window(tmp_pa
     assert (window.max_devices, window.size) == (20, 8)
     with pytest.raises(usage.UsageError, match="dedupe-devices"):
         parse("--dedupe-devices", "0")
+
+
+def test_help_says_what_an_empty_default_means_and_never_all_for_a_file():
+    from tantra.tap import Options
+
+    text = " ".join(str(Options()).split())
+    assert "(default: off; tantra token add ...)" in text
+    assert "(default: beside --auth)" in text
+    assert "[default: all]" not in text and "[default: ]" not in text
+    assert "[default: 65536]" in text  # a real default is still shown

@@ -219,3 +219,26 @@ def test_a_trickling_client_on_a_real_socket_gets_408_and_others_are_served():
             if client.transport is not None:
                 client.transport.loseConnection()
         yield port.stopListening()
+
+
+UPGRADE = (
+    b"Host: hub\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+    b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        (b"?device=f%C3%BCr", "400 device filter 'f\u00fcr' must be 1-64 characters"),
+        (b"?device=%FF", "400 device filter '\ufffd' must be 1-64 characters"),
+        (b"?token=secret&sensor=%C3%A9", "400 sensor filter '\u00e9' must be 1-64 characters"),
+    ],
+)
+def test_a_non_ascii_query_value_is_refused_like_any_bad_name_not_a_500(query, status):
+    """urllib re-encoded the query as ASCII and raised: HTTP 500 and a logged traceback."""
+    clock = Clock()
+    hub, channel, transport = open_http(clock)
+    channel.dataReceived(b"GET /" + query + b" HTTP/1.1\r\n" + UPGRADE)
+    assert transport.value().decode("utf-8", "replace").startswith("HTTP/1.1 " + status)
+    assert hub.stats.rejected == {"bad_subscription": 1}

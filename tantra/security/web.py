@@ -13,7 +13,7 @@ Does not own: checking the token (``tantra.security.gate.Auth``).
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote_to_bytes, urlsplit, urlunsplit
 
 from autobahn.twisted.resource import WebSocketResource
 
@@ -34,13 +34,26 @@ def take_secret(request) -> str | None:
             secret = ""  # presented, but not as a bearer token: refused, never logged
     parts = urlsplit(request.uri)
     if parts.query:
-        pairs = parse_qsl(parts.query, keep_blank_values=True)
-        kept = [(k, v) for k, v in pairs if k != b"token"]
-        if len(kept) != len(pairs):
-            if secret is None:
-                secret = next(v for k, v in pairs if k == b"token").decode("utf-8", "replace")
-            request.uri = urlunsplit(parts._replace(query=urlencode(kept).encode()))
+        # Byte segments, not urllib's parse_qsl + urlencode: those re-encode a
+        # bytes query as ASCII and raise on any other percent-decoded byte
+        # (``?device=f%C3%BCr``), which was an HTTP 500 before the name rules
+        # could refuse it. The other parameters are kept exactly as sent.
+        segments = parts.query.split(b"&")
+        kept = []
+        for segment in segments:
+            name, _, value = segment.partition(b"=")
+            if _unquote(name) != b"token":
+                kept.append(segment)
+            elif secret is None:
+                secret = _unquote(value).decode("utf-8", "replace")
+        if len(kept) != len(segments):
+            request.uri = urlunsplit(parts._replace(query=b"&".join(kept)))
     return secret
+
+
+def _unquote(part: bytes) -> bytes:
+    """A query name or value as a form decodes it (``+`` is a space)."""
+    return unquote_to_bytes(part.replace(b"+", b" "))
 
 
 class TokenTakingResource(WebSocketResource):

@@ -16,6 +16,7 @@ import io
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import unquote_to_bytes
 
 import attrs
 import orjson
@@ -65,7 +66,14 @@ def _json(request, status: int, body: Any) -> bytes:
 def _args(request, allowed: Sequence[str]) -> dict[str, list[str]]:
     """The query string as text; unknown parameters and bad UTF-8 are 400s."""
     out: dict[str, list[str]] = {}
-    for raw_name, raw_values in (request.args or {}).items():
+    raw_args = dict(request.args or {})
+    # Twisted's parser drops a parameter without "=" (``?device``); taken as an
+    # empty value, it meets the same checks as ``?device=`` instead of
+    # silently meaning "no filter".
+    for segment in request.uri.partition(b"?")[2].split(b"&"):
+        if segment and b"=" not in segment:
+            raw_args.setdefault(unquote_to_bytes(segment.replace(b"+", b" ")), []).append(b"")
+    for raw_name, raw_values in raw_args.items():
         try:
             name = raw_name.decode("utf-8")
             values = [value.decode("utf-8") for value in raw_values]
@@ -95,6 +103,8 @@ class _Endpoint(Resource):
         return int(self.reactor.seconds() * 1000)
 
     def render_GET(self, request) -> bytes | int:
+        if request.postpath not in ([], [b""]):  # a leaf answers its own path only
+            return _json(request, 404, {"error": "not_found", "detail": "no such API path"})
         if self.store is None:
             return _json(request, 503, {"error": "no_store", "detail": "this hub keeps no history"})
         try:

@@ -93,8 +93,9 @@ def parse_time(name: str, text: str, now_ms: int) -> int:
         value = int(text)
     elif text == "now":
         value = now_ms
-    elif text.startswith("-") and _DURATION.fullmatch(text[1:]):
-        value = now_ms - parse_duration(name, text[1:])
+    elif (ago := _DURATION.fullmatch(text[1:]) if text.startswith("-") else None) is not None:
+        # -0ms is now; a span past 1970 is refused by the range check below, naming the text.
+        value = now_ms - int(ago.group(1)) * UNITS_MS[ago.group(2)]
     else:
         try:
             moment = datetime.fromisoformat(text)
