@@ -104,6 +104,12 @@ class _Connection:
         self._protocol.factory.counters.hub.clients_dropped["internal_error"] += 1
         self._protocol.close_with(CLOSE_INTERNAL_ERROR)
 
+    def writable(self) -> bool:
+        return self._outbox.writable
+
+    def when_writable(self, callback: Callable[[], None]) -> None:
+        self._outbox.on_writable = callback
+
     def pause_reading(self) -> None:
         transport = self._protocol.transport
         if transport is not None:
