@@ -85,6 +85,12 @@ class FramedConnection:
     def internal_error(self):
         raise AssertionError("no internal error expected")
 
+    def writable(self):
+        return self.outbox.writable
+
+    def when_writable(self, callback):
+        self.outbox.on_writable = callback
+
     def pause_reading(self):
         pass
 

@@ -89,6 +89,12 @@ class OutboxConnection:
     def internal_error(self):
         self.failed = True
 
+    def writable(self):
+        return self.outbox.writable
+
+    def when_writable(self, callback):
+        self.outbox.on_writable = callback
+
     def pause_reading(self):
         self.reading_paused = True
         self.pauses += 1
@@ -432,6 +438,7 @@ def test_large_retained_event_reaches_later_get_retained_subscribers():
     for name in ("late-1", "late-2"):
         session, connection = realm.join(name)
         realm.send(session, connection, [32, 2, {"get_retained": True, "match": "prefix"}, "com."])
+        realm.turn()  # retained events follow SUBSCRIBED from the next turn on
         subscribed, event = connection.take()
         assert subscribed[0] == SUBSCRIBED and event[0] == EVENT
         assert event[3]["retained"] is True and len(event[4][0]) == 60_000
@@ -444,6 +451,7 @@ def test_event_over_the_outgoing_limit_is_dropped_and_counted_not_closed():
     realm.send(publisher, _, [16, 1, {"retain": True}, "com.big", ["x" * 5000]])
     session, connection = realm.join("late")
     realm.send(session, connection, [32, 2, {"get_retained": True}, "com.big"])
+    realm.turn()
     [subscribed] = connection.take()
     assert subscribed[:2] == [SUBSCRIBED, 2]
     assert realm.router.stats.too_large["event"] == 1

@@ -482,3 +482,74 @@ async def test_a_stalled_wamp_subscriber_is_bounded_and_dropped():
         assert len(inbox.events) < 3000
     finally:
         await stop_hub(hub)
+
+
+class AckingDevice(Protocol):
+    """A TCP device that sends its next reading when the last one is acked, and notes,
+    per ack, whether the hub was still sending some client's retained events."""
+
+    def __init__(self, sending_retained: Callable[[], bool]):
+        self.sending_retained = sending_retained
+        self.acks: list[tuple[int, bool]] = []
+        self.buffer = b""
+        self.seq = 0
+
+    def connectionMade(self):
+        self.send_next()
+
+    def send_next(self):
+        self.seq += 1
+        line = {"sensor": "ping", "value": self.seq, "unit": "x", "seq": self.seq}
+        self.transport.write(json.dumps(line).encode() + b"\n")
+
+    def dataReceived(self, data):
+        self.buffer += data
+        *whole, self.buffer = self.buffer.split(b"\n")
+        for line in whole:
+            self.acks.append((json.loads(line)["ack"], self.sending_retained()))
+            self.send_next()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_large_get_retained_reaches_a_real_subscriber_while_a_device_is_acked():
+    """6 000 retained readings to autobahn-python, paced over reactor turns: the
+    subscriber gets each once, and a TCP device's acks keep coming meanwhile."""
+    hub = await run_hub()
+    try:
+        core, sensors = hub.service.hub, 6000
+        for start in range(0, sensors, 500):
+            batch = [
+                {"device": f"d{n % 60}", "sensor": f"s{n}", "value": n, "unit": "%"}
+                for n in range(start, start + 500)
+            ]
+            core.ingest(json.dumps(batch).encode(), default_device="x")
+        await eventually(lambda: len(core.latest()) >= sensors)
+        broker = hub.service.components["wamp"].router.broker
+        client = await hub.join("json")
+        endpoint = clientFromString(reactor, f"tcp:127.0.0.1:{hub.port('tcp')}")
+        device = await within(
+            endpoint.connect(
+                Factory.forProtocol(lambda: AckingDevice(lambda: bool(broker._pacers)))
+            )
+        )
+        await eventually(lambda: len(device.acks) >= 1)
+        inbox = Inbox()
+        await within(
+            client.subscribe(
+                inbox,
+                "tantra.reading.",
+                options=SubscribeOptions(match="prefix", get_retained=True, details=True),
+            )
+        )
+        retained = lambda: [d.topic for _, _, d in inbox.events if d.retained]  # noqa: E731
+        await eventually(lambda: len(retained()) >= sensors, seconds=60.0)
+        await eventually(lambda: not broker._pacers)
+        topics = retained()
+        assert len(topics) == len(set(topics))  # each once
+        assert {f"tantra.reading.d{n % 60}.s{n}" for n in range(sensors)} <= set(topics)
+        during = [seq for seq, sending in device.acks if sending]
+        assert len(during) >= 2  # the device was served between chunks
+        assert [seq for seq, _ in device.acks] == list(range(1, len(device.acks) + 1))
+        device.transport.loseConnection()
+    finally:
+        await stop_hub(hub)

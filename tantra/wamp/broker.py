@@ -15,11 +15,12 @@ indexing (``tantra.wamp.match``), readings (``tantra.wamp.bridge``). Pure.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from typing import Any
 
 import attrs
 from autobahn.wamp import message
+from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from zope.interface import Interface
 
@@ -36,6 +37,7 @@ from tantra.wamp.peer import (
     WampStats,
     error_reply,
 )
+from tantra.wamp.retained import RetainedFeed, RetainedPacer
 
 _log = Logger()
 
@@ -158,11 +160,18 @@ class Publication:
             "topic": None if policy == EXACT else self.topic,
         }
 
-    def event_item(self, subscription: int, policy: str) -> tuple[RawEvent, Hashable | None]:
+    def event_item(
+        self, subscription: int, policy: str, *, retained: bool = False
+    ) -> tuple[RawEvent, Hashable | None]:
         """The grouped path's event (a list, as ``Event.marshal`` makes) and its conflation key."""
         key = self.conflation_key
         return (
-            event_message(subscription, self.id, **self._event_fields(policy)),
+            event_message(
+                subscription,
+                self.id,
+                retained=True if retained else None,
+                **self._event_fields(policy),
+            ),
             None if key is None else (subscription, key),
         )
 
@@ -231,14 +240,21 @@ class Broker:
         stats: WampStats,
         max_retained: int = DEFAULT_MAX_RETAINED,
         limits: WampLimits | None = None,
+        clock: IReactorTime | None = None,
     ):
+        """``clock`` paces retained events (:mod:`tantra.wamp.retained`); without
+        one (pure tests) a SUBSCRIBE sends all of them at once."""
         self._limits = limits if limits is not None else WampLimits()
+        self._clock = clock
         self.subscriptions: ObservationMap[IWampPeer] = ObservationMap(new_subscription_id)
         self._new_publication_id = new_publication_id
         self._stats = stats
         self._max_retained = max_retained
         self._retained: dict[str, Publication] = {}
         self._namespaces: list[ITopicNamespace] = []
+        #: Sessions with retained events still to send, and their feeds by subscription id.
+        self._pacers: dict[IWampPeer, RetainedPacer] = {}
+        self._feeding: dict[int, dict[IWampPeer, RetainedFeed]] = {}
 
     def add_namespace(self, namespace: ITopicNamespace) -> None:
         self._namespaces.append(namespace)
@@ -272,10 +288,7 @@ class Broker:
         subscription, _, _ = self.subscriptions.add(msg.topic, msg.match, peer)
         peer.send(message.Subscribed(msg.request, subscription.id))
         if msg.get_retained:
-            for publication in self._retained_for(msg.topic, msg.match):
-                if publication.reaches(peer):
-                    event = publication.event(subscription.id, msg.match, retained=True)
-                    self._send(peer, event, subscription.id, publication)
+            self._send_retained(peer, subscription.id, msg.topic, msg.match)
 
     def unsubscribe(self, peer: IWampPeer, msg: message.Unsubscribe) -> None:
         subscription = self.subscriptions.get(msg.subscription)
@@ -283,6 +296,9 @@ class Broker:
             self._refuse(peer, msg, NO_SUCH_SUBSCRIPTION, f"no subscription {msg.subscription}")
             return
         self.subscriptions.remove(subscription, peer)
+        pacer = self._pacers.get(peer)
+        if pacer is not None:
+            pacer.cancel(subscription.id)
         peer.send(message.Unsubscribed(msg.request))
 
     def publish(self, peer: IWampPeer, msg: message.Publish) -> None:
@@ -311,8 +327,11 @@ class Broker:
             peer.send(message.Published(msg.request, publication_id))
 
     def detach(self, peer: IWampPeer) -> None:
-        """Forget every subscription of a session that left."""
+        """Forget every subscription of a session that left, and its retained events to send."""
         self.subscriptions.remove_observer(peer)
+        pacer = self._pacers.pop(peer, None)
+        if pacer is not None:
+            pacer.stop()
 
     # -- fan-out ------------------------------------------------------------
 
@@ -320,11 +339,17 @@ class Broker:
         """Send one publication to every matching, eligible subscriber; returns events sent."""
         self._stats.publications += 1
         sent = 0
+        feeding = self._feeding
         for subscription in self.subscriptions.matching(publication.topic):
             event: message.Event | None = None  # built once, serialized once per serializer
+            feeds = feeding.get(subscription.id) if feeding else None
             for peer in list(subscription.observers):
                 if not publication.reaches(peer):
                     continue
+                if feeds:
+                    feed = feeds.get(peer)
+                    if feed is not None:
+                        feed.sent_live(publication.topic)
                 if event is None:
                     event = publication.event(subscription.id, subscription.policy)
                 self._send(peer, event, subscription.id, publication)
@@ -369,6 +394,8 @@ class Broker:
         stats = self._stats
         stats.publications += len(publications)
         matching = self.subscriptions.matching
+        if self._feeding:
+            self._sent_live(publications)
         if len(publications) == 1:
             (publication,) = publications
             subscriptions = matching(publication.topic)
@@ -424,6 +451,17 @@ class Broker:
                 sent += self._send_group(EventGroup(raw), senders_of(peers))
         return sent
 
+    def _sent_live(self, publications: Sequence[Publication]) -> None:
+        """Tell the retained feeds of the subscriptions these (unrestricted) publications
+        reach that their topics went out live. Only while some feed is under way."""
+        feeding, matching = self._feeding, self.subscriptions.matching
+        for publication in publications:
+            for subscription in matching(publication.topic):
+                feeds = feeding.get(subscription.id)
+                if feeds:
+                    for feed in feeds.values():
+                        feed.sent_live(publication.topic)
+
     def _send_group(self, group: EventGroup, senders: Senders) -> int:
         """A group's events to each of its subscribers, one call each; returns events sent.
 
@@ -478,27 +516,69 @@ class Broker:
                     count=self._stats.retained_evicted,
                 )
 
-    def _retained_for(self, pattern: str, policy: str) -> list[Publication]:
-        """Retained events of every topic the subscription matches (not only its exact topic).
+    def _send_retained(self, peer: IWampPeer, subscription: int, pattern: str, policy: str) -> None:
+        """A new subscription's retained events: paced by the session's :class:`RetainedPacer`
+        from the next reactor turn on, or all at once without a clock."""
+        publications = self._retained_for(pattern, policy)
+        clock = self._clock
+        if clock is None:
+            for publication in publications:
+                if publication.reaches(peer):
+                    event = publication.event(subscription, policy, retained=True)
+                    self._send(peer, event, subscription, publication)
+            return
+        feed = RetainedFeed(subscription, policy, publications)
+        self._feeding.setdefault(subscription, {})[peer] = feed
+        pacer = self._pacers.get(peer)
+        if pacer is None:
+            pacer = self._pacers[peer] = RetainedPacer(
+                peer,
+                clock,
+                self._limits.retained_chunk,
+                send=self._send_retained_chunk,
+                finished=self._feed_finished,
+                on_idle=self._pacer_idle,
+            )
+        pacer.add(feed)
+
+    def _send_retained_chunk(self, peer: IWampPeer, group: EventGroup) -> None:
+        too_large = peer.send_events(group)
+        if too_large:
+            self._stats.too_large["event"] += too_large
+            _log.debug(
+                "{count} retained event(s) over the outgoing limit not sent", count=too_large
+            )
+
+    def _feed_finished(self, peer: IWampPeer, feed: RetainedFeed) -> None:
+        feeds = self._feeding.get(feed.subscription)
+        if feeds is not None and feeds.get(peer) is feed:
+            del feeds[peer]
+            if not feeds:
+                del self._feeding[feed.subscription]
+
+    def _pacer_idle(self, pacer: RetainedPacer) -> None:
+        if self._pacers.get(pacer.peer) is pacer:
+            del self._pacers[pacer.peer]
+
+    def _retained_for(self, pattern: str, policy: str) -> Iterator[Publication]:
+        """Retained events of every topic the subscription matches (not only its exact topic),
+        made as they are taken: a feed holds this iterator, not the events.
 
         An exact topic is one lookup; a pattern scans the plain retained topics
-        (at most ``max_retained``); namespaces find theirs by their own index.
+        (at most ``max_retained``, references copied first: they may change
+        between turns); namespaces find theirs by their own index.
         """
         if policy == EXACT:
             one = self._retained.get(pattern)
-            found = [] if one is None else [one]
+            plain = [] if one is None else [one]
         else:
-            found = [
-                publication
-                for topic, publication in self._retained.items()
-                if matches(pattern, policy, topic)
-            ]
+            plain = list(self._retained.values())
+        for publication in plain:
+            if policy == EXACT or matches(pattern, policy, publication.topic):
+                yield publication
         for namespace in self._namespaces:
             for topic, args, key in namespace.retained(pattern, policy):
-                found.append(
-                    Publication(self._new_publication_id(), topic, args=args, conflation_key=key)
-                )
-        return found
+                yield Publication(self._new_publication_id(), topic, args=args, conflation_key=key)
 
     # -- errors ------------------------------------------------------------
 

@@ -51,6 +51,8 @@ class WampLimits:
     max_outgoing_bytes: int = 1024 * 1024
     #: Work (messages handled + messages sent) one session may do per reactor turn.
     turn_budget: int = 1000
+    #: Retained events (of ``get_retained`` subscriptions) sent per session per reactor turn.
+    retained_chunk: int = 256
 
 
 def shorten(text: object, limit: int = MAX_QUOTED) -> str:

@@ -59,7 +59,7 @@ class MessageOutbox(BoundedSender):
     # Slotted like the dashboards' Outbox: fewer memory lines touched per subscriber per turn.
     __slots__ = ("_direct", "_encoding", "_held", "_held_bytes", "_max_held_bytes",
                  "_max_message_bytes", "_serialize", "_unkeyed", "_write",
-                 "_write_framed")  # fmt: skip
+                 "_write_framed", "on_writable")  # fmt: skip
 
     def __init__(
         self,
@@ -98,6 +98,14 @@ class MessageOutbox(BoundedSender):
         )
         self._direct: Callable[[bytes], None] | None = None
         self._update_direct()
+        #: Called when the transport drained (after what was held is written), if
+        #: it still has room: the session's retained events wait for it.
+        self.on_writable: Callable[[], None] | None = None
+
+    @property
+    def writable(self) -> bool:
+        """Neither paused nor closed: what is sent now is written, not held."""
+        return not (self._paused or self._closed)
 
     @property
     def backlog(self) -> int:
@@ -160,10 +168,14 @@ class MessageOutbox(BoundedSender):
     def resumeProducing(self) -> None:
         super().resumeProducing()  # may write what was held, and be paused again meanwhile
         self._update_direct()
+        on_writable = self.on_writable
+        if on_writable is not None and self.writable:
+            on_writable()
 
     def close(self) -> None:
         super().close()
         self._update_direct()
+        self.on_writable = None
 
     def _send_items(self, items: list[Encoded], too_large: int) -> int:
         """Paused: hold each event with its key; without ``write_framed``: write each."""

@@ -65,6 +65,13 @@ class IWampConnection(Interface):
     def internal_error() -> None:
         """The router failed on this client's input: count it and close (1011)."""
 
+    def writable() -> bool:
+        """Does the client's send buffer have room (its outbox is neither paused nor closed)?"""
+
+    def when_writable(callback: Any) -> None:
+        """Call ``callback()`` each time the send buffer drains after being full (one callback
+        per connection: a later one replaces it)."""
+
     def pause_reading() -> None:
         """Stop reading the client's input (its session has a backlog of work)."""
 
@@ -100,6 +107,12 @@ class IWampPeer(Interface):
 
     def has_feature(role: str, feature: str) -> bool:
         """Did the client announce ``feature`` for ``role`` in its HELLO?"""
+
+    def writable() -> bool:
+        """May more be sent now without being held (see :meth:`IWampConnection.writable`)?"""
+
+    def when_writable(callback: Any) -> None:
+        """See :meth:`IWampConnection.when_writable` (the broker's retained events wait on it)."""
 
 
 def error_reply(

@@ -78,6 +78,7 @@ class Router:
             stats=self.stats,
             max_retained=max_retained,
             limits=self.limits,
+            clock=clock,
         )
         self.dealer = Dealer(
             new_registration_id=router_scope,

@@ -112,6 +112,12 @@ class RouterSession:
     def has_feature(self, role: str, feature: str) -> bool:
         return getattr(self._client_roles.get(role), feature, None) is True
 
+    def writable(self) -> bool:
+        return self.state is State.JOINED and self._connection.writable()
+
+    def when_writable(self, callback: Callable[[], None]) -> None:
+        self._connection.when_writable(callback)
+
     # -- input from the transport ------------------------------------------------------------
 
     def receive(self, items: list[Item]) -> None:

@@ -45,7 +45,7 @@ from tantra.transports.websocket import (
 )
 from tantra.wamp.events import Encoded
 from tantra.wamp.options import keeping_disclosure
-from tantra.wamp.outbox import DEFAULT_MAX_HELD_BYTES, MessageOutbox
+from tantra.wamp.outbox import BACKLOG, DEFAULT_MAX_HELD_BYTES, MessageOutbox
 from tantra.wamp.parse import parse
 from tantra.wamp.peer import IWampConnection
 from tantra.wamp.router import Router
@@ -103,6 +103,12 @@ class _Connection:
     def internal_error(self) -> None:
         self._protocol.factory.counters.hub.clients_dropped["internal_error"] += 1
         self._protocol.close_with(CLOSE_INTERNAL_ERROR)
+
+    def writable(self) -> bool:
+        return self._outbox.writable
+
+    def when_writable(self, callback: Callable[[], None]) -> None:
+        self._outbox.on_writable = callback
 
     def pause_reading(self) -> None:
         transport = self._protocol.transport
@@ -184,6 +190,12 @@ class WampProtocol(HubWebSocketProtocol, WampWebSocketServerProtocol):
         self._log.info("closing slow WAMP client {peer} ({reason})", peer=self.peer, reason=reason)
         if self._router_session is not None:
             self._router_session.connection_lost()
+        if reason == BACKLOG:
+            # This client reads, but the 4001 frame sits behind what its socket
+            # buffers hold: give it as long to reach it as a paused client gets,
+            # not the close timeout, after which the connection would be dropped
+            # without the frame ever arriving.
+            self.closeHandshakeTimeout = max(self.closeHandshakeTimeout, self.factory.stall_timeout)
         self.close_with(CLOSE_SLOW_CONSUMER)
 
     def go_away(self) -> defer.Deferred:
