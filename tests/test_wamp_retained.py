@@ -202,3 +202,28 @@ def test_a_live_event_is_never_followed_by_an_older_retained_one_of_its_topic():
     # Every sensor once, but the one sent retained before its live reading: twice.
     everything = sorted(sensors_of([m for m in got if m[0] == EVENT]) + sent_early)
     assert everything == sorted([f"s{n}" for n in range(SENSORS)] + [f"s{early}"])
+
+
+def test_a_session_holds_the_matching_set_of_one_feed_at_a_time():
+    """Many get_retained SUBSCRIBEs in one session: each feed's publications are
+    gathered only when its turn comes (a lazy iterator), so a client cannot pin
+    a copy of the cache per subscription while it keeps its buffer full."""
+    realm = filled()
+    namespace = realm.router.broker._namespaces[0]
+    gathered: list[str] = []
+    real_retained = namespace.retained
+
+    def counting(pattern, policy):
+        gathered.append(pattern)
+        return real_retained(pattern, policy)
+
+    namespace.retained = counting
+    session, connection = realm.join("many")
+    for prefix in ("tantra.reading.", "tantra.reading", "tantra.read", "tantra.", "tantra"):
+        raw = [32, realm.request(), {"match": "prefix", "get_retained": True}, prefix]
+        realm.send(session, connection, raw)
+    assert gathered == [], "nothing gathered at SUBSCRIBE time"
+    one_turn(realm.clock)
+    assert len(gathered) == 1, "only the first feed has started"
+    events = connection.take(EVENT) + run_out(realm, connection)
+    assert len(gathered) == 5 and len([e for e in events if e[0] == EVENT]) == 5 * SENSORS
