@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import signal
 import subprocess
 import sys
 import threading
@@ -179,6 +180,81 @@ def test_simulate_retries_with_the_same_seq_when_no_ack_comes():
         assert seqs == [1, 1, 1, 2, 2, 2]
     finally:
         silent.close()
+
+
+def test_simulate_counts_every_unacked_reading_when_nothing_listens_on_udp():
+    """The ICMP 'port unreachable' closes the link: each device's reading is an error, exit 1."""
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again: nothing listens there now
+    done = tantra(
+        "simulate",
+        "--url",
+        f"udp://127.0.0.1:{port}",
+        "--count",
+        "3",
+        "--ack-timeout",
+        "0.5",
+        "--quiet",
+    )
+    assert done.returncode == 1, done.stderr
+    totals = json.loads(done.stdout)
+    assert (totals["acked"], totals["errors"], totals["connect_errors"]) == (0, 3, 0)
+    assert "Traceback" not in done.stderr and "Unhandled" not in done.stderr
+
+
+def started(command: list[str], ready: str, timeout: float = 15) -> subprocess.Popen:
+    """A ``tantra`` subprocess, once a line with ``ready`` is on its stdout (``stderr:``: stderr).
+
+    The stream is read in a thread, so a silent process fails the test after
+    ``timeout`` instead of blocking it; the rest is left for ``communicate``.
+    """
+    process = subprocess.Popen(
+        [TANTRA, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    stream = process.stderr if ready.startswith("stderr:") else process.stdout
+    ready = ready.removeprefix("stderr:")
+    found = threading.Event()
+    seen: list[str] = []
+
+    def read() -> None:
+        for line in iter(stream.readline, ""):
+            seen.append(line)
+            if ready in line:
+                found.set()
+                return
+
+    threading.Thread(target=read, daemon=True).start()
+    if not found.wait(timeout):
+        process.kill()
+        process.wait(5)
+        raise AssertionError(f"{command} never printed {ready!r}: {''.join(seen)!r}")
+    return process
+
+
+@pytest.mark.parametrize(("sig", "status"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_tail_stops_quietly_on_ctrl_c_or_sigterm(hub, sig, status):
+    device = f"cli-stop-{sig.name}"
+    tantra("send", "--url", urls(hub)["tcp"], "--device", device, "--seq", "1", "rpm", "7")
+    tail = started(["tail", "--url", urls(hub)["ws"], "--device", device, "--json"], device)
+    tail.send_signal(sig)
+    out, err = tail.communicate(timeout=15)
+    assert (tail.returncode, out, err) == (status, "", "")
+
+
+def test_simulate_prints_its_totals_then_exits_130_on_ctrl_c(hub):
+    simulate = started(
+        ["simulate", "--url", urls(hub)["tcp"], "--devices", "1", "--duration", "60"],
+        "stderr:acked",
+    )
+    simulate.send_signal(signal.SIGINT)
+    out, err = simulate.communicate(timeout=15)
+    assert simulate.returncode == 130, err
+    totals = json.loads(out)
+    assert totals["sent"] >= 1 and totals["errors"] == 0
+    assert "Traceback" not in err and "Unhandled" not in err and "cannot reach" not in err
 
 
 @pytest.mark.parametrize(

@@ -328,3 +328,35 @@ def test_a_scoped_reader_resumes_within_its_scope(tmp_path, capsys):
         for device in devices.values():
             device.close()
         hub.stop()
+
+
+def test_auth_in_a_missing_directory_is_one_line_and_no_start(tmp_path):
+    """A typo in --auth's directory: one line and exit 1, not a traceback from the replay state."""
+    import subprocess
+
+    from tests.support.hubproc import twistd_path
+
+    path = tmp_path / "missing" / "auth.json"
+    done = subprocess.run(
+        [twistd_path(), "-n", "--pidfile=", "tantra", "--http", "tcp:0:interface=127.0.0.1",
+         "--tcp", "none", "--udp", "none", "--store", "none", "--auth", str(path)],
+        capture_output=True, text=True, timeout=30, cwd=tmp_path,
+    )  # fmt: skip
+    assert (done.returncode, done.stdout, done.stderr) == (
+        1,
+        "",
+        f"tantra: --auth {path}: no directory {tmp_path / 'missing'}\n",
+    )
+
+
+def test_auth_file_not_there_yet_starts_with_one_warning(tmp_path):
+    path = tmp_path / "auth.json"
+    hub = HubProcess.start(tmp_path, "--auth", str(path), "--store", "none")
+    try:
+        warnings = [line for line in hub.log_text().splitlines() if "no tokens yet" in line]
+        assert len(warnings) == 1 and warnings[0].endswith(
+            f"every client will be refused until `tantra token add --auth {path} ...`"
+            f" creates {path}"
+        )
+    finally:
+        hub.stop()

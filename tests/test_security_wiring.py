@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import json
 
-from twisted.logger import globalLogPublisher
+import pytest
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 from tantra.counters import Counters
+from tantra.security import replay
 from tantra.security.gate import Auth
+from tantra.security.replay import ReplayGuard, ReplayStateFile, load_floors
 from tantra.security.tokens import Token, TokenTable, hash_secret, write_tokens
 from tantra.security.watcher import TokenFileWatcher
 from tantra.settings import resolve
@@ -69,3 +73,59 @@ def test_watcher_reloads_on_change_and_closes_revoked(tmp_path, clock):
         assert closed == ["a", "b"]
     finally:
         watcher.stopService()
+
+
+def test_a_token_file_in_a_missing_directory_stops_the_start_in_one_line(tmp_path, clock):
+    path = tmp_path / "missing" / "auth.json"
+    with pytest.raises(SystemExit) as stop:
+        TokenFileWatcher(str(path), Auth(TokenTable(), Counters()), clock)
+    assert str(stop.value) == f"tantra: --auth {path}: no directory {tmp_path / 'missing'}"
+
+
+def test_a_token_file_not_there_yet_is_one_warning_at_start(tmp_path, clock):
+    path = str(tmp_path / "auth.json")
+    seen = []
+    globalLogPublisher.addObserver(seen.append)
+    watcher = TokenFileWatcher(path, Auth(TokenTable(), Counters()), clock)
+    try:
+        watcher.startService()
+    finally:
+        watcher.stopService()
+        globalLogPublisher.removeObserver(seen.append)
+    warnings = [formatEvent(e) for e in seen if e.get("log_level") == LogLevel.warn]
+    assert warnings == [
+        f"no tokens yet: every client will be refused until"
+        f" `tantra token add --auth {path} ...` creates {path}"
+    ]
+    write_tokens(path, TokenTable([token("a", "A" * 71)]))
+    seen.clear()
+    globalLogPublisher.addObserver(seen.append)
+    watcher = TokenFileWatcher(path, Auth(TokenTable(), Counters()), clock)
+    try:
+        watcher.startService()
+    finally:
+        watcher.stopService()
+        globalLogPublisher.removeObserver(seen.append)
+    assert [e for e in seen if e.get("log_level") == LogLevel.warn] == []
+
+
+def test_replay_state_in_a_missing_directory_or_unwritable_is_one_line(
+    tmp_path, clock, monkeypatch
+):
+    path = tmp_path / "missing" / "replay.json"
+    with pytest.raises(SystemExit) as stop:
+        load_floors(str(path), 1000)
+    assert str(stop.value) == (
+        f"tantra: replay state file {path}: no directory {tmp_path / 'missing'}"
+    )
+
+    def refused(path, data):
+        raise PermissionError(errno.EACCES, "Permission denied", path)
+
+    monkeypatch.setattr(replay, "write_atomically", refused)
+    state = ReplayStateFile(str(tmp_path / "replay.json"), ReplayGuard(), clock)
+    with pytest.raises(SystemExit) as stop:
+        state.startService()
+    assert str(stop.value) == (
+        f"tantra: cannot write the replay state file {tmp_path / 'replay.json'}: Permission denied"
+    )

@@ -8,7 +8,9 @@ A subcommand is imported only when it runs, so ``tantra --help`` stays fast
 and one command's dependencies never break another.
 
 Errors a person can act on are one line on stderr and a non-zero exit
-(:class:`CommandError`), never a traceback.
+(:class:`CommandError`), never a traceback. Ctrl-C (SIGINT) or SIGTERM
+stops any command quietly with the shell's status for the signal: 130 or 143
+(:class:`Interrupted`).
 
 Does not own: the hub itself (``twistd -n tantra``, ``tantra.tap``).
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -32,6 +35,18 @@ class CommandError(Exception):
     def __init__(self, message: str, status: int = 2):
         super().__init__(message)
         self.status = status
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal stopped the command: nothing is printed, the exit status is 128 + the signal."""
+
+    def __init__(self, signum: int = signal.SIGINT):
+        super().__init__(signum)
+        self.status = 128 + signum
+
+
+def _terminated(signum: int, _frame: object) -> None:
+    raise Interrupted(signum)
 
 
 def register(name: str, module: str, help: str) -> None:
@@ -63,13 +78,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    # SIGTERM as Ctrl-C: a command's clean-up runs (no FILE.part left behind).
+    # Commands on the reactor install their own handlers (links.run_reactor).
+    previous = None
+    try:
+        if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+            previous = signal.signal(signal.SIGTERM, _terminated)
+    except ValueError:  # not the main thread
+        pass
     try:
         return int(_load(args._module).run(args) or 0)
     except CommandError as error:
         print(f"tantra {args.command}: {error}", file=sys.stderr)
         return error.status
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as stop:
+        return getattr(stop, "status", 130)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 # -- the subcommands (one line each) -------------------------------------------

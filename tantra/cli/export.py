@@ -1,15 +1,18 @@
 """Export stored readings to CSV or NDJSON, streamed from the hub's history API.
 
 Reads ``/api/v1/readings?format=csv|ndjson`` (the hub streams the whole
-range in bounded memory) and writes it to ``--output`` or stdout, with a
-progress line on stderr (rows, bytes, rows per second). A file is written
-as ``FILE.part`` and renamed when the hub finished the transfer, so an
-interrupted export never leaves a short file that looks whole.
+range in bounded memory) and writes it to ``--output`` or stdout (also
+``-o -``), with a progress line on stderr (rows, bytes, rows per second). A
+file is written as ``FILE.part`` and renamed when the hub finished the
+transfer, so an interrupted export never leaves a short file that looks
+whole; ``FILE.part`` is opened before the hub is asked (a wrong ``-o`` fails
+at once) and removed on any failure, Ctrl-C and SIGTERM included.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 import time
@@ -44,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sensor", action="append", default=[], help="only this sensor (repeatable)"
     )
-    parser.add_argument("-o", "--output", help="file to write [default: stdout]")
+    parser.add_argument("-o", "--output", help="file to write; - is stdout [default: stdout]")
     parser.add_argument("--quiet", action="store_true", help="no progress line")
     parser.add_argument(
         "--timeout",
@@ -62,21 +65,37 @@ def run(args: argparse.Namespace) -> int:
         query.append(("to", args.end))
     query += [("device", d) for d in args.device] + [("sensor", s) for s in args.sensor]
     address = f"{url.scheme}://{url.host}:{url.port}/api/v1/readings?{urlencode(query)}"
-    if args.output:
-        partial = args.output + ".part"
+    if args.output and args.output != "-":
+        out, partial = _open_partial(args.output)  # before the hub is asked for anything
         try:
-            with open(partial, "wb") as out:
+            with out:
                 rows = _copy(address, out, args)
-        except BaseException:
-            if os.path.exists(partial):
+            os.replace(partial, args.output)
+        except BaseException as error:
+            with contextlib.suppress(OSError):
                 os.unlink(partial)
+            if isinstance(error, OSError):
+                raise CommandError(f"-o {args.output}: {error.strerror or error}", 1) from None
             raise
-        os.replace(partial, args.output)
     else:
         rows = _copy(address, sys.stdout.buffer, args)
     if not args.quiet:
         print(f"exported {rows} reading(s)", file=sys.stderr)
     return 0
+
+
+def _open_partial(output: str) -> tuple[IO[bytes], str]:
+    """``OUTPUT.part``, opened for writing, or a one-line error saying why it cannot be."""
+    directory = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(directory):
+        raise CommandError(f"-o {output}: no directory {directory}")
+    if os.path.isdir(output):
+        raise CommandError(f"-o {output}: is a directory (name a file in it)")
+    partial = output + ".part"
+    try:
+        return open(partial, "wb"), partial  # closed by run()
+    except OSError as error:
+        raise CommandError(f"-o {output}: cannot write {partial}: {error.strerror}") from None
 
 
 def _copy(address: str, out: IO[bytes], args: argparse.Namespace) -> int:

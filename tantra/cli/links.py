@@ -16,6 +16,7 @@ Does not own: the commands (``tantra.cli.send``, ``simulate``, ``tail``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections import deque
@@ -50,7 +51,10 @@ class HubUrl:
 
 def parse_url(text: str, schemes: tuple[str, ...] = SCHEMES) -> HubUrl:
     """A hub address; :class:`CommandError` names what is wrong with it."""
-    parts = urlsplit(text)
+    try:
+        parts = urlsplit(text)
+    except ValueError as error:  # "Invalid IPv6 URL": an unclosed [
+        raise CommandError(f"--url {text!r}: {error}") from None
     if parts.scheme not in schemes:
         raise CommandError(f"--url {text!r}: the scheme must be one of {', '.join(schemes)}")
     try:
@@ -232,6 +236,12 @@ class UdpLink:
             def connectionRefused(self) -> None:
                 replies.close("nothing listens on that UDP port")
 
+            def stopProtocol(self) -> None:
+                # The reactor also drops the socket on an ICMP error (epoll's
+                # EPOLLERR) without a connectionRefused: the same news.
+                if replies.closed is None:
+                    replies.close("nothing listens on that UDP port")
+
         try:
             host = socket.gethostbyname(url.host)  # connect() wants an address
         except OSError as error:
@@ -252,9 +262,13 @@ class UdpLink:
             from tantra.security.signing import sign
 
             payload = sign(payload, self._token)
+        if self._protocol.transport is None:  # the socket is gone (see stopProtocol)
+            raise LinkClosed(self.replies.closed or "the UDP socket is closed")
         self._protocol.transport.write(payload)
 
     def close(self) -> None:
+        if self.replies.closed is None:
+            self.replies.close("the link was closed")
         self._port.stopListening()
 
 
@@ -482,22 +496,55 @@ def run_reactor(main: Any, *args: Any) -> Any:
 
     Why not ``task.react``: it ends the process with ``sys.exit``, and the
     commands print and choose their exit status after the reactor stops.
-    Ctrl-C stops the reactor; the command then sees ``KeyboardInterrupt``.
+    Ctrl-C (SIGINT) or SIGTERM stops the reactor and the command then sees
+    :class:`~tantra.cli.Interrupted`, whatever ``main`` did meanwhile: a
+    connection the stopping reactor closed is not an error to report.
     """
+    import signal
+
     from twisted.internet import defer, reactor
+    from twisted.internet.error import ReactorNotRunning
     from twisted.python.failure import Failure
 
+    from tantra.cli import Interrupted, _terminated
+
     result: list[Any] = []
+    signalled: list[int] = []
+
+    def stop() -> None:
+        with contextlib.suppress(ReactorNotRunning):  # already stopping (a signal came first)
+            reactor.stop()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        signalled.append(signum)
+        reactor.callFromThread(stop)  # type: ignore[attr-defined]  # safe in a signal handler
 
     def start() -> None:
         running = defer.ensureDeferred(main(reactor, *args))
-        running.addBoth(result.append)
-        running.addBoth(lambda _: reactor.stop())
+        running.addBoth(result.append)  # consumes a failure: no "Unhandled error"
+        running.addBoth(lambda _: stop())
 
-    reactor.callWhenRunning(start)
-    reactor.run()
-    if not result:
-        raise KeyboardInterrupt
+    # Only where nobody else chose (as Twisted does): an ignored SIGINT (nohup,
+    # a background job) stays ignored, a debugger keeps its own.
+    unchosen = {
+        signal.SIGINT: (signal.default_int_handler,),
+        signal.SIGTERM: (signal.SIG_DFL, _terminated),
+    }
+    previous = {}
+    try:
+        for signum, defaults in unchosen.items():
+            if signal.getsignal(signum) in defaults:
+                previous[signum] = signal.signal(signum, on_signal)
+    except ValueError:  # not the main thread: no signals here anyway
+        pass
+    try:
+        reactor.callWhenRunning(start)
+        reactor.run(installSignalHandlers=False)  # type: ignore[call-arg]  # ours, above
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+    if signalled or not result:
+        raise Interrupted(signalled[0] if signalled else signal.SIGINT)
     if isinstance(result[0], Failure):
         result[0].raiseException()
     return result[0]

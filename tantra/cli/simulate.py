@@ -15,7 +15,6 @@ Stops after ``--duration`` seconds or ``--count`` readings, or on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import random
 import sys
@@ -154,9 +153,14 @@ def run(args: argparse.Namespace) -> int:
     if args.duration is None and args.count is None:
         args.duration = 10.0
     totals = Totals()
-    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: print the totals so far
+    interrupted: KeyboardInterrupt | None = None
+    try:
         run_reactor(_simulate, url, args, totals)
+    except KeyboardInterrupt as stop:  # Ctrl-C: print the totals so far, then exit 130
+        interrupted = stop
     print(json.dumps(attrs.asdict(totals)))
+    if interrupted is not None:
+        raise interrupted
     if totals.connect_errors == args.devices:
         raise CommandError(f"no device could reach the hub at {url}", status=1)
     return 1 if totals.errors or totals.connect_errors else 0
@@ -221,8 +225,22 @@ async def _simulate(reactor: Any, url: Any, args: argparse.Namespace, totals: To
     ticker = task.LoopingCall(progress)
     ticker.clock = reactor
     ticker.start(1.0, now=False)
+    crashed: list[str] = []
+
+    def died(failure: Any, device: Device) -> None:
+        """A device that stopped on an unexpected error: counted and reported, never swallowed."""
+        if failure.check(defer.CancelledError):  # --duration is over
+            return
+        totals.errors += 1
+        crashed.append(f"{device.name}: {failure.type.__name__}: {failure.getErrorMessage()}")
+
+    stopping: list[bool] = []  # Ctrl-C: the reactor closes the links; that is no failure
+    reactor.addSystemEventTrigger("before", "shutdown", stopping.append, True)
     runs = [
-        defer.ensureDeferred(_device(reactor, device, args, totals, budget)) for device in devices
+        defer.ensureDeferred(_device(reactor, device, args, totals, budget, stopping)).addErrback(
+            died, device
+        )
+        for device in devices
     ]
     everything = defer.DeferredList(runs, consumeErrors=True)
     if args.duration is not None:
@@ -234,14 +252,28 @@ async def _simulate(reactor: Any, url: Any, args: argparse.Namespace, totals: To
         progress()
         if not args.quiet and sys.stderr.isatty():
             print(file=sys.stderr)
+        if crashed:
+            print(
+                f"tantra simulate: {len(crashed)} device(s) stopped on an error: {crashed[0]}",
+                file=sys.stderr,
+            )
         for device in devices:
             device.link.close()
 
 
 async def _device(
-    reactor: Any, device: Device, args: argparse.Namespace, totals: Totals, budget: list
+    reactor: Any,
+    device: Device,
+    args: argparse.Namespace,
+    totals: Totals,
+    budget: list,
+    stopping: list | None = None,
 ) -> None:
-    """Send, wait for the ack (re-send with the same seq on timeout), sleep, repeat."""
+    """Send, wait for the ack (re-send with the same seq on timeout), sleep, repeat.
+
+    A reading not acked is an error, unless the run was stopped while it
+    waited (``--duration`` over: cancelled; Ctrl-C: ``stopping``).
+    """
     from twisted.internet import defer, task
 
     period = 1.0 / args.rate
@@ -257,17 +289,21 @@ async def _device(
                 if attempt:
                     totals.retries += 1
                 waiting = device.link.replies.next()
-                device.link.send(payload)
-                totals.sent += 1
-                waiting.addTimeout(args.ack_timeout, reactor)
                 try:
+                    device.link.send(payload)
+                    totals.sent += 1
+                    waiting.addTimeout(args.ack_timeout, reactor)
                     reply = json.loads(await waiting)
                 except defer.TimeoutError:
                     continue
-                except Exception:
-                    totals.errors += 1
-                    return  # the link is gone
-                if reply.get("ack") == reading["seq"]:
+                except defer.CancelledError:
+                    raise
+                except Exception:  # the link is gone (closed, refused) or the reply is not JSON
+                    waiting.addErrback(lambda _: None)  # a reply that can no longer come
+                    if not stopping:
+                        totals.errors += 1  # this reading was not acked
+                    return
+                if isinstance(reply, dict) and reply.get("ack") == reading["seq"]:
                     totals.acked += 1
                 else:
                     totals.errors += 1

@@ -122,11 +122,9 @@ def run(args: argparse.Namespace) -> int:
     printer = Printer(args.json, args.count)
     try:
         run_reactor(_tail, live_url, url, args, printer)
-    except KeyboardInterrupt:
-        return 0
     except BrokenPipeError:  # tantra tail | head
         return 0
-    return 0
+    return 0  # Ctrl-C: Interrupted, exit 130 (tantra.cli.main)
 
 
 #: Below this a plain number is a reading id, not ms since the epoch (2001-09-09).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 
 from tantra.cli import CommandError
@@ -53,6 +54,16 @@ def _load(path: str) -> TokenTable:
         raise CommandError(str(error)) from None
 
 
+def _write(path: str, table: TokenTable) -> None:
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise CommandError(f"--auth {path}: no directory {directory}")
+    try:
+        write_tokens(path, table)
+    except OSError as error:
+        raise CommandError(f"--auth {path}: cannot write it: {error.strerror or error}") from None
+
+
 def run(args: argparse.Namespace) -> int:
     table = _load(args.auth)
     if args.action == "list":
@@ -63,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         if args.name not in table.by_name:
             raise CommandError(f"no token named {args.name!r} in {args.auth}")
         remaining = [t for t in table.by_name.values() if t.name != args.name]
-        write_tokens(args.auth, TokenTable(remaining))
+        _write(args.auth, TokenTable(remaining))
         print(json.dumps({"revoked": args.name}))
         return 0
     if args.name in table.by_name:
@@ -86,6 +97,6 @@ def run(args: argparse.Namespace) -> int:
         )
     except TokenFileError as error:
         raise CommandError(str(error)) from None
-    write_tokens(args.auth, TokenTable([*table.by_name.values(), token]))
+    _write(args.auth, TokenTable([*table.by_name.values(), token]))
     print(json.dumps({"name": token.name, "token": secret}))
     return 0

@@ -160,6 +160,9 @@ class ReplayGuard:
 
 def load_floors(path: str, margin: int) -> dict[str, int]:
     """The floors after a restart: the marks on disk, plus ``margin`` unless the stop was clean."""
+    directory = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(directory):
+        raise SystemExit(f"tantra: replay state file {path}: no directory {directory}")
     try:
         with open(path, "rb") as handle:
             data = json.load(handle)
@@ -197,7 +200,12 @@ class ReplayStateFile(service.Service):
         super().startService()
         # Synchronously, before any listener opens: from now on a crash is unclean.
         marks = self.guard.snapshot()
-        write_atomically(self.path, dump_state(marks, clean=False))
+        try:
+            write_atomically(self.path, dump_state(marks, clean=False))
+        except OSError as error:
+            raise SystemExit(
+                f"tantra: cannot write the replay state file {self.path}: {error.strerror or error}"
+            ) from None
         self.guard.saved(marks)
         self._loop = task.LoopingCall(self.save_soon)
         self._loop.clock = self._reactor

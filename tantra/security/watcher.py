@@ -7,6 +7,10 @@ says so once per change in the log. The poll is an ``os.stat`` of one
 small file per second (mtime, size and inode: ``tantra token`` replaces the
 file by rename, editors may rewrite it in place), on the injected clock.
 
+A token file's directory must exist when the hub starts (else a one-line
+error); the file itself may not yet (no tokens: every client is refused, and
+one warning says so).
+
 Does not own: the file format (``tantra.security.tokens``).
 """
 
@@ -40,6 +44,9 @@ class TokenFileWatcher(service.Service):
 
     def __init__(self, path: str, auth: Auth, clock: Any, *, interval: float = POLL_SECONDS,
                  reactor: Any = None):  # fmt: skip
+        directory = os.path.dirname(os.path.abspath(path))
+        if not os.path.isdir(directory):  # a typo: say so now, not "unauthorized" for ever
+            raise SystemExit(f"tantra: --auth {path}: no directory {directory}")
         self.path = path
         self.auth = auth
         self._clock = clock
@@ -51,6 +58,12 @@ class TokenFileWatcher(service.Service):
 
     def startService(self) -> None:
         super().startService()
+        if not os.path.exists(self.path):  # fails closed; a mistyped path must show, though
+            _log.warn(
+                "no tokens yet: every client will be refused until"
+                " `tantra token add --auth {path} ...` creates {path}",
+                path=self.path,
+            )
         self._loop = task.LoopingCall(self.poll)
         self._loop.clock = self._clock
         self._loop.start(self._interval, now=False)
