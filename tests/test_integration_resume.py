@@ -81,7 +81,11 @@ def test_a_dashboard_resumes_with_since_and_gets_every_reading_once_in_order(hub
         while len(first) < 500:
             first.append(recv_json(ws))
     hung_up.set()
-    time.sleep(0.1)  # the device streams on while nobody listens
+    # The device streams on while nobody listens: wait (bounded) until it has, so a
+    # loaded machine that is slow to schedule its thread cannot skip the gap.
+    deadline = time.monotonic() + 10
+    while SENT[0] < HOLD_AT + 50 and time.monotonic() < deadline:
+        time.sleep(0.005)
     last_id = first[-1]["id"]
     second: list[dict] = []
     with dashboard(f"{url}&since={last_id}") as ws:
