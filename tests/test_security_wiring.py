@@ -82,9 +82,9 @@ def test_a_token_file_in_a_missing_directory_stops_the_start_in_one_line(tmp_pat
     assert str(stop.value) == f"tantra: --auth {path}: no directory {tmp_path / 'missing'}"
 
 
-def test_a_token_file_not_there_yet_is_one_warning_at_start(tmp_path, clock):
-    path = str(tmp_path / "auth.json")
-    seen = []
+def _start_up_warnings(path: str, clock) -> list[str]:
+    """The warnings a token file watcher logs while it starts and stops."""
+    seen: list[dict] = []
     globalLogPublisher.addObserver(seen.append)
     watcher = TokenFileWatcher(path, Auth(TokenTable(), Counters()), clock)
     try:
@@ -92,21 +92,17 @@ def test_a_token_file_not_there_yet_is_one_warning_at_start(tmp_path, clock):
     finally:
         watcher.stopService()
         globalLogPublisher.removeObserver(seen.append)
-    warnings = [formatEvent(e) for e in seen if e.get("log_level") == LogLevel.warn]
-    assert warnings == [
+    return [formatEvent(e) for e in seen if e.get("log_level") == LogLevel.warn]
+
+
+def test_a_token_file_not_there_yet_is_one_warning_at_start(tmp_path, clock):
+    path = str(tmp_path / "auth.json")
+    assert _start_up_warnings(path, clock) == [
         f"no tokens yet: every client will be refused until"
         f" `tantra token add --auth {path} ...` creates {path}"
     ]
     write_tokens(path, TokenTable([token("a", "A" * 71)]))
-    seen.clear()
-    globalLogPublisher.addObserver(seen.append)
-    watcher = TokenFileWatcher(path, Auth(TokenTable(), Counters()), clock)
-    try:
-        watcher.startService()
-    finally:
-        watcher.stopService()
-        globalLogPublisher.removeObserver(seen.append)
-    assert [e for e in seen if e.get("log_level") == LogLevel.warn] == []
+    assert _start_up_warnings(path, clock) == []
 
 
 def test_replay_state_in_a_missing_directory_or_unwritable_is_one_line(
