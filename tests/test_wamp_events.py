@@ -189,3 +189,27 @@ def test_the_direct_path_follows_pause_resume_and_close():
     outbox.close()
     realm.readings(("d", "x", 5))
     assert connection.writes == [] and outbox.backlog == 0
+
+
+def test_a_client_closed_for_its_backlog_gets_stall_timeout_to_reach_the_4001_frame():
+    """It still reads, but the close frame sits behind what its socket holds: the 5 s
+    close timeout would cut the connection before the frame arrives. A client closed
+    for not reading keeps the close timeout (nothing of its own to wait for)."""
+    from twisted.internet.address import IPv4Address
+    from twisted.internet.task import Clock
+
+    from tantra.hub import Hub
+    from tantra.wamp import build_wamp
+
+    clock = Clock()
+    wamp, _ = build_wamp(Hub(clock), clock, realm="tantra")
+    given_up = {}
+    for reason in ("backlog", "stalled"):
+        protocol = wamp.buildProtocol(IPv4Address("TCP", "10.0.0.5", 5000))
+        # Autobahn copies the factory's options onto the protocol on connect.
+        close_timeout = protocol.closeHandshakeTimeout = wamp.closeHandshakeTimeout
+        protocol.state = protocol.STATE_CLOSED  # no socket here: no close frame to write
+        protocol._on_stalled(reason)
+        given_up[reason] = protocol.closeHandshakeTimeout
+    assert wamp.stall_timeout > close_timeout
+    assert given_up == {"backlog": wamp.stall_timeout, "stalled": close_timeout}

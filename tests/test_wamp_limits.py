@@ -622,12 +622,9 @@ def test_a_batch_of_joins_is_spread_over_turns_and_ingest_runs_between():
     one_turn(realm.clock)
     assert [r.sensor for r in realm.dashboard.readings[-1:]] == ["probe"]  # not starved
     assert realm.clock.getDelayedCalls()  # the joins are not done yet
-    turns = 1
     answers = first_turn + connection.take()
-    while realm.clock.getDelayedCalls():
-        one_turn(realm.clock)
-        turns += 1
-        answers += connection.take()
+    more_turns, later = turns_until_idle(realm.clock, connection)
+    turns, answers = 1 + more_turns, answers + later
     assert turns >= 10
     assert not connection.reading_paused and connection.pauses == 1
     subscribed = [m[1] for m in answers if m[0] == SUBSCRIBED]
@@ -635,6 +632,16 @@ def test_a_batch_of_joins_is_spread_over_turns_and_ingest_runs_between():
     retained = [m for m in answers if m[0] == EVENT]
     assert len(retained) == 1000 and all(m[3]["retained"] for m in retained)
     assert [e[4][0]["sensor"] for e in good.take(EVENT) if e[1] == subscription] == ["probe"]
+
+
+def turns_until_idle(clock: task.Clock, connection, limit: int = 10_000) -> tuple[int, list]:
+    """Reactor turns until nothing is scheduled: how many, and what ``connection`` got."""
+    turns, got = 0, []
+    while clock.getDelayedCalls() and turns < limit:
+        one_turn(clock)
+        turns += 1
+        got += connection.take()
+    return turns, got
 
 
 def one_turn(clock: task.Clock) -> None:

@@ -17,6 +17,7 @@ from tests.test_wamp_limits import (
     OutboxConnection,
     Realm,
     one_turn,
+    turns_until_idle,
     well_behaved_pair,
 )
 
@@ -47,15 +48,9 @@ def pacing_left(realm: Realm) -> bool:
     return bool(broker._pacers or broker._feeding)
 
 
-def run_out(realm: Realm, connection: OutboxConnection, limit: int = 1000) -> list[list]:
+def run_out(realm: Realm, connection: OutboxConnection) -> list[list]:
     """Turn until nothing is scheduled; everything the connection got meanwhile."""
-    got: list[list] = []
-    for _ in range(limit):
-        if not realm.clock.getDelayedCalls():
-            break
-        one_turn(realm.clock)
-        got += connection.take()
-    return got
+    return turns_until_idle(realm.clock, connection, limit=1000)[1]
 
 
 def test_retained_events_take_several_turns_and_other_work_runs_between():
@@ -72,12 +67,9 @@ def test_retained_events_take_several_turns_and_other_work_runs_between():
     live = [e for e in good.take(EVENT) if e[1] == subscription]
     assert sensors_of(live) == ["probe"]  # another client is served meanwhile
     assert pacing_left(realm)
-    turns = 2
     got = first + joiner.take()
-    while realm.clock.getDelayedCalls():
-        one_turn(realm.clock)
-        turns += 1
-        got += joiner.take()
+    more_turns, later = turns_until_idle(realm.clock, joiner)
+    turns, got = 2 + more_turns, got + later
     assert turns >= SENSORS // CHUNK
     assert not pacing_left(realm)
     retained = [m for m in got if m[0] == EVENT and m[3].get("retained")]
