@@ -42,17 +42,18 @@ def take_secret(request) -> str | None:
         kept = []
         for segment in segments:
             name, _, value = segment.partition(b"=")
-            if _unquote(name) != b"token":
+            if form_decoded(name) != b"token":
                 kept.append(segment)
             elif secret is None:
-                secret = _unquote(value).decode("utf-8", "replace")
+                secret = form_decoded(value).decode("utf-8", "replace")
         if len(kept) != len(segments):
             request.uri = urlunsplit(parts._replace(query=b"&".join(kept)))
     return secret
 
 
-def _unquote(part: bytes) -> bytes:
-    """A query name or value as a form decodes it (``+`` is a space)."""
+def form_decoded(part: bytes) -> bytes:
+    """A query name or value as a form decodes it (``+`` is a space), as bytes:
+    whatever it decodes to, nothing here can raise."""
     return unquote_to_bytes(part.replace(b"+", b" "))
 
 

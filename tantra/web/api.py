@@ -16,7 +16,6 @@ import io
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import unquote_to_bytes
 
 import attrs
 import orjson
@@ -30,6 +29,7 @@ from zope.interface import implementer
 from tantra.hub import Filter
 from tantra.security.http import scope_of
 from tantra.security.scopes import Scope
+from tantra.security.web import form_decoded
 from tantra.store.query import ReadingsQuery, SeriesFilter, StoredReading
 from tantra.store.writer import Store
 from tantra.web import params
@@ -72,7 +72,7 @@ def _args(request, allowed: Sequence[str]) -> dict[str, list[str]]:
     # silently meaning "no filter".
     for segment in request.uri.partition(b"?")[2].split(b"&"):
         if segment and b"=" not in segment:
-            raw_args.setdefault(unquote_to_bytes(segment.replace(b"+", b" ")), []).append(b"")
+            raw_args.setdefault(form_decoded(segment), []).append(b"")
     for raw_name, raw_values in raw_args.items():
         try:
             name = raw_name.decode("utf-8")
