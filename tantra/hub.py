@@ -339,8 +339,6 @@ class Hub:
                         duplicates.append(reading)
                         continue
                 append(reading)
-            if acks and self._broadcast_gate is not None and (accepted or self._pending):
-                settled = self._broadcast_gate.settlement()  # not yet broadcast: wait for it
         else:
             # The gate reads the window without a time (``SeqWindow.seen``): forget
             # idle devices first, as ``is_duplicate`` does, so a rebooted one is heard.
@@ -370,6 +368,8 @@ class Hub:
             self._pending_since.append((now, count))
             if self._flush_call is None:
                 self._flush_call = self._clock.callLater(0, self._scheduled_flush)
+        if acks and settled is None and self._broadcast_gate is not None:
+            settled = self.until_broadcast()  # what these acks name is not yet broadcast
         # tuple.__new__: the NamedTuple's own constructor costs twice as much (per payload).
         return _outcome(IngestOutcome, (accepted, duplicates, errors, acks, is_batch, settled))
 
@@ -409,9 +409,10 @@ class Hub:
         return self._gate
 
     def until_broadcast(self) -> Settlement | None:
-        """With :meth:`ack_after_broadcast`: what an ack for a retry must wait for
-        while this turn's readings (its first copy among them, maybe) are not
-        yet broadcast; None when it may go at once."""
+        """With :meth:`ack_after_broadcast`: what an ack must wait for while this
+        turn's readings (the acked ones, or a retry's first copy) are not yet
+        broadcast; None when it may go at once (also with a store, whose gate
+        makes acks wait for the commit instead)."""
         if self._broadcast_gate is not None and self._pending:
             return self._broadcast_gate.settlement()
         return None
